@@ -1,0 +1,6 @@
+"""The Python SDK: :class:`Client` for queries, :class:`ManagerClient` for the registry."""
+
+from seedserve.client.client import AsyncClient, Client
+from seedserve.client.manager import ManagerClient
+
+__all__ = ["AsyncClient", "Client", "ManagerClient"]

@@ -1,0 +1,58 @@
+"""Client for the manager's API: register, list, show and delete models."""
+
+from __future__ import annotations
+
+import json
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from seedserve.client._base import DEFAULT_TIMEOUT, BaseClient, raise_for_error, unreachable
+
+__all__ = ["ManagerClient"]
+
+
+class ManagerClient(BaseClient):
+    """The manager's API with an admin (later: user) token."""
+
+    def __init__(self, url: str, token: str, *, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__(url, token)
+        self._http = httpx.Client(timeout=timeout, transport=transport, headers=self._headers)
+
+    def register(self, artifact_path: str | PathLike[str], manifest: dict[str, Any], *, format: str = "torchscript") -> str:
+        """Register a model; returns its secret key (shown only this once)."""
+        path = Path(artifact_path)
+        with path.open("rb") as artifact:
+            files = {"artifact": (path.name, artifact, "application/octet-stream")}
+            data = {"manifest": json.dumps(manifest), "format": format}
+            body = self._send("POST", "/api/models", files=files, data=data)
+        return str(body["key"])
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return list(self._send("GET", "/api/models")["models"])
+
+    def get_model(self, name: str) -> dict[str, Any]:
+        return dict(self._send("GET", f"/api/models/{name}"))
+
+    def delete_model(self, name: str) -> None:
+        self._send("DELETE", f"/api/models/{name}")
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = self._url(path)
+        try:
+            response = self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise unreachable(url, exc) from exc
+        return raise_for_error(response)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "ManagerClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

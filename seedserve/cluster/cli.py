@@ -1,0 +1,75 @@
+"""The ``seedserve`` command line: a thin shell over the cluster and the SDK.
+
+Exit codes: 0 success, 1 a failed operation, 2 a bad invocation (Click's).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+from pydantic import ValidationError
+
+from seedserve.settings import Settings
+
+__all__ = ["main"]
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group()
+@click.version_option(package_name="seedserve")
+def main() -> None:
+    """seedserve: register PyTorch models and serve each as its own autoscaling deployment."""
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory [env SEEDSERVE_DATA_DIR; default ./seedserve-data].")
+@click.option("--host", help="Address to listen on [default 127.0.0.1].")
+@click.option("--master-port", type=int, help="Master (query) port [default 8000].")
+@click.option("--manager-port", type=int, help="Manager (API) port [default 8080].")
+def up(data_dir: Path | None, host: str | None, master_port: int | None, manager_port: int | None) -> None:
+    """Start the database, Ray, the master and the manager; Ctrl-C stops them."""
+    from seedserve.cluster.up import PortBusy, run_up
+
+    settings = _settings(data_dir=data_dir, host=host, master_port=master_port, manager_port=manager_port)
+    try:
+        run_up(settings, click.echo)
+    except PortBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    except RuntimeError as exc:
+        raise click.ClickException(f"seedserve could not start or stopped: {exc}") from None
+
+
+@main.command()
+@click.option("--host", help="Address of the system [default 127.0.0.1].")
+@click.option("--master-port", type=int, help="Master port [default 8000].")
+@click.option("--manager-port", type=int, help="Manager port [default 8080].")
+def status(host: str | None, master_port: int | None, manager_port: int | None) -> None:
+    """Report each component; exit 1 if any is down."""
+    settings = _settings(host=host, master_port=master_port, manager_port=manager_port)
+    healthy = True
+    for name, port in (("master", settings.master_port), ("manager", settings.manager_port)):
+        url = f"http://{settings.host}:{port}/healthz"
+        try:
+            response = httpx.get(url, timeout=5)
+            report = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            click.echo(f"{name:8} DOWN  {url}: {exc}")
+            healthy = False
+            continue
+        ok = response.status_code == 200 and report.get("status") == "ok"
+        healthy &= ok
+        click.echo(f"{name:8} {'up' if ok else 'DEGRADED':5} {url}")
+        for component, state in report.get("components", {}).items():
+            click.echo(f"  {component:12} {json.dumps(state) if not isinstance(state, str) else state}")
+    sys.exit(0 if healthy else 1)

@@ -1,0 +1,184 @@
+"""Starting each component of a local seedserve system.
+
+Each function starts one thing, waits until it answers, and returns the
+child to stop later; ``up.py`` puts them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pymongo
+
+from seedserve.cluster.ports import PortPlan
+from seedserve.cluster.processes import Child, environ_with, start_child, wait_until
+from seedserve.deployments import deploy_config, master_application, model_application
+from seedserve.registry import ModelStore, connect
+from seedserve.settings import Settings
+
+__all__ = [
+    "ensure_admin_token",
+    "start_database",
+    "start_ray_head",
+    "deploy_system",
+    "start_manager",
+    "http_ok",
+    "worker_resource",
+]
+
+_BIN = Path(sys.executable).parent
+
+
+def worker_resource(worker_type: str) -> str:
+    """The Ray custom resource that marks nodes of ``worker_type``."""
+    return f"worker:{worker_type}"
+
+
+def ensure_admin_token(settings: Settings) -> str:
+    """The admin token: from the environment, else ``<data dir>/admin-token``
+    (created once, readable by its owner only)."""
+    if settings.admin_token is not None:
+        return settings.admin_token.get_secret_value()
+    path = settings.admin_token_file
+    if path.exists():
+        return path.read_text().strip()
+    token = "adm_" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return token
+
+
+def start_database(settings: Settings) -> Child:
+    """The embedded MongoDB-wire server on ``<data dir>/seedserve.db``."""
+    data = settings.data_dir.resolve()
+    child = start_child(
+        "database",
+        [
+            str(_BIN / "nx-27017"),
+            "--db", str(data / "seedserve.db"),
+            "--host", "127.0.0.1",
+            "--port", str(settings.db_port),
+            # Its default pid file is one per machine; keep ours in the data dir.
+            "--pid-file", str(data / "nx-27017.pid"),
+            "--log-file", str(data / "logs" / "database.log"),
+        ],
+        data / "logs" / "database.out",
+    )
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        settings.resolved_mongo_uri, serverSelectionTimeoutMS=500
+    )
+    try:
+        wait_until(lambda: bool(client.admin.command("ping")), 30, "embedded database", child)
+    finally:
+        client.close()
+    return child
+
+
+def start_ray_head(settings: Settings, plan: PortPlan) -> Child:
+    """A local Ray head (``ray start --head --block``; SIGTERM stops the whole node)."""
+    data = settings.data_dir.resolve()
+    env = environ_with(
+        {
+            # One hop per query: HAProxy routes straight to each model's ingress replica.
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            **plan.serve_env(),
+        }
+    )
+    argv = [
+        str(_BIN / "ray"), "start", "--head", "--block",
+        f"--port={settings.ray_port}",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={settings.dashboard_port}",
+        f"--resources={json.dumps({worker_resource(settings.worker_type): 1000})}",
+        "--disable-usage-stats",
+        *plan.ray_start_args(),
+    ]
+    if settings.num_cpus is not None:
+        argv.append(f"--num-cpus={settings.num_cpus}")
+    child = start_child("ray", argv, data / "logs" / "ray.out", env=env)
+    url = dashboard_url(settings)
+    wait_until(lambda: http_ok(url + "/api/serve/applications/", auth=True), 120, "Ray head and dashboard", child)
+    return child
+
+
+def dashboard_url(settings: Settings) -> str:
+    if settings.ray_address:
+        host = settings.ray_address.removeprefix("ray://").split(":")[0]
+        return f"http://{host}:{settings.dashboard_port}"
+    return f"http://127.0.0.1:{settings.dashboard_port}"
+
+
+def deploy_system(settings: Settings, plan: PortPlan) -> None:
+    """Submit the master and every registered model as one Serve config."""
+    master = master_application(
+        mongo_uri=settings.resolved_mongo_uri,
+        database=settings.database,
+        dashboard_url=dashboard_url(settings),
+        reconcile_interval_s=settings.reconcile_interval_s,
+    )
+
+    async def registered() -> list[dict[str, Any]]:
+        client = connect(settings.resolved_mongo_uri)
+        try:
+            return [dict(doc) for doc in await ModelStore(client[settings.database]).list()]
+        finally:
+            await client.close()
+
+    models = [
+        model_application(doc, mongo_uri=settings.resolved_mongo_uri, database=settings.database)
+        for doc in asyncio.run(registered())
+    ]
+    config = deploy_config({"host": settings.host, "port": settings.master_port}, master, models)
+    config["grpc_options"] = {"port": plan.grpc_port()}
+    from seedserve.deployments.serve_api import ray_auth_headers
+
+    response = httpx.put(
+        dashboard_url(settings) + "/api/serve/applications/", json=config, headers=ray_auth_headers(), timeout=60
+    )
+    if response.status_code >= 400:
+        raise RuntimeError(f"Serve refused the config (HTTP {response.status_code}): {response.text[:2000]}")
+
+
+def start_manager(settings: Settings, admin_token: str) -> Child:
+    """The manager on uvicorn, configured through ``SEEDSERVE_*``."""
+    data = settings.data_dir.resolve()
+    env = environ_with(
+        {
+            "SEEDSERVE_DATA_DIR": str(data),
+            "SEEDSERVE_MONGO_URI": settings.resolved_mongo_uri,
+            "SEEDSERVE_DATABASE": settings.database,
+            "SEEDSERVE_ADMIN_TOKEN": admin_token,
+            "SEEDSERVE_MAX_ARTIFACT_BYTES": str(settings.max_artifact_bytes),
+        }
+    )
+    argv = [
+        sys.executable, "-m", "uvicorn", "--factory", "seedserve.manager_app:create_app_from_env",
+        "--host", settings.host, "--port", str(settings.manager_port), "--no-access-log",
+    ]
+    child = start_child("manager", argv, data / "logs" / "manager.out", env=env)
+    wait_until(lambda: http_ok(f"http://{settings.host}:{settings.manager_port}/healthz"), 60, "manager", child)
+    return child
+
+
+def http_ok(url: str, *, auth: bool = False) -> bool:
+    """Whether ``GET url`` answers 200."""
+    headers: dict[str, str] = {}
+    if auth:
+        from seedserve.deployments.serve_api import ray_auth_headers
+
+        headers = ray_auth_headers()
+    try:
+        return httpx.get(url, timeout=5, headers=headers).status_code == 200
+    except httpx.HTTPError:
+        return False

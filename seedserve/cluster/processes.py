@@ -1,0 +1,100 @@
+"""Child processes that ``seedserve up`` supervises."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Child", "environ_with", "session_members", "start_child", "wait_until"]
+
+
+@dataclass
+class Child:
+    """A named child process with its log file."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s``; then kill whatever the child
+        left behind in its session (Ray's workers outlive a killed ``ray start``)."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        for pid in session_members(self.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def session_members(sid: int) -> list[int]:
+    """Processes in session ``sid`` (children are started as session leaders)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command name: state, ppid, pgrp, session, ...
+        if int(fields[3]) == sid and int(stat.parent.name) != sid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def start_child(name: str, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> Child:
+    """Start ``argv`` with output to ``log``, in its own process group so a
+    Ctrl-C in the terminal reaches only ``seedserve up``, which stops children in order."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+        )
+    return Child(name, process, log)
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str, child: Child | None = None) -> None:
+    """Poll ``check`` until it holds; raise with ``what`` (and the child's log) if it never does."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child is not None and not child.alive():
+            raise RuntimeError(f"{what}: {child.name} exited with code {child.process.returncode}\n{child.log_tail()}")
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.25)
+    tail = f"\n{child.log_tail()}" if child is not None else ""
+    raise RuntimeError(f"{what}: not ready after {timeout_s:.0f} s{tail}")
+
+
+def environ_with(extra: Mapping[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+

@@ -1,0 +1,98 @@
+"""``seedserve up``: start every component in order, print the URLs, wait for
+Ctrl-C, and stop every child in reverse order."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from seedserve.cluster.components import (
+    deploy_system,
+    ensure_admin_token,
+    http_ok,
+    start_database,
+    start_manager,
+    start_ray_head,
+)
+from seedserve.cluster.ports import PortPlan, busy_ports
+from seedserve.cluster.processes import Child, wait_until
+from seedserve.settings import Settings
+
+__all__ = ["PortBusy", "run_up", "ports_to_check"]
+
+
+class PortBusy(Exception):
+    """A port seedserve needs is taken."""
+
+
+def ports_to_check(settings: Settings) -> dict[str, int]:
+    ports = {"master port": settings.master_port, "manager port": settings.manager_port}
+    if settings.mongo_uri is None:
+        ports["database port"] = settings.db_port
+    if settings.ray_address is None:
+        ports["Ray port"] = settings.ray_port
+        ports["Ray dashboard port"] = settings.dashboard_port
+        for offset in (0, 2, 10, 12):  # a sample of the internal block
+            ports[f"internal port (base {settings.internal_port_base})"] = settings.internal_port_base + offset
+    return ports
+
+
+def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
+    """Run the system in the foreground until SIGINT or SIGTERM."""
+    busy = busy_ports(settings.host, ports_to_check(settings))
+    if busy:
+        name, port = next(iter(busy.items()))
+        raise PortBusy(
+            f"{name} {port} on {settings.host} is already in use (is another seedserve running?); "
+            f"stop it or choose another port (see `seedserve up --help`)"
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    token = ensure_admin_token(settings)
+    plan = PortPlan(settings.internal_port_base)
+    children: list[Child] = []
+    # SIGTERM stops the system the way Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if settings.mongo_uri is None:
+            echo(f"starting the embedded database on 127.0.0.1:{settings.db_port}")
+            children.append(start_database(settings))
+        if settings.ray_address is None:
+            echo("starting a local Ray head")
+            children.append(start_ray_head(settings, plan))
+        echo("deploying the master and the registered models")
+        deploy_system(settings, plan)
+        master_url = f"http://{settings.host}:{settings.master_port}"
+        wait_until(lambda: http_ok(master_url + "/v2/health/ready"), 180, "master")
+        echo("starting the manager")
+        children.append(start_manager(settings, token))
+        echo(
+            f"seedserve is up\n  master:  {master_url}\n"
+            f"  manager: http://{settings.host}:{settings.manager_port}\n"
+            f"  admin token: {settings.admin_token_file if settings.admin_token is None else '$SEEDSERVE_ADMIN_TOKEN'}\n"
+            "Press Ctrl-C to stop."
+        )
+        _watch(children)
+    except KeyboardInterrupt:
+        echo("stopping")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for child in reversed(children):
+            child.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _watch(children: list[Child]) -> None:
+    """Block until interrupted; a child that dies takes the system down with a report."""
+    while True:
+        for child in children:
+            if not child.alive():
+                raise RuntimeError(f"{child.name} exited unexpectedly:\n{child.log_tail()}")
+        time.sleep(0.5)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

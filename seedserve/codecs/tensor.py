@@ -1,0 +1,169 @@
+"""Dense tensors: nested JSON lists, ``{"b64", "dtype", "shape"}`` raw
+little-endian bytes, or ``{"b64", "mime": "application/x-npy"}`` .npy files.
+
+Limits come first: the element count is checked from the declared or sent
+shape (or the base64 length) before any buffer is decoded or copied.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+from typing import Any
+
+import numpy as np
+
+from seedserve.codecs.schema import TensorInput
+from seedserve.errors import InputTooLarge, InvalidInput
+
+__all__ = ["decode_tensor"]
+
+NPY_MIME = "application/x-npy"
+
+
+def decode_tensor(value: Any, spec: TensorInput) -> np.ndarray:
+    """Decode ``value`` into an array of ``spec.dtype`` whose shape fits ``spec.shape``."""
+    if isinstance(value, dict):
+        array = _decode_binary(value, spec)
+    elif isinstance(value, list):
+        array = _decode_nested(value, spec)
+    else:
+        raise InvalidInput(
+            f"input {spec.name!r}: expected nested lists or an object with 'b64', got {type(value).__name__}",
+            input=spec.name,
+        )
+    _check_shape(array.shape, spec)
+    if array.dtype.kind == "f" and not spec.allow_nan and not np.isfinite(array).all():
+        raise InvalidInput(
+            f"input {spec.name!r}: contains NaN or Inf; send finite numbers or set allow_nan in the manifest",
+            input=spec.name,
+        )
+    return array
+
+
+def _decode_nested(value: list[Any], spec: TensorInput) -> np.ndarray:
+    try:
+        raw = np.asarray(value)
+    except ValueError as exc:  # ragged lists
+        raise InvalidInput(
+            f"input {spec.name!r}: nested lists are ragged; every row must have the same length",
+            input=spec.name,
+        ) from exc
+    if raw.size > spec.max_elements:
+        raise _too_many(spec, raw.size)
+    if raw.dtype.kind not in "biuf":
+        raise InvalidInput(
+            f"input {spec.name!r}: expected numbers, got values of type {raw.dtype.name!r}",
+            input=spec.name,
+        )
+    return _cast(raw, spec)
+
+
+def _cast(raw: np.ndarray, spec: TensorInput) -> np.ndarray:
+    target = np.dtype(spec.dtype)
+    if target.kind in "iub" and raw.dtype.kind == "f":
+        if not np.isfinite(raw).all() or (raw != np.round(raw)).any():
+            raise InvalidInput(
+                f"input {spec.name!r}: declared {spec.dtype} but got non-integer numbers",
+                input=spec.name,
+            )
+    if target.kind in "iu" and raw.size and raw.dtype.kind in "iuf":
+        info = np.iinfo(target)
+        if raw.min() < info.min or raw.max() > info.max:
+            raise InvalidInput(
+                f"input {spec.name!r}: values outside the range of {spec.dtype} [{info.min}, {info.max}]",
+                input=spec.name,
+            )
+    return raw.astype(target, copy=False)
+
+
+def _decode_binary(value: dict[str, Any], spec: TensorInput) -> np.ndarray:
+    encoded = value.get("b64")
+    if not isinstance(encoded, str):
+        raise InvalidInput(f"input {spec.name!r}: the object needs a 'b64' string", input=spec.name)
+    max_bytes = spec.max_elements * np.dtype(spec.dtype).itemsize + 4096
+    if len(encoded) * 3 // 4 > max_bytes:
+        raise InputTooLarge(
+            f"input {spec.name!r}: {len(encoded) * 3 // 4:,} bytes exceeds the limit of {max_bytes:,} "
+            "for max_elements; send fewer elements or raise max_elements in the manifest",
+            input=spec.name,
+            limit=max_bytes,
+        )
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"input {spec.name!r}: 'b64' is not valid base64", input=spec.name) from exc
+    if value.get("mime") == NPY_MIME:
+        return _decode_npy(data, spec)
+    return _decode_raw(data, value, spec)
+
+
+def _decode_raw(data: bytes, value: dict[str, Any], spec: TensorInput) -> np.ndarray:
+    dtype_name = value.get("dtype", spec.dtype)
+    shape = value.get("shape")
+    if dtype_name not in _WIRE_DTYPES:
+        raise InvalidInput(
+            f"input {spec.name!r}: dtype {dtype_name!r} is not one of {sorted(_WIRE_DTYPES)}", input=spec.name
+        )
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise InvalidInput(
+            f"input {spec.name!r}: raw bytes need 'shape', a list of non-negative integers", input=spec.name
+        )
+    count = math.prod(shape)
+    if count > spec.max_elements:
+        raise _too_many(spec, count)
+    dtype = np.dtype(dtype_name).newbyteorder("<")
+    if count * dtype.itemsize != len(data):
+        raise InvalidInput(
+            f"input {spec.name!r}: shape {shape} of {dtype_name} needs {count * dtype.itemsize} bytes, got {len(data)}",
+            input=spec.name,
+        )
+    raw = np.frombuffer(data, dtype=dtype).reshape(shape)
+    return _cast(raw.astype(dtype.newbyteorder("="), copy=False), spec)
+
+
+def _decode_npy(data: bytes, spec: TensorInput) -> np.ndarray:
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        shape, fortran, dtype = np.lib.format._read_array_header(stream, version)  # header only
+    except (ValueError, OSError) as exc:
+        raise InvalidInput(f"input {spec.name!r}: not a valid .npy file", input=spec.name) from exc
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise InvalidInput(f"input {spec.name!r}: .npy dtype {dtype} is not numeric", input=spec.name)
+    count = math.prod(shape)
+    if count > spec.max_elements:
+        raise _too_many(spec, count)
+    stream.seek(0)
+    try:
+        raw = np.load(stream, allow_pickle=False)
+    except ValueError as exc:
+        raise InvalidInput(f"input {spec.name!r}: .npy data is truncated or corrupt", input=spec.name) from exc
+    return _cast(raw, spec)
+
+
+def _check_shape(shape: tuple[int, ...], spec: TensorInput) -> None:
+    declared = spec.shape
+    fits = len(shape) == len(declared) and all(d == -1 or d == s for d, s in zip(declared, shape))
+    if not fits:
+        raise InvalidInput(
+            f"input {spec.name!r}: shape {list(shape)} does not match the declared {declared} (-1 = any size)",
+            input=spec.name,
+            expected=declared,
+            got=list(shape),
+        )
+
+
+def _too_many(spec: TensorInput, count: int) -> InputTooLarge:
+    return InputTooLarge(
+        f"input {spec.name!r}: {count:,} elements exceeds the limit of {spec.max_elements:,}; "
+        "send fewer elements or raise max_elements in the manifest",
+        input=spec.name,
+        limit=spec.max_elements,
+        got=count,
+    )
+
+
+_WIRE_DTYPES = {"float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool"}

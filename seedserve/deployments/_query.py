@@ -1,0 +1,107 @@
+"""The per-query library that runs in front of a model inside that model's own
+ingress replica: read the body within its limit, authenticate the key, parse
+JSON, and turn errors into JSON responses. Keeping it here instead of in a
+separate ingress deployment saves one Ray hop per query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from seedserve.errors import InputTooLarge, InvalidInput, SeedserveError, Unauthenticated, http_status
+from seedserve.registry.keys import key_matches
+
+__all__ = ["KeyCache", "bearer_key", "read_body", "parse_json", "error_response", "encode_outputs", "relative_path"]
+
+logger = logging.getLogger("seedserve.query")
+
+
+class KeyCache:
+    """The model's key hashes, refreshed from the registry in the background so
+    a revoked key stops working within one refresh interval."""
+
+    def __init__(self, hashes: list[str], fetch: Callable[[], Awaitable[list[str]]], interval_s: float) -> None:
+        self._hashes = list(hashes)
+        self._fetch = fetch
+        self._interval_s = interval_s
+
+    def check(self, key: str) -> None:
+        """Raise :class:`Unauthenticated` unless ``key`` is one of the model's keys."""
+        if not key_matches(key, self._hashes):
+            raise Unauthenticated("the key is not valid for this model; check Authorization: Bearer <key>")
+
+    async def refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                self._hashes = await self._fetch()
+            except Exception:  # keep the last known keys while the database is away
+                logger.warning("could not refresh keys; keeping the cached ones", exc_info=True)
+
+
+def bearer_key(request: Request) -> str:
+    """The key from ``Authorization: Bearer <key>``."""
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthenticated("missing key; send the model's key as 'Authorization: Bearer <key>'")
+    return key.strip()
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused as soon as it is known to exceed ``max_bytes``
+    (from Content-Length, or while streaming when there is none)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(int(declared), max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(size, max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, max_bytes: int) -> InputTooLarge:
+    return InputTooLarge(
+        f"the body ({size:,} bytes so far) exceeds the limit of {max_bytes:,} bytes; "
+        "send less data or raise max_body_bytes in the manifest",
+        limit=max_bytes,
+    )
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a JSON body; an empty or malformed one is the client's error."""
+    if not body:
+        raise InvalidInput("the body is empty; send a JSON object whose keys are input names")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
+
+
+def error_response(exc: SeedserveError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
+    return JSONResponse(exc.to_body(), status_code=http_status(exc), headers=headers)
+
+
+def encode_outputs(outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Outputs as JSON values (nested lists)."""
+    return {name: array.tolist() for name, array in outputs.items()}
+
+
+def relative_path(request: Request) -> str:
+    """The path below the application's route prefix (Serve sets it as root_path)."""
+    path: str = request.scope.get("path", "")
+    root: str = request.scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path

@@ -1,0 +1,108 @@
+"""The master deployment: what is not per model. Health, Open Inference
+Protocol server metadata, JSON answers for models that are not (yet) served,
+and the reconciler that keeps one application per registered model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from seedserve import __version__
+from seedserve.deployments._query import error_response
+from seedserve.deployments.reconciler import Reconciler
+from seedserve.deployments.serve_api import ServeRestApi
+from seedserve.deployments.serve_config import model_app_name
+from seedserve.errors import NotFound, SeedserveError, Unavailable
+from seedserve.registry import ModelStore, connect
+
+__all__ = ["Master", "build"]
+
+
+@serve.deployment
+class Master:
+    async def __init__(self, mongo_uri: str, database: str, dashboard_url: str, reconcile_interval_s: float) -> None:
+        self._store = ModelStore(connect(mongo_uri, timeout_ms=2000)[database])
+        self._reconciler = Reconciler(
+            self._store,
+            ServeRestApi(dashboard_url),
+            mongo_uri=mongo_uri,
+            database=database,
+            interval_s=reconcile_interval_s,
+        )
+        self._task = asyncio.get_running_loop().create_task(self._reconciler.run_forever())
+        self._routes = {
+            "/healthz": self._healthz,
+            "/v2": self._server_metadata,
+            "/v2/health/live": self._live,
+            "/v2/health/ready": self._ready,
+        }
+
+    async def __call__(self, request: Request) -> Response:
+        path = request.url.path.rstrip("/") or "/"
+        try:
+            handler = self._routes.get(path)
+            if handler is not None and request.method == "GET":
+                return await handler()
+            return await self._not_served(path)
+        except SeedserveError as exc:
+            return error_response(exc)
+
+    async def _healthz(self) -> Response:
+        state = self._reconciler.state
+        try:
+            await self._store.ping()
+            database = "ok"
+        except Unavailable as exc:
+            database = f"unavailable: {exc.message}"
+        components = {
+            "master": "ok",
+            "database": database,
+            "reconciler": {
+                "last_ok_age_s": None if state.last_ok is None else round(time.time() - state.last_ok, 1),
+                "error": state.last_error,
+                "deploys": state.deploys,
+            },
+            "applications": state.applications,
+        }
+        healthy = database == "ok" and state.last_error is None
+        return JSONResponse({"status": "ok" if healthy else "degraded", "components": components})
+
+    async def _server_metadata(self) -> Response:
+        return JSONResponse({"name": "seedserve", "version": __version__, "extensions": []})
+
+    async def _live(self) -> Response:
+        return JSONResponse({"live": True})
+
+    async def _ready(self) -> Response:
+        ready = self._reconciler.state.last_ok is not None and self._reconciler.state.last_error is None
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    async def _not_served(self, path: str) -> Response:
+        parts = path.strip("/").split("/")
+        if len(parts) >= 2 and parts[0] == "models":
+            name = parts[1]
+            if name in self._reconciler.state.registered or await self._store.exists(name):
+                status = self._reconciler.state.applications.get(model_app_name(name), "NOT_STARTED")
+                exc = Unavailable(f"model {name!r} is starting ({status}); retry in a few seconds", input="model")
+                response = error_response(exc)
+                response.headers["Retry-After"] = "2"
+                return response
+            return error_response(NotFound(f"no model named {name!r} is registered", input="model"))
+        return error_response(NotFound(f"no route {path}; queries go to POST /models/<name>/predict"))
+
+    def check_health(self) -> None:
+        if self._task.done():
+            raise RuntimeError("the reconciler stopped") from self._task.exception()
+
+
+def build(args: dict[str, Any]) -> Application:
+    """Application builder for ``import_path: seedserve.deployments.master:build``."""
+    return Master.bind(
+        args["mongo_uri"], args["database"], args["dashboard_url"], float(args.get("reconcile_interval_s", 2.0))
+    )

@@ -1,0 +1,82 @@
+"""The per-model server: one Serve application per registered model.
+
+Its ingress replica does everything a query needs (key check, decode, infer,
+encode) so that HAProxy's request reaches the model in a single hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from seedserve.codecs import Manifest, decode_inputs
+from seedserve.deployments._query import (
+    KeyCache,
+    bearer_key,
+    encode_outputs,
+    error_response,
+    parse_json,
+    read_body,
+    relative_path,
+)
+from seedserve.errors import NotFound, SeedserveError
+from seedserve.registry import ModelStore, connect
+from seedserve.runtime import load_model, run_model, sample_inputs
+
+__all__ = ["ModelServer", "build"]
+
+logger = logging.getLogger("seedserve.model_server")
+
+
+@serve.deployment(max_ongoing_requests=32, health_check_period_s=5)
+class ModelServer:
+    """Serves one model version: ``POST <prefix>/predict``."""
+
+    async def __init__(self, name: str, mongo_uri: str, database: str, key_refresh_s: float = 2.0) -> None:
+        self._name = name
+        store = ModelStore(connect(mongo_uri)[database])
+        doc = await store.get(name)
+        self._manifest = Manifest.model_validate(doc["manifest"])
+        self._version = doc["version"]
+        artifact = await store.read_artifact(doc["artifact"]["file_id"])
+        self._model = load_model(artifact, doc["artifact"]["format"])
+        # Warm-up: the first call of a TorchScript module compiles and is slow;
+        # pay it here, before this replica takes traffic.
+        run_model(self._model, self._manifest, sample_inputs(self._manifest))
+        self._keys = KeyCache(
+            [key["sha256"] for key in doc["keys"]], lambda: store.key_hashes(name), key_refresh_s
+        )
+        self._refresh = asyncio.get_running_loop().create_task(self._keys.refresh_forever())
+        logger.info("model %s version %s ready", name, self._version)
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            if relative_path(request).rstrip("/") == "/predict" and request.method == "POST":
+                return await self._predict(request)
+            raise NotFound(f"no route {request.method} {request.url.path}; use POST /models/{self._name}/predict")
+        except SeedserveError as exc:
+            return error_response(exc)
+
+    async def _predict(self, request: Request) -> Response:
+        self._keys.check(bearer_key(request))
+        body = await read_body(request, self._manifest.max_body_bytes)
+        arrays = decode_inputs(self._manifest, parse_json(body))
+        outputs = run_model(self._model, self._manifest, arrays)
+        return JSONResponse(encode_outputs(outputs))
+
+    def check_health(self) -> None:
+        if self._refresh.done() and self._refresh.exception() is not None:
+            raise RuntimeError("the key refresh task died") from self._refresh.exception()
+
+
+def build(args: dict[str, Any]) -> Application:
+    """Application builder for ``import_path: seedserve.deployments.model_server:build``."""
+    return ModelServer.bind(
+        args["name"], args["mongo_uri"], args["database"], float(args.get("key_refresh_s", 2.0))
+    )

@@ -1,0 +1,80 @@
+"""Level-triggered reconciliation: MongoDB's registry is the desired state,
+Serve's applications the actual one. Each pass reads both and, if the model
+applications differ, submits one config holding the master (exactly as Serve
+runs it) and every registered model."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from seedserve.deployments.serve_api import ServeRestApi
+from seedserve.deployments.serve_config import (
+    MASTER_APP,
+    deploy_config,
+    model_application,
+    model_apps_differ,
+)
+from seedserve.registry import ModelStore
+
+__all__ = ["Reconciler", "ReconcilerState"]
+
+logger = logging.getLogger("seedserve.reconciler")
+
+
+@dataclass
+class ReconcilerState:
+    """What the last passes saw, for health reports."""
+
+    passes: int = 0
+    deploys: int = 0
+    last_ok: float | None = None
+    last_error: str | None = None
+    applications: dict[str, str] = field(default_factory=dict)
+    registered: set[str] = field(default_factory=set)
+
+
+class Reconciler:
+    def __init__(self, store: ModelStore, api: ServeRestApi, *, mongo_uri: str, database: str, interval_s: float) -> None:
+        self._store = store
+        self._api = api
+        self._mongo_uri = mongo_uri
+        self._database = database
+        self._interval_s = interval_s
+        self.state = ReconcilerState()
+
+    async def reconcile_once(self) -> bool:
+        """One pass; returns whether a new config was submitted."""
+        docs = await self._store.list()
+        details = await self._api.details()
+        applications: dict[str, Any] = details.get("applications") or {}
+        deployed = {name: app.get("deployed_app_config") or {} for name, app in applications.items()}
+        self.state.applications = {name: str(app.get("status")) for name, app in applications.items()}
+        self.state.registered = {doc["name"] for doc in docs}
+        desired = [model_application(doc, mongo_uri=self._mongo_uri, database=self._database) for doc in docs]
+        if not model_apps_differ(desired, deployed):
+            return False
+        if MASTER_APP not in deployed:
+            raise RuntimeError("Serve runs no master application; deploy it before reconciling")
+        http_options = {k: v for k, v in (details.get("http_options") or {}).items() if v is not None}
+        await self._api.deploy(deploy_config(http_options, deployed[MASTER_APP], desired))
+        self.state.deploys += 1
+        logger.info("deployed %d model application(s)", len(desired))
+        return True
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.reconcile_once()
+                self.state.last_ok = time.time()
+                self.state.last_error = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep converging: the next pass retries
+                self.state.last_error = f"{type(exc).__name__}: {exc}"
+                logger.warning("reconcile pass failed: %s", self.state.last_error)
+            self.state.passes += 1
+            await asyncio.sleep(self._interval_s)

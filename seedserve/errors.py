@@ -1,0 +1,136 @@
+"""The one error tree of seedserve.
+
+Every part raises these; the manager and the master turn them into HTTP
+responses through :data:`HTTP_STATUS` (the only place a status code is chosen
+for a domain error), and the SDK turns the JSON body back into the same class
+through :func:`from_body`. This module imports nothing of ours, so the pure
+codecs may use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "SeedserveError",
+    "InvalidInput",
+    "InputTooLarge",
+    "InvalidManifest",
+    "InvalidArtifact",
+    "Unauthenticated",
+    "NotFound",
+    "AlreadyExists",
+    "Unavailable",
+    "HTTP_STATUS",
+    "http_status",
+    "from_body",
+]
+
+
+class SeedserveError(Exception):
+    """Base of every error seedserve raises on purpose.
+
+    ``code`` is stable and machine-readable; ``message`` says what was wrong
+    and what to do; ``input`` names the offending input or field when there
+    is one.
+    """
+
+    code = "error"
+
+    def __init__(self, message: str, *, input: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.input = input
+        self.details = details
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON error body: ``{"error": {"code", "message", "input"?, ...}}``."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.input is not None:
+            error["input"] = self.input
+        error.update(self.details)
+        return {"error": error}
+
+
+class InvalidInput(SeedserveError):
+    """A query's input is malformed or of the wrong type or shape."""
+
+    code = "invalid_input"
+
+
+class InputTooLarge(InvalidInput):
+    """An input or a body is over a declared limit (bytes, elements, pixels...)."""
+
+    code = "input_too_large"
+
+
+class InvalidManifest(SeedserveError):
+    """A model manifest failed validation; ``input`` is the field path."""
+
+    code = "invalid_manifest"
+
+
+class InvalidArtifact(SeedserveError):
+    """A model artifact could not be loaded or run on a sample input."""
+
+    code = "invalid_artifact"
+
+
+class Unauthenticated(SeedserveError):
+    """A key or token is missing or wrong."""
+
+    code = "unauthenticated"
+
+
+class NotFound(SeedserveError):
+    """No such model (or not one the caller may see)."""
+
+    code = "not_found"
+
+
+class AlreadyExists(SeedserveError):
+    """A model of that name is already registered."""
+
+    code = "already_exists"
+
+
+class Unavailable(SeedserveError):
+    """A dependency (database, model replica) is down; retry later."""
+
+    code = "unavailable"
+
+
+HTTP_STATUS: dict[type[SeedserveError], int] = {
+    InputTooLarge: 413,
+    InvalidInput: 400,
+    InvalidManifest: 422,
+    InvalidArtifact: 422,
+    Unauthenticated: 401,
+    NotFound: 404,
+    AlreadyExists: 409,
+    Unavailable: 503,
+    SeedserveError: 400,
+}
+
+
+def http_status(exc: SeedserveError) -> int:
+    """The HTTP status for ``exc``: the entry of its nearest class in the table."""
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]  # type: ignore[index]
+    return 400
+
+
+_BY_CODE: dict[str, type[SeedserveError]] = {cls.code: cls for cls in HTTP_STATUS}
+
+
+def from_body(body: Any, status: int) -> SeedserveError:
+    """Rebuild the named error from a JSON error body (used by the SDK)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return SeedserveError(f"HTTP {status}: {str(body)[:200]}")
+    fields = dict(error)
+    cls = _BY_CODE.get(str(fields.pop("code", "")), SeedserveError)
+    message = str(fields.pop("message", f"HTTP {status}"))
+    input_name = fields.pop("input", None)
+    return cls(message, input=input_name, **fields)

@@ -1,0 +1,30 @@
+"""Test-load an artifact in a child process: ``python -m seedserve.manager_app._probe PATH FORMAT``
+with the manifest as JSON on stdin. Prints one JSON line: the output shapes,
+or the error. The manager never loads uploaded artifacts in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main() -> int:
+    path, fmt = sys.argv[1], sys.argv[2]
+    try:
+        from seedserve.codecs import Manifest
+        from seedserve.runtime import load_model, run_model, sample_inputs
+
+        manifest = Manifest.model_validate_json(sys.stdin.read())
+        model = load_model(Path(path).read_bytes(), fmt)
+        outputs = run_model(model, manifest, sample_inputs(manifest))
+        print(json.dumps({"ok": True, "outputs": {k: list(v.shape) for k, v in outputs.items()}}))
+    except Exception as exc:  # report any failure of the model to the registrant
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        print(json.dumps({"ok": False, "error": message[:4000], "input": getattr(exc, "input", None)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""Typed settings, read from ``SEEDSERVE_*`` environment variables.
+
+Built once by whoever starts a process (``Settings()``); nothing reads the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Where seedserve listens, where it keeps data, and which services it uses."""
+
+    model_config = SettingsConfigDict(env_prefix="SEEDSERVE_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("seedserve-data"),
+        description="Directory for the embedded database file, the admin token and logs.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the master and the manager listen on.")
+    master_port: int = Field(default=8000, ge=1, le=65535, description="HTTP port of the master (queries).")
+    manager_port: int = Field(default=8080, ge=1, le=65535, description="HTTP port of the manager (API, dashboard).")
+    mongo_uri: str | None = Field(
+        default=None,
+        description="MongoDB URI. Unset: `seedserve up` starts the embedded MongoDB-wire server.",
+    )
+    database: str = Field(default="seedserve", description="MongoDB database name.")
+    db_port: int = Field(default=27017, ge=1, le=65535, description="Port of the embedded database server.")
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Token for the manager's write API. Unset: generated into <data_dir>/admin-token.",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SEEDSERVE_RAY_ADDRESS", "RAY_ADDRESS"),
+        description="Join this Ray cluster instead of starting a local head.",
+    )
+    ray_port: int = Field(default=6379, ge=1, le=65535, description="GCS port of the local Ray head.")
+    dashboard_port: int = Field(default=8265, ge=1, le=65535, description="Ray dashboard port (Serve REST API).")
+    internal_port_base: int = Field(
+        default=20000,
+        ge=1024,
+        le=64000,
+        description="First of 1,500 ports for Ray's and Serve's internal listeners on this node.",
+    )
+    num_cpus: int | None = Field(default=None, ge=1, description="CPUs the local Ray head offers (default: all).")
+    worker_type: str = Field(default="cpu-local", description="Worker type this node advertises.")
+    max_artifact_bytes: int = Field(default=512 * 2**20, gt=0, description="Largest model artifact accepted.")
+    reconcile_interval_s: float = Field(default=2.0, gt=0, description="How often the master reconciles.")
+
+    @model_validator(mode="after")
+    def _ports_are_distinct(self) -> "Settings":
+        ports = {
+            "master_port": self.master_port,
+            "manager_port": self.manager_port,
+            "dashboard_port": self.dashboard_port,
+            "ray_port": self.ray_port,
+        }
+        if self.mongo_uri is None:
+            ports["db_port"] = self.db_port
+        seen: dict[int, str] = {}
+        for name, port in ports.items():
+            if port in seen:
+                raise ValueError(f"{name} and {seen[port]} are both {port}; give each its own port")
+            if self.internal_port_base <= port < self.internal_port_base + 1500:
+                raise ValueError(
+                    f"{name}={port} falls inside internal ports "
+                    f"{self.internal_port_base}-{self.internal_port_base + 1499}; move one of them"
+                )
+            seen[port] = name
+        return self
+
+    @property
+    def resolved_mongo_uri(self) -> str:
+        """The MongoDB URI in use: the configured one or the embedded server's."""
+        return self.mongo_uri or f"mongodb://127.0.0.1:{self.db_port}"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.data_dir / "admin-token"
