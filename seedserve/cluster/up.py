@@ -52,7 +52,8 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
     token = ensure_admin_token(settings)
     plan = PortPlan(settings.internal_port_base)
     children: list[Child] = []
-    # SIGTERM stops the system the way Ctrl-C does.
+    # SIGTERM stops the system the way Ctrl-C does; the first signal wins.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if settings.mongo_uri is None:
@@ -77,8 +78,7 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
     except KeyboardInterrupt:
         echo("stopping")
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _ignore_signals()
         for child in reversed(children):
             child.stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -94,5 +94,11 @@ def _watch(children: list[Child]) -> None:
         time.sleep(0.5)
 
 
+def _ignore_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    _ignore_signals()  # a second Ctrl-C must not cut the orderly stop short
     raise KeyboardInterrupt

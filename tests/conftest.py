@@ -1,0 +1,142 @@
+"""Fixtures for real components: the embedded MongoDB-wire server, and a whole
+seedserve system started with the real ``seedserve up``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pymongo
+import pytest
+
+from tests.helpers import free_port
+
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class MongoServer:
+    uri: str
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
+    """The embedded MongoDB-wire server (nx-27017) on a free port, over a socket."""
+    data = tmp_path_factory.mktemp("mongo")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(VENV_BIN / "nx-27017"), "--db", str(data / "test.db"), "--port", str(port),
+         "--pid-file", str(data / "nx.pid"), "--log-file", str(data / "nx.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    uri = f"mongodb://127.0.0.1:{port}"
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(uri, serverSelectionTimeoutMS=500)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.admin.command("ping")
+            break
+        except pymongo.errors.PyMongoError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"nx-27017 did not start; see {data / 'nx.log'}")
+            time.sleep(0.1)
+    client.close()
+    yield MongoServer(uri, process)
+    process.terminate()
+    process.wait(10)
+
+
+@dataclass
+class System:
+    """A running ``seedserve up`` with its own ports and data directory."""
+
+    data_dir: Path
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = field(default=0)
+
+    @property
+    def master_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['SEEDSERVE_MASTER_PORT']}"
+
+    @property
+    def manager_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['SEEDSERVE_MANAGER_PORT']}"
+
+    @property
+    def mongo_uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.env['SEEDSERVE_DB_PORT']}"
+
+    @property
+    def admin_token(self) -> str:
+        return (self.data_dir / "admin-token").read_text().strip()
+
+    def start(self, timeout_s: float = 300) -> None:
+        self.starts += 1
+        out = open(self.log, "ab")
+        self.process = subprocess.Popen(
+            [str(VENV_BIN / "seedserve"), "up"], env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while "seedserve is up" not in self.log.read_text(errors="replace").split("== start")[-1]:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"seedserve up failed:\n{self.log.read_text(errors='replace')[-5000:]}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(90)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        with open(self.log, "a") as out:
+            out.write(f"\n== start {self.starts + 1}\n")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """The whole system, started once per test session by the real `seedserve up`."""
+    data_dir = tmp_path_factory.mktemp("seedserve")
+    env = dict(os.environ)
+    env.update(
+        {
+            "SEEDSERVE_DATA_DIR": str(data_dir),
+            "SEEDSERVE_MASTER_PORT": str(free_port()),
+            "SEEDSERVE_MANAGER_PORT": str(free_port()),
+            "SEEDSERVE_DB_PORT": str(free_port()),
+            "SEEDSERVE_RAY_PORT": str(free_port()),
+            "SEEDSERVE_DASHBOARD_PORT": str(free_port()),
+            # Away from the default block (20000) so a running system does not collide.
+            "SEEDSERVE_INTERNAL_PORT_BASE": "23000",
+            "SEEDSERVE_RECONCILE_INTERVAL_S": "1.0",
+        }
+    )
+    env.pop("SEEDSERVE_MONGO_URI", None)
+    env.pop("RAY_ADDRESS", None)
+    system = System(data_dir, env, data_dir / "up.log")
+    system.start()
+    yield system
+    system.stop()
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=60) as client:
+        yield client

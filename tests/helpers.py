@@ -1,0 +1,48 @@
+"""Helpers shared by the test suites: free ports, small models, waiting."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+MLP_MANIFEST = {
+    "name": "mlp",
+    "inputs": [{"name": "x", "kind": "tensor", "dtype": "float32", "shape": [-1, 16]}],
+    "outputs": [{"name": "y"}],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_mlp(seed: int = 0) -> torch.nn.Module:
+    """The 16 -> 64 -> 4 MLP used across tests and benchmarks."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4)).eval()
+
+
+def save_torchscript(model: torch.nn.Module, path: Path) -> Path:
+    torch.jit.script(model).save(str(path))
+    return path
+
+
+def eventually(check: Callable[[], T], timeout_s: float = 60.0, interval_s: float = 0.5) -> T:
+    """Call ``check`` until it returns without raising; re-raise the last error at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return check()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(interval_s)

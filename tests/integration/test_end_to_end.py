@@ -1,0 +1,164 @@
+"""Register -> serve -> predict on the real stack: embedded database server,
+Ray, Serve behind HAProxy, and the manager, all over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pymongo
+import pytest
+import torch
+
+from seedserve.client import Client, ManagerClient
+from seedserve.errors import AlreadyExists, InvalidArtifact, InvalidManifest, NotFound, Unauthenticated
+from tests.conftest import System
+from tests.helpers import MLP_MANIFEST, eventually, make_mlp, save_torchscript
+
+pytestmark = pytest.mark.integration
+
+
+def _register(system: System, tmp_path: Path, name: str, seed: int = 0) -> tuple[str, torch.nn.Module]:
+    model = make_mlp(seed)
+    artifact = save_torchscript(model, tmp_path / f"{name}.pt")
+    with ManagerClient(system.manager_url, system.admin_token) as manager:
+        key = manager.register(artifact, {**MLP_MANIFEST, "name": name})
+    return key, model
+
+
+def _served(system: System, name: str, key: str) -> dict[str, object]:
+    with Client(system.master_url, key) as client:
+        return eventually(lambda: client.predict(name, x=np.zeros((1, 16), np.float32)), timeout_s=90)
+
+
+def test_health_endpoints_answer_200_with_component_states(system: System, http: httpx.Client) -> None:
+    master = http.get(system.master_url + "/healthz")
+    manager = http.get(system.manager_url + "/healthz")
+    assert master.status_code == 200 and master.json()["components"]["database"] == "ok"
+    assert manager.status_code == 200 and manager.json()["components"]["database"] == "ok"
+    assert http.get(system.master_url + "/v2/health/live").status_code == 200
+    assert http.get(system.master_url + "/v2/health/ready").status_code == 200
+
+
+def test_registered_mlp_predicts_what_the_in_process_model_computes(system: System, tmp_path: Path) -> None:
+    key, model = _register(system, tmp_path, "e2e-mlp")
+    _served(system, "e2e-mlp", key)
+    x = torch.randn(5, 16)
+    with Client(system.master_url, key) as client:
+        outputs = client.predict("e2e-mlp", x=x)
+    np.testing.assert_allclose(np.array(outputs["y"]), model(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_missing_and_wrong_keys_get_401_with_a_json_error(system: System, tmp_path: Path, http: httpx.Client) -> None:
+    key, _ = _register(system, tmp_path, "auth-mlp")
+    _served(system, "auth-mlp", key)
+    url = system.master_url + "/models/auth-mlp/predict"
+    body = {"x": [[0.0] * 16]}
+    missing = http.post(url, json=body)
+    wrong = http.post(url, json=body, headers={"Authorization": "Bearer sk_" + "A" * 43})
+    for response in (missing, wrong):
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "unauthenticated"
+    with Client(system.master_url, key[:-1] + ("A" if key[-1] != "A" else "B")) as client:
+        with pytest.raises(Unauthenticated):
+            client.predict("auth-mlp", x=[[0.0] * 16])
+
+
+def test_a_key_works_only_for_its_own_model(system: System, tmp_path: Path, http: httpx.Client) -> None:
+    key_a, _ = _register(system, tmp_path, "tenant-a")
+    key_b, _ = _register(system, tmp_path, "tenant-b")
+    _served(system, "tenant-a", key_a)
+    _served(system, "tenant-b", key_b)
+    response = http.post(
+        system.master_url + "/models/tenant-b/predict", json={"x": [[0.0] * 16]},
+        headers={"Authorization": f"Bearer {key_a}"},
+    )
+    assert response.status_code == 401
+
+
+def test_bad_queries_get_4xx_naming_the_input(system: System, tmp_path: Path, http: httpx.Client) -> None:
+    key, _ = _register(system, tmp_path, "strict-mlp")
+    _served(system, "strict-mlp", key)
+    url = system.master_url + "/models/strict-mlp/predict"
+    auth = {"Authorization": f"Bearer {key}"}
+    cases = {
+        "wrong width": ({"x": [[0.0] * 15]}, 400, "x"),
+        "unknown input": ({"x": [[0.0] * 16], "z": 1}, 400, "z"),
+        "missing input": ({}, 400, "x"),
+        "strings": ({"x": [["a"] * 16]}, 400, "x"),
+    }
+    for case, (body, status, name) in cases.items():
+        response = http.post(url, json=body, headers=auth)
+        assert response.status_code == status, case
+        assert response.json()["error"]["input"] == name, case
+    garbage = http.post(url, content=b"{not json", headers=auth)
+    assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_input"
+    huge = http.post(url, content=b"[" + b"0," * (9 * 2**20) + b"0]", headers=auth)
+    assert huge.status_code == 413
+
+
+def test_bad_manifest_gets_422_naming_the_field_and_stores_nothing(system: System, tmp_path: Path) -> None:
+    artifact = save_torchscript(make_mlp(), tmp_path / "m.pt")
+    bad = {**MLP_MANIFEST, "name": "bad-shape", "inputs": [{"name": "x", "shape": [0, 16]}]}
+    with ManagerClient(system.manager_url, system.admin_token) as manager:
+        with pytest.raises(InvalidManifest) as caught:
+            manager.register(artifact, bad)
+        assert caught.value.input == "inputs.0.shape"
+        with pytest.raises(NotFound):
+            manager.get_model("bad-shape")
+
+
+def test_an_artifact_that_is_not_torchscript_gets_422_and_leaves_nothing(system: System, tmp_path: Path) -> None:
+    state_dict = tmp_path / "weights.pt"
+    torch.save(make_mlp().state_dict(), state_dict)
+    mongo: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(system.mongo_uri)
+    files_before = len(list(mongo.seedserve["artifacts.files"].find()))
+    with ManagerClient(system.manager_url, system.admin_token) as manager:
+        with pytest.raises(InvalidArtifact) as caught:
+            manager.register(state_dict, {**MLP_MANIFEST, "name": "not-script"})
+        assert "TorchScript" in caught.value.message
+    assert mongo.seedserve.models.find_one({"_id": "not-script"}) is None
+    assert len(list(mongo.seedserve["artifacts.files"].find())) == files_before
+    mongo.close()
+
+
+def test_a_model_whose_outputs_do_not_match_the_manifest_is_refused(system: System, tmp_path: Path) -> None:
+    artifact = save_torchscript(make_mlp(), tmp_path / "m.pt")
+    two_outputs = {**MLP_MANIFEST, "name": "two-outputs", "outputs": [{"name": "a"}, {"name": "b"}]}
+    with ManagerClient(system.manager_url, system.admin_token) as manager:
+        with pytest.raises(InvalidArtifact, match="returned 1 output"):
+            manager.register(artifact, two_outputs)
+
+
+def test_registering_the_same_name_twice_is_a_409(system: System, tmp_path: Path) -> None:
+    _register(system, tmp_path, "twice")
+    with pytest.raises(AlreadyExists, match="already registered"):
+        _register(system, tmp_path, "twice", seed=1)
+
+
+def test_write_endpoints_need_the_admin_token(system: System, tmp_path: Path, http: httpx.Client) -> None:
+    artifact = save_torchscript(make_mlp(), tmp_path / "m.pt")
+    files = {"artifact": ("m.pt", artifact.read_bytes())}
+    data = {"manifest": json.dumps({**MLP_MANIFEST, "name": "sneaky"})}
+    assert http.post(system.manager_url + "/api/models", files=files, data=data).status_code == 401
+    wrong = {"Authorization": "Bearer adm_wrong"}
+    assert http.post(system.manager_url + "/api/models", files=files, data=data, headers=wrong).status_code == 401
+    assert http.delete(system.manager_url + "/api/models/sneaky", headers=wrong).status_code == 401
+    assert http.get(system.manager_url + "/api/models", headers=wrong).status_code == 401
+
+
+def test_deleting_a_model_stops_serving_it(system: System, tmp_path: Path, http: httpx.Client) -> None:
+    key, _ = _register(system, tmp_path, "short-lived")
+    _served(system, "short-lived", key)
+    with ManagerClient(system.manager_url, system.admin_token) as manager:
+        manager.delete_model("short-lived")
+        assert "short-lived" not in {m["name"] for m in manager.list_models()}
+
+    def gone() -> None:
+        response = http.post(system.master_url + "/models/short-lived/predict", json={"x": [[0.0] * 16]},
+                             headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 404, response.text
+
+    eventually(gone, timeout_s=60)
