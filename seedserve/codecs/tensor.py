@@ -128,7 +128,11 @@ def _decode_npy(data: bytes, spec: TensorInput) -> np.ndarray:
     stream = io.BytesIO(data)
     try:
         version = np.lib.format.read_magic(stream)
-        shape, fortran, dtype = np.lib.format._read_array_header(stream, version)  # header only
+        # Read only the header: the shape is checked against the limit first.
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
     except (ValueError, OSError) as exc:
         raise InvalidInput(f"input {spec.name!r}: not a valid .npy file", input=spec.name) from exc
     if dtype.hasobject or dtype.kind not in "biuf":

@@ -1,4 +1,4 @@
-"""Test-load an artifact in a child process: ``python -m seedserve.manager_app._probe PATH FORMAT``
+"""Test-load an artifact in a child process: ``python -m seedserve.manager_app._probe PATH FORMAT MAX_MEMORY``
 with the manifest as JSON on stdin. Prints one JSON line: the output shapes,
 or the error. The manager never loads uploaded artifacts in its own process.
 """
@@ -6,12 +6,14 @@ or the error. The manager never loads uploaded artifacts in its own process.
 from __future__ import annotations
 
 import json
+import resource
 import sys
 from pathlib import Path
 
 
 def main() -> int:
-    path, fmt = sys.argv[1], sys.argv[2]
+    path, fmt, max_memory = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
     try:
         from seedserve.codecs import Manifest
         from seedserve.runtime import load_model, run_model, sample_inputs

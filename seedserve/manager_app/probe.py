@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import sys
 from pathlib import Path
 
@@ -14,20 +13,16 @@ from seedserve.errors import InvalidArtifact
 __all__ = ["probe_artifact"]
 
 
-def _limit_memory(max_bytes: int) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
-
-
 async def probe_artifact(
     path: Path, fmt: str, manifest: Manifest, *, timeout_s: float = 120.0, max_memory_bytes: int = 16 * 2**30
 ) -> dict[str, list[int]]:
     """Load and run the artifact once on a sample; returns output shapes by name."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "seedserve.manager_app._probe", str(path), fmt,
+        # The child caps its own memory: preexec_fn is unsafe in a threaded server.
+        sys.executable, "-m", "seedserve.manager_app._probe", str(path), fmt, str(max_memory_bytes),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        preexec_fn=lambda: _limit_memory(max_memory_bytes),
     )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(manifest.model_dump_json().encode()), timeout_s)

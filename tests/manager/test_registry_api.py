@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from seedserve.client import ManagerClient
+from seedserve.errors import InputTooLarge, NotFound
+from tests.helpers import MLP_MANIFEST, make_mlp, save_torchscript
+from tests.manager.conftest import Manager
+
+
+def _artifacts(manager: Manager) -> int:
+    return len(list(manager.db["artifacts.files"].find())) + len(list(manager.db["artifacts.chunks"].find()))
+
+
+def _collections(manager: Manager) -> list[str]:
+    """Every collection in the database. nx-27017 lists "a.b" as "a_b" (and
+    hangs on a query by that name), so its names are mapped back to ours."""
+    ours = {"artifacts_files": "artifacts.files", "artifacts_chunks": "artifacts.chunks"}
+    return [ours.get(name, name) for name in manager.db.list_collection_names()]
+
+
+def test_registration_stores_the_document_and_artifact_but_never_the_key(manager: Manager, tmp_path: Path) -> None:
+    artifact = save_torchscript(make_mlp(), tmp_path / "m.pt")
+    with ManagerClient(manager.url, manager.token) as client:
+        key = client.register(artifact, {**MLP_MANIFEST, "name": "stored"})
+        shown = client.get_model("stored")
+    assert shown["artifact"]["size"] == artifact.stat().st_size
+    assert "sha256" not in json.dumps(shown["keys"])
+    everything = "".join(repr(list(manager.db[name].find())) for name in _collections(manager))
+    assert key not in everything and key[3:20] not in everything
+
+
+def test_an_artifact_over_the_limit_is_refused_while_streaming_and_leaves_nothing(manager: Manager) -> None:
+    before = _artifacts(manager)
+
+    def body() -> Iterator[bytes]:  # chunked: no Content-Length to check up front
+        boundary = b"--xyz\r\n"
+        yield boundary + b'Content-Disposition: form-data; name="manifest"\r\n\r\n'
+        yield json.dumps({**MLP_MANIFEST, "name": "huge"}).encode() + b"\r\n"
+        yield boundary + b'Content-Disposition: form-data; name="artifact"; filename="a.pt"\r\n\r\n'
+        for _ in range(64):
+            yield b"\0" * 65536
+
+    response = httpx.post(
+        manager.url + "/api/models", content=body(), timeout=60,
+        headers={"Authorization": f"Bearer {manager.token}", "Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+    assert response.status_code == 413
+    assert "exceeds the limit of" in response.json()["error"]["message"]
+    assert _artifacts(manager) == before
+    assert manager.db.models.find_one({"_id": "huge"}) is None
+
+
+def test_a_declared_oversized_body_is_refused_before_it_is_read(manager: Manager) -> None:
+    with pytest.raises(InputTooLarge):
+        with ManagerClient(manager.url, manager.token) as client:
+            client._send("POST", "/api/models", content=b"\0" * (2 * 2**20),
+                         headers={"Content-Type": "multipart/form-data; boundary=x"})
+
+
+def test_malformed_forms_get_4xx_json(manager: Manager) -> None:
+    auth = {"Authorization": f"Bearer {manager.token}"}
+    no_artifact = httpx.post(manager.url + "/api/models", data={"manifest": json.dumps(MLP_MANIFEST)}, headers=auth)
+    assert no_artifact.status_code == 400 and no_artifact.json()["error"]["input"] == "artifact"
+    not_json = httpx.post(manager.url + "/api/models", data={"manifest": "{"}, files={"artifact": ("a", b"x")}, headers=auth)
+    assert not_json.status_code == 422 and not_json.json()["error"]["input"] == "manifest"
+    broken = httpx.post(manager.url + "/api/models", content=b"--x\r\ngarbage",
+                        headers={**auth, "Content-Type": "multipart/form-data; boundary=x"})
+    assert 400 <= broken.status_code < 500 and "error" in broken.json()
+    unknown_route = httpx.get(manager.url + "/api/nothing", headers=auth)
+    assert unknown_route.status_code == 404 and unknown_route.json()["error"]["code"] == "not_found"
+
+
+def test_delete_removes_the_document_and_its_artifact(manager: Manager, tmp_path: Path) -> None:
+    artifact = save_torchscript(make_mlp(), tmp_path / "m.pt")
+    before = _artifacts(manager)
+    with ManagerClient(manager.url, manager.token) as client:
+        client.register(artifact, {**MLP_MANIFEST, "name": "doomed"})
+        assert _artifacts(manager) > before
+        client.delete_model("doomed")
+        with pytest.raises(NotFound):
+            client.get_model("doomed")
+        with pytest.raises(NotFound):
+            client.delete_model("doomed")
+    assert _artifacts(manager) == before

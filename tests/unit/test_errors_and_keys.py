@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from seedserve.errors import (
+    AlreadyExists,
+    InputTooLarge,
+    InvalidInput,
+    SeedserveError,
+    Unauthenticated,
+    Unavailable,
+    from_body,
+    http_status,
+)
+from seedserve.registry import hash_key, key_matches, new_key
+
+
+def test_each_error_maps_to_its_status_through_one_table() -> None:
+    assert http_status(InvalidInput("x")) == 400
+    assert http_status(InputTooLarge("x")) == 413
+    assert http_status(Unauthenticated("x")) == 401
+    assert http_status(AlreadyExists("x")) == 409
+    assert http_status(Unavailable("x")) == 503
+
+
+def test_the_sdk_rebuilds_the_named_error_from_the_json_body() -> None:
+    original = InputTooLarge("too big", input="image", limit=10)
+    rebuilt = from_body(original.to_body(), 413)
+    assert type(rebuilt) is InputTooLarge
+    assert (rebuilt.message, rebuilt.input, rebuilt.details) == ("too big", "image", {"limit": 10})
+    assert type(from_body("<html>", 502)) is SeedserveError
+
+
+def test_keys_are_random_and_only_their_hash_matches() -> None:
+    key = new_key()
+    assert key.startswith("sk_") and len(key) > 40 and new_key() != key
+    stored = [hash_key(new_key()), hash_key(key)]
+    assert key not in "".join(stored)
+    assert key_matches(key, stored)
+    assert not key_matches(key[:-1], stored)
+    assert not key_matches(key, [])

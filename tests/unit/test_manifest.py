@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+
+from seedserve.codecs import parse_manifest, register
+from seedserve.codecs.registry import codec_for
+from seedserve.errors import InvalidManifest
+
+VALID = {"name": "mlp", "inputs": [{"name": "x", "shape": [-1, 16]}], "outputs": [{"name": "y"}]}
+
+
+def test_a_valid_manifest_gets_defaults_for_serving() -> None:
+    manifest = parse_manifest(VALID)
+    assert manifest.inputs[0].kind == "tensor" and manifest.inputs[0].dtype == "float32"
+    assert manifest.scaling.min_replicas == 1 and manifest.scaling.num_cpus < 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"name": "Has Spaces"}, "name"),
+        ({"inputs": []}, "inputs"),
+        ({"inputs": [{"name": "x", "shape": [-2, 3]}]}, "inputs.0.shape"),
+        ({"inputs": [{"name": "x", "shape": [3], "dtype": "complex64"}]}, "inputs.0.dtype"),
+        ({"outputs": [{"name": "y"}, {"name": "y"}]}, "outputs"),
+        ({"scaling": {"min_replicas": 3, "max_replicas": 2}}, "scaling"),
+        ({"surprise": True}, "surprise"),
+    ],
+)
+def test_each_bad_field_is_named_in_the_error(change: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidManifest) as caught:
+        parse_manifest({**VALID, **change})
+    fields = [problem["field"] for problem in caught.value.details["problems"]]
+    assert any(f == field or f.startswith(field) for f in fields), fields
+    assert caught.value.input in fields
+
+
+def test_the_scaling_error_quotes_the_values() -> None:
+    with pytest.raises(InvalidManifest, match=r"min_replicas \(3\) exceeds max_replicas \(2\)"):
+        parse_manifest({**VALID, "scaling": {"min_replicas": 3, "max_replicas": 2}})
+
+
+def test_codec_registry_refuses_duplicates_and_unknown_kinds() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register("tensor", lambda value, spec: value)
+    with pytest.raises(LookupError, match="known kinds: \\['tensor'"):
+        codec_for("hologram")

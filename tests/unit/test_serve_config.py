@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from typing import Any
+
+from seedserve.deployments.serve_config import (
+    deploy_config,
+    master_application,
+    model_application,
+    model_apps_differ,
+)
+
+
+def _doc(name: str, version: int = 1, sha: str = "abc") -> dict[str, Any]:
+    manifest = {"name": name, "inputs": [{"name": "x", "shape": [-1, 4]}], "outputs": [{"name": "y"}],
+                "scaling": {"min_replicas": 0, "max_replicas": 3, "num_cpus": 0.2}}
+    return {"name": name, "version": version, "manifest": manifest, "artifact": {"sha256": sha}}
+
+
+def _app(doc: dict[str, Any]) -> dict[str, Any]:
+    return model_application(doc, mongo_uri="mongodb://db", database="seedserve")
+
+
+def test_each_model_gets_its_own_prefix_and_autoscaling_from_its_manifest() -> None:
+    app = _app(_doc("mlp"))
+    assert app["name"] == "model-mlp" and app["route_prefix"] == "/models/mlp"
+    deployment = app["deployments"][0]
+    assert deployment["autoscaling_config"]["min_replicas"] == 0
+    assert deployment["autoscaling_config"]["initial_replicas"] == 1
+    assert deployment["ray_actor_options"] == {"num_cpus": 0.2}
+
+
+def test_the_config_always_carries_the_master_first() -> None:
+    master = master_application(mongo_uri="m", database="d", dashboard_url="http://x", reconcile_interval_s=1)
+    config = deploy_config({"port": 8000}, master, [_app(_doc("a")), _app(_doc("b"))])
+    assert [a["name"] for a in config["applications"]] == ["master", "model-a", "model-b"]
+
+
+def test_differences_are_seen_in_models_added_removed_or_changed_only() -> None:
+    desired = [_app(_doc("a")), _app(_doc("b"))]
+    deployed = {app["name"]: app for app in desired} | {"master": {"anything": 1}}
+    assert not model_apps_differ(desired, deployed)
+    assert model_apps_differ(desired[:1], deployed)
+    assert model_apps_differ(desired + [_app(_doc("c"))], deployed)
+    assert model_apps_differ([_app(_doc("a", version=2)), desired[1]], deployed)
+    assert model_apps_differ([_app(_doc("a", sha="new")), desired[1]], deployed)
