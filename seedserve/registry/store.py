@@ -8,6 +8,7 @@ removes the document (so serving stops) before the artifact.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -18,12 +19,14 @@ from gridfs import AsyncGridFSBucket
 from gridfs.errors import NoFile
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from seedserve.errors import AlreadyExists, InputTooLarge, NotFound, Unavailable
 from seedserve.registry.documents import ArtifactDoc, KeyDoc, ModelDoc
 
 __all__ = ["ModelStore", "connect", "new_model_doc"]
+
+logger = logging.getLogger("seedserve.registry")
 
 
 def connect(uri: str, timeout_ms: int = 5000) -> AsyncMongoClient[dict[str, Any]]:
@@ -108,7 +111,13 @@ class ModelStore:
                     await upload.write(chunk)
                 await upload.close()
             except BaseException:
-                await upload.abort()
+                try:
+                    await upload.abort()
+                except PyMongoError:
+                    # The embedded server keeps an unfinished upload unwritten and
+                    # reports the abort's delete as "not found"; the real error is
+                    # the one raised below.
+                    logger.warning("aborting the upload of %s failed", filename, exc_info=True)
                 raise
         return ArtifactDoc(file_id=upload._id, format=fmt, size=size, sha256=digest.hexdigest())
 
@@ -126,8 +135,10 @@ class ModelStore:
 
     async def key_hashes(self, name: str) -> list[str]:
         """The stored key hashes of ``name`` (empty if the model is gone)."""
+        # Project the whole array: the embedded server ignores dotted projections
+        # like "keys.sha256" and would return no keys at all.
         async with _database_errors():
-            doc = await self._models.find_one({"_id": name}, {"keys.sha256": 1})
+            doc = await self._models.find_one({"_id": name}, {"keys": 1})
         return [key["sha256"] for key in (doc or {}).get("keys", [])]
 
 

@@ -4,6 +4,7 @@ Ray, Serve behind HAProxy, and the manager, all over real HTTP."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -64,6 +65,14 @@ def test_missing_and_wrong_keys_get_401_with_a_json_error(system: System, tmp_pa
     with Client(system.master_url, key[:-1] + ("A" if key[-1] != "A" else "B")) as client:
         with pytest.raises(Unauthenticated):
             client.predict("auth-mlp", x=[[0.0] * 16])
+
+
+def test_a_key_keeps_working_after_the_replicas_refresh_their_key_cache(system: System, tmp_path: Path) -> None:
+    key, _ = _register(system, tmp_path, "refreshed")
+    _served(system, "refreshed", key)
+    time.sleep(3 * 2.0 + 1)  # several refresh intervals of the model server's key cache
+    with Client(system.master_url, key) as client:
+        assert len(client.predict("refreshed", x=[[0.0] * 16])["y"][0]) == 4
 
 
 def test_a_key_works_only_for_its_own_model(system: System, tmp_path: Path, http: httpx.Client) -> None:

@@ -1,0 +1,48 @@
+"""Baseline: the same model as a plain Ray Serve deployment on a fresh local
+cluster. ``--haproxy`` turns on Ray's fastest configuration (HAProxy ingress
+and throughput-optimized Serve); without it, Serve's defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--haproxy", action="store_true")
+    args = parser.parse_args()
+    if args.haproxy:
+        # Must be set before Ray is imported: Serve reads them at import time.
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray
+    from ray import serve
+    from starlette.requests import Request
+
+    from benchmarks._model import infer, make_mlp
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0.25})
+    class Mlp:
+        def __init__(self) -> None:
+            self.model = make_mlp()
+
+        async def __call__(self, request: Request) -> dict[str, list[list[float]]]:
+            return infer(self.model, await request.json())
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run atexit: ray.shutdown()
+    ray.init(address="local", include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}})
+    serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+    serve.run(Mlp.bind(), route_prefix="/models/bench-mlp/predict")
+    print("READY", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()

