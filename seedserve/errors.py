@@ -15,6 +15,7 @@ __all__ = [
     "SeedserveError",
     "InvalidInput",
     "InputTooLarge",
+    "UnsupportedMediaType",
     "InvalidManifest",
     "InvalidArtifact",
     "Unauthenticated",
@@ -64,6 +65,12 @@ class InputTooLarge(InvalidInput):
     code = "input_too_large"
 
 
+class UnsupportedMediaType(InvalidInput):
+    """A file input is in a format the codec does not read."""
+
+    code = "unsupported_media_type"
+
+
 class InvalidManifest(SeedserveError):
     """A model manifest failed validation; ``input`` is the field path."""
 
@@ -102,6 +109,7 @@ class Unavailable(SeedserveError):
 
 HTTP_STATUS: dict[type[SeedserveError], int] = {
     InputTooLarge: 413,
+    UnsupportedMediaType: 415,
     InvalidInput: 400,
     InvalidManifest: 422,
     InvalidArtifact: 422,

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from seedserve.codecs import Manifest
+from seedserve.codecs import Decoded, Manifest, sample_inputs
 from seedserve.errors import InvalidArtifact
 
-__all__ = ["ARTIFACT_FORMATS", "load_model", "sample_inputs", "run_model"]
+__all__ = ["ARTIFACT_FORMATS", "load_model", "model_arguments", "sample_inputs", "run_model"]
 
 #: Artifact formats the registry accepts so far.
 ARTIFACT_FORMATS = ("torchscript",)
@@ -53,21 +53,31 @@ def load_model(data: bytes, fmt: str) -> torch.jit.ScriptModule:
     return model
 
 
-def sample_inputs(manifest: Manifest, batch_size: int = 1) -> dict[str, np.ndarray]:
-    """Zero-valued inputs of the declared shapes (variable dims set small)."""
-    return {spec.name: np.zeros(spec.sample_shape(batch_size), dtype=spec.dtype) for spec in manifest.inputs}
+def model_arguments(manifest: Manifest, decoded: Mapping[str, Decoded]) -> list[Any]:
+    """Positional arguments in declared order: an array becomes a tensor,
+    named arrays (graph, recommender) become several tensors in their order,
+    and strings (text without a tokenizer) a ``List[str]``."""
+    arguments: list[Any] = []
+    for spec in manifest.inputs:
+        value = decoded[spec.name]
+        parts = list(value.values()) if isinstance(value, dict) else [value]
+        for part in parts:
+            if part.dtype == object:
+                arguments.append([str(item) for item in part.tolist()])
+            else:
+                arguments.append(torch.from_numpy(np.ascontiguousarray(part)))
+    return arguments
 
 
-def run_model(model: torch.nn.Module, manifest: Manifest, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+def run_model(model: torch.nn.Module, manifest: Manifest, arrays: Mapping[str, Decoded]) -> dict[str, Any]:
     """Call ``model`` with the inputs in declared order; name its outputs.
 
     Returns arrays keyed by the declared output names. A count mismatch
     between what the model returns and what the manifest declares raises
     :class:`InvalidArtifact`.
     """
-    tensors = [torch.from_numpy(np.ascontiguousarray(arrays[spec.name])) for spec in manifest.inputs]
     with torch.inference_mode():
-        result = model(*tensors)
+        result = model(*model_arguments(manifest, arrays))
     outputs = _as_sequence(result)
     names = [spec.name for spec in manifest.outputs]
     if len(outputs) != len(names):

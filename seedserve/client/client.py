@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
 from seedserve.client._base import DEFAULT_TIMEOUT, BaseClient, raise_for_error, unreachable
-from seedserve.client.encoders import encode_inputs
+from seedserve.client.encoders import MULTIPART_THRESHOLD, Encoded, encode_inputs
 
-__all__ = ["Client", "AsyncClient"]
+__all__ = ["Client", "AsyncClient", "Transport"]
+
+Transport = Literal["auto", "json", "multipart"]
+
+
+def _request(inputs: dict[str, Any] | None, kw_inputs: dict[str, Any], transport: Transport) -> dict[str, Any]:
+    """httpx request arguments for a query: JSON, or multipart when files are
+    large (``auto``) or when asked."""
+    encoded: Encoded = encode_inputs({**(inputs or {}), **kw_inputs})
+    multipart = transport == "multipart" or (transport == "auto" and encoded.file_bytes > MULTIPART_THRESHOLD)
+    if transport not in ("auto", "json", "multipart"):
+        raise ValueError(f"transport must be 'auto', 'json' or 'multipart', not {transport!r}")
+    if multipart:
+        data, files = encoded.multipart()
+        return {"data": data, "files": files}
+    return {"json": encoded.json_body()}
 
 
 class Client(BaseClient):
@@ -23,11 +38,15 @@ class Client(BaseClient):
         super().__init__(url, key)
         self._http = httpx.Client(timeout=timeout, transport=transport, headers=self._headers)
 
-    def predict(self, model: str, /, **inputs: Any) -> dict[str, Any]:
-        """Run ``model`` on ``inputs`` (input name = value); returns outputs by name."""
+    def predict(
+        self, model: str, inputs: dict[str, Any] | None = None, /, *, transport: Transport = "auto", **kw_inputs: Any
+    ) -> dict[str, Any]:
+        """Run ``model`` on its inputs, given as keywords (``x=...``) or a dict;
+        returns the outputs by name. ``transport``: ``auto`` (multipart when
+        files exceed 64 KiB, else JSON), ``json`` or ``multipart``."""
         url = self._url(f"/models/{model}/predict")
         try:
-            response = self._http.post(url, json=encode_inputs(inputs))
+            response = self._http.post(url, **_request(inputs, kw_inputs, transport))
         except httpx.TransportError as exc:
             raise unreachable(url, exc) from exc
         result: dict[str, Any] = raise_for_error(response)
@@ -51,10 +70,12 @@ class AsyncClient(BaseClient):
         super().__init__(url, key)
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, headers=self._headers)
 
-    async def predict(self, model: str, /, **inputs: Any) -> dict[str, Any]:
+    async def predict(
+        self, model: str, inputs: dict[str, Any] | None = None, /, *, transport: Transport = "auto", **kw_inputs: Any
+    ) -> dict[str, Any]:
         url = self._url(f"/models/{model}/predict")
         try:
-            response = await self._http.post(url, json=encode_inputs(inputs))
+            response = await self._http.post(url, **_request(inputs, kw_inputs, transport))
         except httpx.TransportError as exc:
             raise unreachable(url, exc) from exc
         result: dict[str, Any] = raise_for_error(response)

@@ -7,23 +7,25 @@ the model servers read it back from the stored document.
 
 from __future__ import annotations
 
-import math
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+from seedserve.codecs.audio import AudioInput
+from seedserve.codecs.graph import GraphInput
+from seedserve.codecs.image import ImageInput
+from seedserve.codecs.recommender import RecommenderInput
+from seedserve.codecs.tabular import TabularInput
+from seedserve.codecs.tensor import TensorInput
+from seedserve.codecs.text import TextInput
 
 __all__ = [
-    "DTYPES",
-    "TensorInput",
     "InputSpec",
     "OutputSpec",
     "Scaling",
     "Batching",
     "Manifest",
 ]
-
-#: dtypes a tensor input may declare, mapped to numpy's names.
-DTYPES = ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 INPUT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -33,41 +35,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TensorInput(_Strict):
-    """A dense tensor: nested lists, base64 raw bytes or .npy bytes on the wire.
-
-    ``shape`` is the full shape including the batch dimension; ``-1`` marks a
-    variable dimension (the first one usually is).
-    """
-
-    name: str = Field(pattern=INPUT_NAME_PATTERN)
-    kind: Literal["tensor"] = "tensor"
-    dtype: Literal["float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool"] = "float32"
-    shape: list[int] = Field(min_length=1, max_length=8)
-    max_elements: int = Field(default=1_000_000, gt=0, le=100_000_000)
-    allow_nan: bool = False
-
-    @field_validator("shape")
-    @classmethod
-    def _dims_are_positive_or_variable(cls, shape: list[int]) -> list[int]:
-        bad = [d for d in shape if d == 0 or d < -1]
-        if bad:
-            raise ValueError(f"dimensions must be positive or -1 (variable), got {bad} in {shape}")
-        return shape
-
-    def sample_shape(self, batch_size: int = 1, variable: int = 8) -> tuple[int, ...]:
-        """A concrete shape for a sample input: batch first, other -1 dims set to ``variable``."""
-        dims = [batch_size if i == 0 and d == -1 else (variable if d == -1 else d) for i, d in enumerate(self.shape)]
-        return tuple(dims)
-
-    @property
-    def fixed_elements(self) -> int:
-        """Elements per item of the variable dims (the product of the fixed dims)."""
-        return math.prod(d for d in self.shape if d != -1)
+def _kind_of(value: Any) -> str:
+    """The kind of an input spec; a spec without one is a tensor."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "tensor"))
+    return str(getattr(value, "kind", "tensor"))
 
 
-#: Union of the input kinds; one kind so far, more join as codecs land.
-InputSpec = TensorInput
+#: Every input kind, told apart by ``kind`` (default ``tensor``).
+InputSpec = Annotated[
+    Annotated[TensorInput, Tag("tensor")]
+    | Annotated[ImageInput, Tag("image")]
+    | Annotated[AudioInput, Tag("audio")]
+    | Annotated[TabularInput, Tag("tabular")]
+    | Annotated[TextInput, Tag("text")]
+    | Annotated[GraphInput, Tag("graph")]
+    | Annotated[RecommenderInput, Tag("recommender")],
+    Discriminator(_kind_of),
+]
 
 
 class OutputSpec(_Strict):
@@ -111,14 +96,14 @@ class Manifest(_Strict):
 
     @field_validator("inputs", "outputs")
     @classmethod
-    def _names_are_unique(cls, items: list[TensorInput] | list[OutputSpec]) -> list[TensorInput] | list[OutputSpec]:
+    def _names_are_unique(cls, items: list[Any]) -> list[Any]:
         names = [item.name for item in items]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"names must be unique, repeated: {duplicates}")
         return items
 
-    def input(self, name: str) -> TensorInput:
+    def input(self, name: str) -> InputSpec:
         """The declared input called ``name`` (KeyError if none)."""
         for spec in self.inputs:
             if spec.name == name:

@@ -11,21 +11,57 @@ import base64
 import binascii
 import io
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
-from seedserve.codecs.schema import TensorInput
+from seedserve.codecs._common import Spec
 from seedserve.errors import InputTooLarge, InvalidInput
 
-__all__ = ["decode_tensor"]
+__all__ = ["TensorInput", "decode_tensor", "sample_tensor"]
 
 NPY_MIME = "application/x-npy"
 
 
+class TensorInput(Spec):
+    """A dense tensor: nested lists, base64 raw bytes or .npy bytes on the wire.
+
+    ``shape`` is the full shape including the batch dimension; ``-1`` marks a
+    variable dimension (the first one usually is).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    kind: Literal["tensor"] = "tensor"
+    dtype: Literal["float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool"] = "float32"
+    shape: list[int] = Field(min_length=1, max_length=8)
+    max_elements: int = Field(default=1_000_000, gt=0, le=100_000_000)
+    allow_nan: bool = False
+
+    @field_validator("shape")
+    @classmethod
+    def _dims_are_positive_or_variable(cls, shape: list[int]) -> list[int]:
+        bad = [d for d in shape if d == 0 or d < -1]
+        if bad:
+            raise ValueError(f"dimensions must be positive or -1 (variable), got {bad} in {shape}")
+        return shape
+
+    def sample_shape(self, batch_size: int = 1, variable: int = 8) -> tuple[int, ...]:
+        """A concrete shape for a sample input: batch first, other -1 dims set to ``variable``."""
+        dims = [batch_size if i == 0 and d == -1 else (variable if d == -1 else d) for i, d in enumerate(self.shape)]
+        return tuple(dims)
+
+    @property
+    def fixed_elements(self) -> int:
+        """Elements per item of the variable dims (the product of the fixed dims)."""
+        return math.prod(d for d in self.shape if d != -1)
+
+
 def decode_tensor(value: Any, spec: TensorInput) -> np.ndarray:
     """Decode ``value`` into an array of ``spec.dtype`` whose shape fits ``spec.shape``."""
-    if isinstance(value, dict):
+    if isinstance(value, (bytes, bytearray, memoryview)):  # a multipart file part: .npy
+        array = _decode_npy(bytes(value), spec)
+    elif isinstance(value, dict):
         array = _decode_binary(value, spec)
     elif isinstance(value, list):
         array = _decode_nested(value, spec)
@@ -96,6 +132,8 @@ def _decode_binary(value: dict[str, Any], spec: TensorInput) -> np.ndarray:
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput(f"input {spec.name!r}: 'b64' is not valid base64", input=spec.name) from exc
     if value.get("mime") == NPY_MIME:
+        return _decode_npy(data, spec)
+    if not isinstance(value.get("shape"), list) and data[:6] == b"\x93NUMPY":
         return _decode_npy(data, spec)
     return _decode_raw(data, value, spec)
 
@@ -171,3 +209,7 @@ def _too_many(spec: TensorInput, count: int) -> InputTooLarge:
 
 
 _WIRE_DTYPES = {"float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool"}
+
+
+def sample_tensor(spec: TensorInput, batch: int = 1) -> np.ndarray:
+    return np.zeros(spec.sample_shape(batch), dtype=spec.dtype)

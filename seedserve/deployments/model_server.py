@@ -21,13 +21,14 @@ from seedserve.deployments._query import (
     bearer_key,
     encode_outputs,
     error_response,
-    parse_json,
     read_body,
     relative_path,
 )
+from seedserve.deployments._transport import parse_payload
 from seedserve.errors import NotFound, SeedserveError
 from seedserve.registry import ModelStore, connect
-from seedserve.runtime import load_model, run_model, sample_inputs
+from seedserve.codecs import sample_inputs
+from seedserve.runtime import load_model, run_model
 
 __all__ = ["ModelServer", "build"]
 
@@ -66,7 +67,7 @@ class ModelServer:
     async def _predict(self, request: Request) -> Response:
         self._keys.check(bearer_key(request))
         body = await read_body(request, self._manifest.max_body_bytes)
-        arrays = decode_inputs(self._manifest, parse_json(body))
+        arrays = decode_inputs(self._manifest, await parse_payload(request.headers, body, self._manifest))
         outputs = run_model(self._model, self._manifest, arrays)
         return JSONResponse(encode_outputs(outputs))
 

@@ -15,8 +15,8 @@ def main() -> int:
     path, fmt, max_memory = sys.argv[1], sys.argv[2], int(sys.argv[3])
     resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
     try:
-        from seedserve.codecs import Manifest
-        from seedserve.runtime import load_model, run_model, sample_inputs
+        from seedserve.codecs import Manifest, sample_inputs
+        from seedserve.runtime import load_model, run_model
 
         manifest = Manifest.model_validate_json(sys.stdin.read())
         model = load_model(Path(path).read_bytes(), fmt)

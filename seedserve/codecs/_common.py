@@ -1,0 +1,67 @@
+"""Helpers every codec shares: batches, bytes from the wire, limits."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from seedserve.errors import InputTooLarge, InvalidInput
+
+__all__ = ["Spec", "as_batch", "media_bytes"]
+
+
+class Spec(BaseModel):
+    """Base of every input spec: strict and immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def as_batch(value: Any, name: str, max_batch: int, single: type | tuple[type, ...]) -> list[Any]:
+    """``value`` as a list of items: a list is a batch, an item of type ``single`` a batch of one."""
+    items = [value] if isinstance(value, single) else value
+    if not isinstance(items, list) or not items:
+        raise InvalidInput(f"input {name!r}: expected an item or a non-empty list of items", input=name)
+    if len(items) > max_batch:
+        raise InputTooLarge(
+            f"input {name!r}: {len(items)} items exceeds the batch limit of {max_batch}; "
+            "send fewer or raise max_batch in the manifest",
+            input=name, limit=max_batch, got=len(items),
+        )
+    return items
+
+
+def media_bytes(value: Any, name: str, max_bytes: int) -> bytes:
+    """The raw bytes of a file input: ``bytes`` (multipart) or ``{"b64": ...}`` (JSON).
+
+    The size is checked from the base64 length before anything is decoded.
+    """
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+    elif isinstance(value, dict) and isinstance(value.get("b64"), str):
+        encoded: str = value["b64"]
+        if len(encoded) // 4 * 3 > max_bytes + 2:
+            raise _too_big(name, len(encoded) // 4 * 3, max_bytes)
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInput(f"input {name!r}: 'b64' is not valid base64", input=name) from exc
+    else:
+        raise InvalidInput(
+            f"input {name!r}: expected a file, as {{\"b64\": ..., \"mime\": ...}} in JSON or a multipart part",
+            input=name,
+        )
+    if len(data) > max_bytes:
+        raise _too_big(name, len(data), max_bytes)
+    if not data:
+        raise InvalidInput(f"input {name!r}: the file is empty", input=name)
+    return data
+
+
+def _too_big(name: str, size: int, max_bytes: int) -> InputTooLarge:
+    return InputTooLarge(
+        f"input {name!r}: {size:,} bytes exceeds the limit of {max_bytes:,}; send a smaller file or raise max_bytes",
+        input=name, limit=max_bytes, got=size,
+    )

@@ -1,0 +1,120 @@
+"""Graphs: ``{"x": [[..]] (N x F), "edge_index": [[src..], [dst..]] (2 x E),
+"edge_attr": [[..]] (E x D)}``, one graph or a list.
+
+A batch is concatenated the way graph libraries do: node features stacked,
+edge indices shifted by the nodes before them, and a ``batch`` vector giving
+each node's graph. The model gets ``x, edge_index[, edge_attr], batch``.
+Node and edge counts are checked before any array is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from seedserve.codecs._common import Spec, as_batch
+from seedserve.errors import InputTooLarge, InvalidInput
+
+__all__ = ["GraphInput", "decode_graph", "sample_graph"]
+
+
+class GraphInput(Spec):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    kind: Literal["graph"] = "graph"
+    node_features: int = Field(ge=1, le=100_000)
+    edge_features: int = Field(default=0, ge=0, le=100_000)
+    max_nodes: int = Field(default=100_000, ge=1, le=100_000_000)
+    max_edges: int = Field(default=1_000_000, ge=0, le=1_000_000_000)
+    max_batch: int = Field(default=64, ge=1, le=10_000)
+
+
+def decode_graph(value: Any, spec: GraphInput) -> dict[str, np.ndarray]:
+    graphs = as_batch(value, spec.name, spec.max_batch, dict)
+    _check_totals(graphs, spec)
+    xs, edges, attrs, batch = [], [], [], []
+    offset = 0
+    for i, graph in enumerate(graphs):
+        x, edge_index, edge_attr = _one(graph, spec, i)
+        xs.append(x)
+        edges.append(edge_index + offset)
+        attrs.append(edge_attr)
+        batch.append(np.full(len(x), i, dtype=np.int64))
+        offset += len(x)
+    result = {"x": np.concatenate(xs), "edge_index": np.concatenate(edges, axis=1)}
+    if spec.edge_features:
+        result["edge_attr"] = np.concatenate(attrs)
+    result["batch"] = np.concatenate(batch)
+    return result
+
+
+def _check_totals(graphs: list[Any], spec: GraphInput) -> None:
+    nodes = edges = 0
+    for i, graph in enumerate(graphs):
+        if not isinstance(graph, dict) or not isinstance(graph.get("x"), list):
+            raise InvalidInput(f"input {spec.name!r}: graph {i} needs 'x', a list of node feature rows", input=spec.name)
+        index = graph.get("edge_index")
+        if not (isinstance(index, list) and len(index) == 2 and all(isinstance(r, list) for r in index)):
+            raise InvalidInput(
+                f"input {spec.name!r}: graph {i} needs 'edge_index' as two lists [sources, targets]", input=spec.name
+            )
+        nodes += len(graph["x"])
+        edges += len(index[0])
+    for what, count, limit in (("nodes", nodes, spec.max_nodes), ("edges", edges, spec.max_edges)):
+        if count > limit:
+            raise InputTooLarge(
+                f"input {spec.name!r}: {count:,} {what} exceeds the limit of {limit:,}; "
+                f"send a smaller graph or raise max_{what} in the manifest",
+                input=spec.name, limit=limit, got=count,
+            )
+
+
+def _one(graph: dict[str, Any], spec: GraphInput, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    name = spec.name
+    x = _array(graph["x"], np.float32, name, f"graph {i} 'x'")
+    if x.ndim != 2 or x.shape[1] != spec.node_features or len(x) == 0:
+        raise InvalidInput(
+            f"input {name!r}: graph {i} 'x' has shape {list(x.shape)}, expected [nodes >= 1, {spec.node_features}]",
+            input=name,
+        )
+    edge_index = _array(graph["edge_index"], np.int64, name, f"graph {i} 'edge_index'")
+    if edge_index.ndim != 2 or edge_index.shape[0] != 2:
+        raise InvalidInput(f"input {name!r}: graph {i} 'edge_index' must be [2, edges], got {list(edge_index.shape)}", input=name)
+    if edge_index.size and (edge_index.min() < 0 or edge_index.max() >= len(x)):
+        raise InvalidInput(
+            f"input {name!r}: graph {i} 'edge_index' refers to node {int(edge_index.max() if edge_index.max() >= len(x) else edge_index.min())}, "
+            f"but the graph has nodes 0..{len(x) - 1}",
+            input=name,
+        )
+    edge_attr = None
+    if spec.edge_features:
+        if "edge_attr" not in graph:
+            raise InvalidInput(f"input {name!r}: graph {i} needs 'edge_attr' [edges, {spec.edge_features}]", input=name)
+        edge_attr = _array(graph["edge_attr"], np.float32, name, f"graph {i} 'edge_attr'").reshape(-1, spec.edge_features) \
+            if graph["edge_attr"] else np.zeros((0, spec.edge_features), np.float32)
+        if edge_attr.shape[0] != edge_index.shape[1]:
+            raise InvalidInput(
+                f"input {name!r}: graph {i} has {edge_index.shape[1]} edges but {edge_attr.shape[0]} edge_attr rows",
+                input=name,
+            )
+    elif "edge_attr" in graph:
+        raise InvalidInput(f"input {name!r}: graph {i} sends 'edge_attr' but the manifest declares no edge features", input=name)
+    return x, edge_index, edge_attr
+
+
+def _array(value: Any, dtype: type, name: str, what: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"input {name!r}: {what} is not a rectangular array of numbers", input=name) from exc
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidInput(f"input {name!r}: {what} holds NaN or Inf", input=name)
+    return array
+
+
+def sample_graph(spec: GraphInput, batch: int = 1) -> dict[str, np.ndarray]:
+    graph = {"x": [[0.0] * spec.node_features] * 2, "edge_index": [[0], [1]]}
+    if spec.edge_features:
+        graph["edge_attr"] = [[0.0] * spec.edge_features]
+    return decode_graph([graph] * batch, spec)

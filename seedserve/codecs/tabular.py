@@ -1,0 +1,140 @@
+"""Tables: declared columns with types; one record, a list of records, or
+columns (``{"col": [values...]}``) -> a float32 matrix ``[N, columns]``.
+
+Categories become their index in the declared vocabulary; missing values
+follow each column's policy (by default an error naming the column).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from seedserve.codecs._common import Spec
+from seedserve.errors import InputTooLarge, InvalidInput
+
+__all__ = ["Column", "TabularInput", "decode_tabular", "sample_tabular"]
+
+Scalar = float | int | bool | str
+
+
+class Column(Spec):
+    """One column: its type, and what to do when a value is missing."""
+
+    name: str = Field(min_length=1, max_length=128)
+    type: Literal["float", "int", "bool", "category"] = "float"
+    vocabulary: list[str | int] | None = Field(default=None, max_length=100_000)
+    missing: Literal["error", "zero", "default"] = "error"
+    default: Scalar | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Column":
+        if (self.type == "category") != (self.vocabulary is not None):
+            raise ValueError(f"column {self.name!r}: a vocabulary goes with type 'category' (and only with it)")
+        if self.missing == "default" and self.default is None:
+            raise ValueError(f"column {self.name!r}: missing='default' needs a default value")
+        return self
+
+
+class TabularInput(Spec):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    kind: Literal["tabular"] = "tabular"
+    columns: list[Column] = Field(min_length=1, max_length=4096)
+    max_rows: int = Field(default=10_000, ge=1, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _unique_columns(self) -> "TabularInput":
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"column names must be unique: {names}")
+        return self
+
+
+def decode_tabular(value: Any, spec: TabularInput) -> np.ndarray:
+    records = _records(value, spec)
+    declared = {c.name for c in spec.columns}
+    matrix = np.empty((len(records), len(spec.columns)), dtype=np.float32)
+    for row, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise InvalidInput(f"input {spec.name!r}: row {row} is not an object of column values", input=spec.name)
+        unknown = set(record) - declared
+        if unknown:
+            raise InvalidInput(
+                f"input {spec.name!r}: unknown column {sorted(unknown)[0]!r} in row {row}; columns are {sorted(declared)}",
+                input=spec.name, column=sorted(unknown)[0],
+            )
+        for col, column in enumerate(spec.columns):
+            matrix[row, col] = _cell(record.get(column.name), column, spec.name, row)
+    return matrix
+
+
+def _records(value: Any, spec: TabularInput) -> list[Any]:
+    if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
+        lengths = {len(v) for v in value.values()}
+        if len(lengths) != 1:
+            raise InvalidInput(f"input {spec.name!r}: columns have different lengths {sorted(lengths)}", input=spec.name)
+        rows = lengths.pop()
+        _check_rows(rows, spec)
+        return [{k: v[i] for k, v in value.items()} for i in range(rows)]
+    records = [value] if isinstance(value, dict) else value
+    if not isinstance(records, list) or not records:
+        raise InvalidInput(
+            f"input {spec.name!r}: expected a record, a list of records, or columns of equal length", input=spec.name
+        )
+    _check_rows(len(records), spec)
+    return records
+
+
+def _check_rows(rows: int, spec: TabularInput) -> None:
+    if rows > spec.max_rows:
+        raise InputTooLarge(
+            f"input {spec.name!r}: {rows:,} rows exceeds the limit of {spec.max_rows:,}; send fewer or raise max_rows",
+            input=spec.name, limit=spec.max_rows, got=rows,
+        )
+
+
+def _cell(value: Any, column: Column, name: str, row: int) -> float:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        if column.missing == "error":
+            raise InvalidInput(
+                f"input {name!r}: column {column.name!r} is missing in row {row}; "
+                "send a value or set its missing policy in the manifest",
+                input=name, column=column.name,
+            )
+        value = 0 if column.missing == "zero" else column.default
+        if column.type == "category" and column.missing == "zero":
+            return 0.0
+    try:
+        return _convert(value, column)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"input {name!r}: column {column.name!r} in row {row}: {exc}", input=name, column=column.name
+        ) from None
+
+
+def _convert(value: Any, column: Column) -> float:
+    if column.type == "category":
+        assert column.vocabulary is not None
+        if value not in column.vocabulary:
+            raise ValueError(f"{value!r} is not in its vocabulary {column.vocabulary[:10]}")
+        return float(column.vocabulary.index(value))
+    if isinstance(value, bool):
+        if column.type != "bool":
+            raise TypeError(f"expected a number, got {value!r}")
+        return float(value)
+    if column.type == "bool":
+        raise TypeError(f"expected true or false, got {value!r}")
+    if not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {type(value).__name__} {str(value)[:40]!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    if column.type == "int" and value != int(value):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return float(value)
+
+
+def sample_tabular(spec: TabularInput, batch: int = 1) -> np.ndarray:
+    return np.zeros((batch, len(spec.columns)), dtype=np.float32)

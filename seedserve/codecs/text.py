@@ -1,0 +1,78 @@
+"""Text: a string or a list of strings, with a length limit. With a
+tokenizer the model gets int64 token ids ``[N, max_tokens]`` (0 pads); without
+one, the strings themselves (for models that take ``List[str]``).
+
+Tokenizers: ``utf8_bytes`` (each byte + 1, so 0 stays padding) or
+``vocabulary`` (lower-cased whitespace words -> index + 2; 1 is unknown).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from seedserve.codecs._common import Spec, as_batch
+from seedserve.errors import InputTooLarge, InvalidInput
+
+__all__ = ["TextInput", "decode_text", "sample_text"]
+
+PAD, UNKNOWN = 0, 1
+
+
+class TextInput(Spec):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    kind: Literal["text"] = "text"
+    max_length: int = Field(default=10_000, ge=1, le=10_000_000, description="characters per string")
+    tokenizer: Literal["none", "utf8_bytes", "vocabulary"] = "none"
+    vocabulary: list[str] | None = Field(default=None, max_length=1_000_000)
+    max_tokens: int = Field(default=128, ge=1, le=100_000)
+    lowercase: bool = True
+    max_batch: int = Field(default=256, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _vocabulary_goes_with_its_tokenizer(self) -> "TextInput":
+        if (self.tokenizer == "vocabulary") != (self.vocabulary is not None):
+            raise ValueError("a vocabulary goes with tokenizer 'vocabulary' (and only with it)")
+        return self
+
+    @cached_property
+    def word_ids(self) -> dict[str, int]:
+        """Word -> token id, built once per spec (specs are immutable)."""
+        return {word: i + 2 for i, word in enumerate(self.vocabulary or [])}
+
+
+def decode_text(value: Any, spec: TextInput) -> np.ndarray:
+    texts = as_batch(value, spec.name, spec.max_batch, str)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInput(f"input {spec.name!r}: item {i} is {type(text).__name__}, not a string", input=spec.name)
+        if len(text) > spec.max_length:
+            raise InputTooLarge(
+                f"input {spec.name!r}: item {i} has {len(text):,} characters, over the limit of {spec.max_length:,}; "
+                "send shorter text or raise max_length",
+                input=spec.name, limit=spec.max_length, got=len(text),
+            )
+    if spec.tokenizer == "none":
+        return np.array(texts, dtype=object)
+    ids = np.full((len(texts), spec.max_tokens), PAD, dtype=np.int64)
+    for i, text in enumerate(texts):
+        tokens = _tokens(text, spec)[: spec.max_tokens]
+        ids[i, : len(tokens)] = tokens
+    return ids
+
+
+def _tokens(text: str, spec: TextInput) -> list[int]:
+    if spec.tokenizer == "utf8_bytes":
+        return [b + 1 for b in text.encode("utf-8")[: spec.max_tokens]]
+    index = spec.word_ids
+    words = (text.lower() if spec.lowercase else text).split()
+    return [index.get(word, UNKNOWN) for word in words[: spec.max_tokens]]
+
+
+def sample_text(spec: TextInput, batch: int = 1) -> np.ndarray:
+    if spec.tokenizer == "none":
+        return np.array(["sample"] * batch, dtype=object)
+    return np.zeros((batch, spec.max_tokens), dtype=np.int64)

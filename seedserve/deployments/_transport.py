@@ -1,0 +1,72 @@
+"""Request bodies to payloads (input name -> wire value), by content type.
+
+JSON: the object itself. ``multipart/form-data``: one part per input, named
+after it; file parts arrive as bytes (no base64; repeated parts of one name
+are a batch), text parts as strings for ``text`` inputs and as JSON for the
+structured kinds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.datastructures import Headers, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from seedserve.codecs import Manifest
+from seedserve.deployments._query import parse_json
+from seedserve.errors import InvalidInput, UnsupportedMediaType
+
+__all__ = ["parse_payload"]
+
+_RAW_TEXT_KINDS = {"text"}
+
+
+async def parse_payload(headers: Headers, body: bytes, manifest: Manifest) -> Any:
+    """The payload of a query body already read within its limit."""
+    content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type in ("application/json", ""):
+        return parse_json(body)
+    if content_type == "multipart/form-data":
+        return await _multipart(headers, body, manifest)
+    raise UnsupportedMediaType(
+        f"content type {content_type!r} is not accepted; send application/json or multipart/form-data"
+    )
+
+
+async def _multipart(headers: Headers, body: bytes, manifest: Manifest) -> dict[str, Any]:
+    async def stream() -> AsyncIterator[bytes]:
+        yield body
+
+    parser = MultiPartParser(
+        headers, stream(), max_files=len(manifest.inputs), max_fields=len(manifest.inputs), max_part_size=len(body) + 1
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise InvalidInput(f"the multipart body is malformed: {exc.message}") from exc
+    kinds = {spec.name: spec.kind for spec in manifest.inputs}
+    payload: dict[str, Any] = {}
+    for name, part in form.multi_items():
+        if isinstance(part, UploadFile):
+            data = await part.read()
+            # Repeated file parts of one name are a batch.
+            if name in payload:
+                if not isinstance(payload[name], list):
+                    payload[name] = [payload[name]]
+                payload[name].append(data)
+            else:
+                payload[name] = data
+        elif name in payload:
+            raise InvalidInput(f"input {name!r} is sent twice", input=name)
+        elif kinds.get(name) in _RAW_TEXT_KINDS:
+            payload[name] = part
+        else:
+            try:
+                payload[name] = json.loads(part)
+            except ValueError as exc:
+                raise InvalidInput(f"input {name!r}: the form field is not valid JSON ({exc})", input=name) from exc
+    await form.close()
+    return payload
