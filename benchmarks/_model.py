@@ -10,7 +10,7 @@ MANIFEST = {
     "inputs": [{"name": "x", "kind": "tensor", "dtype": "float32", "shape": [-1, 16]}],
     "outputs": [{"name": "y"}],
     # One replica everywhere, so every server runs the model once.
-    "scaling": {"min_replicas": 1, "max_replicas": 1, "num_cpus": 0.25},
+    "scaling": {"min_replicas": 1, "max_replicas": 1, "num_cpus": 0.1},
 }
 
 

@@ -27,7 +27,7 @@ def main() -> None:
 
     from benchmarks._model import infer, make_mlp
 
-    @serve.deployment(ray_actor_options={"num_cpus": 0.25})
+    @serve.deployment(ray_actor_options={"num_cpus": 0.1})
     class Mlp:
         def __init__(self) -> None:
             self.model = make_mlp()

@@ -22,8 +22,7 @@ def _request(inputs: dict[str, Any] | None, kw_inputs: dict[str, Any], transport
     if transport not in ("auto", "json", "multipart"):
         raise ValueError(f"transport must be 'auto', 'json' or 'multipart', not {transport!r}")
     if multipart:
-        data, files = encoded.multipart()
-        return {"data": data, "files": files}
+        return {"files": encoded.multipart()}
     return {"json": encoded.json_body()}
 
 

@@ -57,10 +57,17 @@ class Encoded:
             body[name] = [f.as_json() for f in files] if len(files) > 1 or name in self._batched else files[0].as_json()
         return body
 
-    def multipart(self) -> tuple[dict[str, str], list[tuple[str, tuple[str, bytes, str]]]]:
-        data = {name: value if isinstance(value, str) else json.dumps(value) for name, value in self.values.items()}
-        files = [(name, (f.filename, f.data, f.mime)) for name, fs in self.files.items() for f in fs]
-        return data, files
+    def multipart(self) -> list[tuple[str, tuple[str | None, bytes | str, str]]]:
+        """Parts for httpx's ``files=``: fields as parts without a filename (so
+        the body is multipart even when there is no file), then the files."""
+        parts: list[tuple[str, tuple[str | None, bytes | str, str]]] = []
+        for name, value in self.values.items():
+            if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+                parts += [(name, (None, v, "text/plain")) for v in value]  # a batch of texts: one part each
+            else:
+                parts.append((name, (None, value if isinstance(value, str) else json.dumps(value), "text/plain")))
+        parts += [(name, (f.filename, f.data, f.mime)) for name, fs in self.files.items() for f in fs]
+        return parts
 
     _batched: set[str] = field(default_factory=set)
 
@@ -93,7 +100,14 @@ def encode_value(value: Any) -> Any:
         return value.item()
     if type(value).__module__.startswith("networkx"):
         return _graph(value)
+    if isinstance(value, list) and any(_needs_encoding(item) for item in value):
+        return [encode_value(item) for item in value]  # a batch of arrays, tensors or graphs
     return value
+
+
+def _needs_encoding(item: Any) -> bool:
+    module = type(item).__module__
+    return isinstance(item, (np.ndarray, np.generic)) or module.startswith(("torch", "networkx"))
 
 
 def _is_file(value: Any) -> bool:

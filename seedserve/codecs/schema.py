@@ -67,7 +67,9 @@ class Scaling(_Strict):
     min_replicas: int = Field(default=1, ge=0, le=64)
     max_replicas: int = Field(default=2, ge=1, le=64)
     target_ongoing_requests: float = Field(default=4.0, gt=0)
-    num_cpus: float = Field(default=0.25, gt=0, le=64)
+    # A replica mostly waits on I/O between queries; a small reservation lets
+    # many models share a small node, and autoscaling adds replicas under load.
+    num_cpus: float = Field(default=0.1, gt=0, le=64)
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> "Scaling":

@@ -1,9 +1,9 @@
 """Request bodies to payloads (input name -> wire value), by content type.
 
 JSON: the object itself. ``multipart/form-data``: one part per input, named
-after it; file parts arrive as bytes (no base64; repeated parts of one name
-are a batch), text parts as strings for ``text`` inputs and as JSON for the
-structured kinds.
+after it; file parts arrive as bytes (no base64), text parts as strings for
+``text`` inputs and as JSON for the structured kinds. Repeated file or text
+parts of one name are a batch.
 """
 
 from __future__ import annotations
@@ -40,33 +40,36 @@ async def _multipart(headers: Headers, body: bytes, manifest: Manifest) -> dict[
     async def stream() -> AsyncIterator[bytes]:
         yield body
 
-    parser = MultiPartParser(
-        headers, stream(), max_files=len(manifest.inputs), max_fields=len(manifest.inputs), max_part_size=len(body) + 1
-    )
+    # Repeated parts form batches: allow as many parts as the declared batch limits.
+    max_parts = sum(getattr(spec, "max_batch", 1) for spec in manifest.inputs)
+    parser = MultiPartParser(headers, stream(), max_files=max_parts, max_fields=max_parts, max_part_size=len(body) + 1)
     try:
         form = await parser.parse()
     except MultiPartException as exc:
         raise InvalidInput(f"the multipart body is malformed: {exc.message}") from exc
     kinds = {spec.name: spec.kind for spec in manifest.inputs}
     payload: dict[str, Any] = {}
+    batched: set[str] = set()
     for name, part in form.multi_items():
+        raw = kinds.get(name) in _RAW_TEXT_KINDS
         if isinstance(part, UploadFile):
-            data = await part.read()
-            # Repeated file parts of one name are a batch.
-            if name in payload:
-                if not isinstance(payload[name], list):
-                    payload[name] = [payload[name]]
-                payload[name].append(data)
-            else:
-                payload[name] = data
-        elif name in payload:
-            raise InvalidInput(f"input {name!r} is sent twice", input=name)
-        elif kinds.get(name) in _RAW_TEXT_KINDS:
-            payload[name] = part
+            value: Any = await part.read()
+        elif raw:
+            value = part
         else:
             try:
-                payload[name] = json.loads(part)
+                value = json.loads(part)
             except ValueError as exc:
                 raise InvalidInput(f"input {name!r}: the form field is not valid JSON ({exc})", input=name) from exc
+        if name not in payload:
+            payload[name] = value
+        elif isinstance(part, UploadFile) or raw:
+            # Repeated file parts, or text parts, of one name are a batch.
+            if not isinstance(payload[name], list) or name not in batched:
+                payload[name] = [payload[name]]
+                batched.add(name)
+            payload[name].append(value)
+        else:
+            raise InvalidInput(f"input {name!r} is sent twice", input=name)
     await form.close()
     return payload

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,18 @@ from tests.conftest import System
 from tests.helpers import MLP_MANIFEST, eventually, make_mlp, save_torchscript
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _delete_registered_models(system: System) -> Iterator[None]:
+    """Each test removes the models it registered: replicas reserve CPU, and
+    the 2-CPU node must keep room for the next test's models."""
+    with ManagerClient(system.manager_url, system.admin_token) as manager:
+        before = {m["name"] for m in manager.list_models()}
+        yield
+        for model in manager.list_models():
+            if model["name"] not in before:
+                manager.delete_model(model["name"])
 
 
 def _register(system: System, tmp_path: Path, name: str, seed: int = 0) -> tuple[str, torch.nn.Module]:

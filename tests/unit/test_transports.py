@@ -82,6 +82,14 @@ def test_every_kind_decodes_identically_over_json_and_multipart(x: np.ndarray, a
     np.testing.assert_array_equal(over_json["x"], x)
 
 
+def test_a_batch_of_texts_travels_as_repeated_parts() -> None:
+    texts = ["first review", "second, longer review"]
+    over_json = _decode_over("json", {**_inputs(np.zeros((1, 3), np.float32), {"a": 1.0, "b": 2}, "x"), "words": texts})
+    over_multipart = _decode_over("multipart", {**_inputs(np.zeros((1, 3), np.float32), {"a": 1.0, "b": 2}, "x"), "words": texts})
+    assert over_json["words"].shape == (2, 16)
+    np.testing.assert_array_equal(over_json["words"], over_multipart["words"])
+
+
 def test_large_tensors_travel_as_raw_base64_and_round_trip_exactly() -> None:
     x = np.random.default_rng(0).standard_normal((2000, 3)).astype(np.float32)
     kwargs = _request(_inputs(x, {"a": 1.0, "b": 2}, "hi"), {}, "json")

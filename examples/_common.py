@@ -1,0 +1,56 @@
+"""What every example does: register a model, wait until it serves, query it
+over both transports, and check that they agree."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from seedserve.client import Client, ManagerClient
+from seedserve.errors import NotFound, Unavailable
+
+
+def options() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--manager", default="http://127.0.0.1:8080")
+    parser.add_argument("--master", default="http://127.0.0.1:8000")
+    parser.add_argument("--token", help="admin token (default: read from <data dir>/admin-token)")
+    parser.add_argument("--data-dir", type=Path, default=Path("seedserve-data"))
+    parser.add_argument("--name", help="model name (default: a fresh one)")
+    return parser.parse_args()
+
+
+def register_and_query(model: torch.nn.Module, manifest: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    args = options()
+    manifest = {**manifest, "name": args.name or f"{manifest['name']}-{int(time.time())}"}
+    token = args.token or (args.data_dir / "admin-token").read_text().strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact = Path(tmp) / "model.pt"
+        torch.jit.script(model).save(str(artifact))
+        with ManagerClient(args.manager, token) as manager:
+            key = manager.register(artifact, manifest)
+    print(f"registered {manifest['name']}")
+    with Client(args.master, key) as client:
+        over_json = _first_answer(lambda: client.predict(manifest["name"], inputs, transport="json"))
+        over_multipart = client.predict(manifest["name"], inputs, transport="multipart")
+    for name, value in over_json.items():
+        np.testing.assert_allclose(np.asarray(value), np.asarray(over_multipart[name]), rtol=1e-6, atol=1e-6)
+    print("outputs (JSON and multipart agree):", {k: np.round(np.asarray(v), 4).tolist() for k, v in over_json.items()})
+    return over_json
+
+
+def _first_answer(call: Any, timeout_s: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return call()  # type: ignore[no-any-return]
+        except (NotFound, Unavailable):  # the model's deployment is starting
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
