@@ -56,19 +56,35 @@ class TabularInput(Spec):
 def decode_tabular(value: Any, spec: TabularInput) -> np.ndarray:
     records = _records(value, spec)
     declared = {c.name for c in spec.columns}
-    matrix = np.empty((len(records), len(spec.columns)), dtype=np.float32)
     for row, record in enumerate(records):
         if not isinstance(record, dict):
             raise InvalidInput(f"input {spec.name!r}: row {row} is not an object of column values", input=spec.name)
-        unknown = set(record) - declared
-        if unknown:
+        if record.keys() - declared:
+            unknown = sorted(record.keys() - declared)[0]
             raise InvalidInput(
-                f"input {spec.name!r}: unknown column {sorted(unknown)[0]!r} in row {row}; columns are {sorted(declared)}",
-                input=spec.name, column=sorted(unknown)[0],
+                f"input {spec.name!r}: unknown column {unknown!r} in row {row}; columns are {sorted(declared)}",
+                input=spec.name, column=unknown,
             )
-        for col, column in enumerate(spec.columns):
-            matrix[row, col] = _cell(record.get(column.name), column, spec.name, row)
+    matrix = np.empty((len(records), len(spec.columns)), dtype=np.float32)
+    for col, column in enumerate(spec.columns):
+        cells = [record.get(column.name) for record in records]
+        fast = _numeric_column(cells, column)
+        if fast is not None:
+            matrix[:, col] = fast
+        else:  # the careful path: converts each cell and names the first bad one
+            matrix[:, col] = [_cell(cell, column, spec.name, row) for row, cell in enumerate(cells)]
     return matrix
+
+
+def _numeric_column(cells: list[Any], column: Column) -> np.ndarray | None:
+    """A float/int column converted at once when every cell is a plain finite
+    number of the right type; ``None`` sends it down the careful path."""
+    if column.type not in ("float", "int") or not all(type(c) in (int, float) for c in cells):
+        return None
+    array = np.asarray(cells, dtype=np.float64)
+    if not np.isfinite(array).all() or (column.type == "int" and (array != np.round(array)).any()):
+        return None
+    return array
 
 
 def _records(value: Any, spec: TabularInput) -> list[Any]:

@@ -59,7 +59,13 @@ class TensorInput(Spec):
 
 def decode_tensor(value: Any, spec: TensorInput) -> np.ndarray:
     """Decode ``value`` into an array of ``spec.dtype`` whose shape fits ``spec.shape``."""
-    if isinstance(value, (bytes, bytearray, memoryview)):  # a multipart file part: .npy
+    if isinstance(value, np.ndarray):  # already decoded by a transport (Open Inference Protocol)
+        if value.size > spec.max_elements:
+            raise _too_many(spec, value.size)
+        if value.dtype.kind not in "biuf":
+            raise InvalidInput(f"input {spec.name!r}: expected numbers, got {value.dtype.name}", input=spec.name)
+        array = _cast(value, spec)
+    elif isinstance(value, (bytes, bytearray, memoryview)):  # a multipart file part: .npy
         array = _decode_npy(bytes(value), spec)
     elif isinstance(value, dict):
         array = _decode_binary(value, spec)

@@ -64,9 +64,9 @@ def decode_text(value: Any, spec: TextInput) -> np.ndarray:
     return ids
 
 
-def _tokens(text: str, spec: TextInput) -> list[int]:
+def _tokens(text: str, spec: TextInput) -> np.ndarray | list[int]:
     if spec.tokenizer == "utf8_bytes":
-        return [b + 1 for b in text.encode("utf-8")[: spec.max_tokens]]
+        return np.frombuffer(text.encode("utf-8")[: spec.max_tokens], dtype=np.uint8).astype(np.int64) + 1
     index = spec.word_ids
     words = (text.lower() if spec.lowercase else text).split()
     return [index.get(word, UNKNOWN) for word in words[: spec.max_tokens]]

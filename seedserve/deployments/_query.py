@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from seedserve.errors import InputTooLarge, InvalidInput, SeedserveError, Unauthenticated, http_status
 from seedserve.registry.keys import key_matches
 
-__all__ = ["KeyCache", "bearer_key", "read_body", "parse_json", "error_response", "encode_outputs", "relative_path"]
+__all__ = ["KeyCache", "bearer_key", "bearer_key_from", "read_body", "parse_json", "error_response", "encode_outputs", "relative_path"]
 
 logger = logging.getLogger("seedserve.query")
 
@@ -49,7 +49,11 @@ class KeyCache:
 
 def bearer_key(request: Request) -> str:
     """The key from ``Authorization: Bearer <key>``."""
-    header = request.headers.get("authorization", "")
+    return bearer_key_from(request.headers.get("authorization", ""))
+
+
+def bearer_key_from(header: str) -> str:
+    """The key from an ``Authorization`` header's value."""
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthenticated("missing key; send the model's key as 'Authorization: Bearer <key>'")

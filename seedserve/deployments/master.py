@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from seedserve import __version__
-from seedserve.deployments._query import error_response
+from seedserve.deployments._oip import HEADER_LENGTH
+from seedserve.deployments._query import error_response, read_body
 from seedserve.deployments.reconciler import Reconciler
 from seedserve.deployments.serve_api import ServeRestApi
 from seedserve.deployments.serve_config import model_app_name
@@ -22,6 +23,9 @@ from seedserve.errors import NotFound, SeedserveError, Unavailable
 from seedserve.registry import ModelStore, connect
 
 __all__ = ["Master", "build"]
+
+#: The master reads a /v2 body before forwarding it; the model applies its own, smaller limit.
+_MAX_V2_BODY = 512 * 2**20
 
 
 @serve.deployment
@@ -49,6 +53,8 @@ class Master:
             handler = self._routes.get(path)
             if handler is not None and request.method == "GET":
                 return await handler()
+            if path.startswith("/v2/models/"):
+                return await self._v2_model(request, path)
             return await self._not_served(path)
         except SeedserveError as exc:
             return error_response(exc)
@@ -95,6 +101,29 @@ class Master:
                 return response
             return error_response(NotFound(f"no model named {name!r} is registered", input="model"))
         return error_response(NotFound(f"no route {path}; queries go to POST /models/<name>/predict"))
+
+    async def _v2_model(self, request: Request, path: str) -> Response:
+        """``/v2/models/{name}[/versions/{v}][/ready|/infer]``, forwarded to the model's
+        replica through a handle (Serve routes one prefix per application, and the
+        native ``/models/{name}`` path owns the model's single hop)."""
+        parts = path.split("/")[3:]
+        name, rest = parts[0], parts[1:]
+        if rest[:1] == ["versions"] and len(rest) >= 2:
+            rest = rest[2:]
+        if self._reconciler.state.applications.get(model_app_name(name)) != "RUNNING":
+            return await self._not_served(f"/models/{name}")
+        handle = serve.get_app_handle(model_app_name(name))
+        if rest == ["infer"] and request.method == "POST":
+            body = await read_body(request, _MAX_V2_BODY)
+            status, headers, content = await handle.infer_v2.remote(
+                request.headers.get("authorization", ""), request.headers.get(HEADER_LENGTH), body
+            )
+            return Response(content, status_code=status, headers=headers)
+        if rest == ["ready"] and request.method == "GET":
+            return JSONResponse({"name": name, "ready": True})
+        if not rest and request.method == "GET":
+            return JSONResponse(await handle.metadata_v2.remote())
+        raise NotFound(f"no route {request.method} {path}; see the Open Inference Protocol's REST paths")
 
     def check_health(self) -> None:
         if self._task.done():

@@ -7,6 +7,7 @@ encode) so that HAProxy's request reaches the model in a single hop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -19,13 +20,15 @@ from seedserve.codecs import Manifest, decode_inputs
 from seedserve.deployments._query import (
     KeyCache,
     bearer_key,
+    bearer_key_from,
     encode_outputs,
     error_response,
     read_body,
     relative_path,
 )
+from seedserve.deployments._oip import encode_infer_response, oip_tensor_metadata, parse_infer_request
 from seedserve.deployments._transport import parse_payload
-from seedserve.errors import NotFound, SeedserveError
+from seedserve.errors import InputTooLarge, NotFound, SeedserveError, http_status
 from seedserve.registry import ModelStore, connect
 from seedserve.codecs import sample_inputs
 from seedserve.runtime import load_model, run_model
@@ -70,6 +73,32 @@ class ModelServer:
         arrays = decode_inputs(self._manifest, await parse_payload(request.headers, body, self._manifest))
         outputs = run_model(self._model, self._manifest, arrays)
         return JSONResponse(encode_outputs(outputs))
+
+    async def infer_v2(self, authorization: str, header_length: str | None, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """An Open Inference Protocol request forwarded by the master: status, headers, body."""
+        try:
+            self._keys.check(bearer_key_from(authorization))
+            if len(body) > self._manifest.max_body_bytes:
+                raise InputTooLarge(
+                    f"the body ({len(body):,} bytes) exceeds the limit of {self._manifest.max_body_bytes:,} bytes",
+                    limit=self._manifest.max_body_bytes,
+                )
+            payload, request = parse_infer_request(header_length, body, self._manifest)
+            outputs = run_model(self._model, self._manifest, decode_inputs(self._manifest, payload))
+            response_body, headers = encode_infer_response(self._name, self._version, outputs, request)
+            return 200, headers, response_body
+        except SeedserveError as exc:
+            return http_status(exc), {"content-type": "application/json"}, json.dumps(exc.to_body()).encode()
+
+    def metadata_v2(self) -> dict[str, Any]:
+        """Model metadata in the Open Inference Protocol's form."""
+        return {
+            "name": self._name,
+            "versions": [str(self._version)],
+            "platform": "pytorch_torchscript",
+            "inputs": [oip_tensor_metadata(spec) for spec in self._manifest.inputs],
+            "outputs": [{"name": o.name, "datatype": "FP32", "shape": [-1]} for o in self._manifest.outputs],
+        }
 
     def check_health(self) -> None:
         if self._refresh.done() and self._refresh.exception() is not None:

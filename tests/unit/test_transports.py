@@ -95,3 +95,81 @@ def test_large_tensors_travel_as_raw_base64_and_round_trip_exactly() -> None:
     kwargs = _request(_inputs(x, {"a": 1.0, "b": 2}, "hi"), {}, "json")
     assert "b64" in kwargs["json"]["x"]
     np.testing.assert_array_equal(_decode_over("json", _inputs(x, {"a": 1.0, "b": 2}, "hi"))["x"], x)
+
+
+def _oip_bytes(elements: list[bytes]) -> bytes:
+    import struct
+
+    return b"".join(struct.pack("<I", len(e)) + e for e in elements)
+
+
+def test_every_kind_decodes_identically_over_the_open_inference_protocol_binary_extension() -> None:
+    import json
+
+    from seedserve.deployments._oip import parse_infer_request
+
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    inputs = _inputs(x, {"a": 1.5, "b": 2}, "hello")
+    native = _decode_over("json", inputs)
+    blobs = {
+        "x": (x.tobytes(), "FP32", [2, 3]),
+        "img": (_oip_bytes([(DATA / "image.png").read_bytes()]), "BYTES", [1]),
+        "clip": (_oip_bytes([(DATA / "speech.wav").read_bytes()]), "BYTES", [1]),
+        "row": (_oip_bytes([json.dumps({"a": 1.5, "b": 2}).encode()]), "BYTES", [1]),
+        "words": (_oip_bytes([b"hello"]), "BYTES", [1]),
+        "g": (_oip_bytes([json.dumps(inputs["g"]).encode()]), "BYTES", [1]),
+        "rec": (_oip_bytes([json.dumps(inputs["rec"]).encode()]), "BYTES", [1]),
+    }
+    header = json.dumps({"inputs": [
+        {"name": n, "shape": shape, "datatype": dt, "parameters": {"binary_data_size": len(blob)}}
+        for n, (blob, dt, shape) in blobs.items()
+    ]}).encode()
+    body = header + b"".join(blob for blob, _, _ in blobs.values())
+    payload, _ = parse_infer_request(str(len(header)), body, MANIFEST)
+    over_oip = decode_inputs(MANIFEST, payload)
+    for name in native:
+        _assert_same(native[name], over_oip[name])
+
+
+def test_oip_json_form_and_its_errors() -> None:
+    import json
+
+    import pytest
+
+    from seedserve.deployments._oip import parse_infer_request
+    from seedserve.errors import InvalidInput
+
+    small = parse_manifest({"name": "m", "inputs": [{"name": "x", "shape": [-1, 2]}], "outputs": [{"name": "y"}]})
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}).encode()
+    payload, _ = parse_infer_request(None, body, small)
+    np.testing.assert_array_equal(decode_inputs(small, payload)["x"], [[1.0, 2.0]])
+    cases = {
+        "needs 4 elements": {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2]}]},
+        "not an OIP datatype": {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FLOAT", "data": [1, 2]}]},
+        "unknown input": {"inputs": [{"name": "z", "shape": [1], "datatype": "FP32", "data": [1]}]},
+        "needs 'inputs'": {"outputs": []},
+    }
+    for message, request in cases.items():
+        with pytest.raises(InvalidInput, match=message):
+            parse_infer_request(None, json.dumps(request).encode(), small)
+    with pytest.raises(InvalidInput, match="overruns the body"):
+        bad = json.dumps({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32",
+                                      "parameters": {"binary_data_size": 800}}]}).encode()
+        parse_infer_request(str(len(bad)), bad + b"\0" * 8, small)
+
+
+def test_oip_responses_are_json_or_binary_as_asked() -> None:
+    import json
+
+    from seedserve.deployments._oip import encode_infer_response
+
+    y = np.array([[0.5, -1.0]], dtype=np.float32)
+    body, headers = encode_infer_response("m", 1, {"y": y}, {"id": "7"})
+    decoded = json.loads(body)
+    assert decoded["outputs"][0] == {"name": "y", "shape": [1, 2], "datatype": "FP32", "data": [0.5, -1.0]}
+    assert decoded["id"] == "7" and decoded["model_version"] == "1"
+    body, headers = encode_infer_response("m", 1, {"y": y}, {"outputs": [{"name": "y", "parameters": {"binary_data": True}}]})
+    n = int(headers["inference-header-content-length"])
+    meta = json.loads(body[:n])
+    assert meta["outputs"][0]["parameters"]["binary_data_size"] == 8
+    np.testing.assert_array_equal(np.frombuffer(body[n:], "<f4").reshape(1, 2), y)

@@ -1,0 +1,198 @@
+"""The Open Inference Protocol (v2) REST form, with its binary tensor data
+extension, to and from seedserve's payloads.
+
+Request: ``{"inputs": [{"name", "shape", "datatype", "data" | parameters.binary_data_size}],
+"outputs": [{"name", "parameters": {"binary_data": bool}}], "parameters": {...}}``.
+With the binary extension the body is that JSON (its length in the
+``Inference-Header-Content-Length`` header) followed by each binary input in
+order; ``BYTES`` elements are 4-byte little-endian lengths and their bytes.
+
+Mapping to input kinds: ``tensor`` takes numeric tensors of its dtype;
+``image``/``audio`` take ``BYTES`` elements that are files (in JSON, base64
+strings); ``text`` takes ``BYTES`` UTF-8 strings; ``tabular``, ``graph`` and
+``recommender`` take ``BYTES`` elements holding their native JSON value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import struct
+from typing import Any
+
+import numpy as np
+
+from seedserve.codecs import Manifest
+from seedserve.errors import InvalidInput
+
+__all__ = ["DATATYPES", "HEADER_LENGTH", "encode_infer_response", "oip_tensor_metadata", "parse_infer_request"]
+
+HEADER_LENGTH = "inference-header-content-length"
+DATATYPES = {
+    "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
+    "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
+    "FP16": "float16", "FP32": "float32", "FP64": "float64",
+}
+_TO_DATATYPE = {v: k for k, v in DATATYPES.items()}
+_FILE_KINDS = {"image", "audio"}
+_JSON_KINDS = {"tabular", "graph", "recommender"}
+
+
+def parse_infer_request(header_length: str | None, body: bytes, manifest: Manifest) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The payload (input name -> wire value) and the request JSON itself."""
+    json_part, binary = _split(header_length, body)
+    try:
+        request = json.loads(json_part)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput(f"the inference request is not valid JSON: {exc}") from exc
+    if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
+        raise InvalidInput("the inference request needs 'inputs', a list of tensors")
+    kinds = {spec.name: spec.kind for spec in manifest.inputs}
+    payload: dict[str, Any] = {}
+    offset = 0
+    for tensor in request["inputs"]:
+        name, shape, datatype = _tensor_header(tensor)
+        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                raise InvalidInput(f"input {name!r}: binary_data_size {size} overruns the body", input=name)
+            data: Any = binary[offset : offset + size]
+            offset += size
+        elif "data" in tensor:
+            data = tensor["data"]
+        else:
+            raise InvalidInput(f"input {name!r}: needs 'data' or parameters.binary_data_size", input=name)
+        if name not in kinds:
+            raise InvalidInput(f"unknown input {name!r}; this model takes {sorted(kinds)}", input=name)
+        payload[name] = _wire_value(name, kinds[name], shape, datatype, data, size is not None)
+    if offset != len(binary):
+        raise InvalidInput(f"{len(binary) - offset} bytes of binary data belong to no input")
+    return payload, request
+
+
+def _split(header_length: str | None, body: bytes) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return body, b""
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise InvalidInput(f"Inference-Header-Content-Length {header_length!r} does not fit a body of {len(body)} bytes")
+    n = int(header_length)
+    return body[:n], body[n:]
+
+
+def _tensor_header(tensor: Any) -> tuple[str, list[int], str]:
+    if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+        raise InvalidInput("each input needs a 'name'")
+    name = tensor["name"]
+    shape, datatype = tensor.get("shape"), tensor.get("datatype")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers", input=name)
+    if datatype not in DATATYPES and datatype != "BYTES":
+        raise InvalidInput(f"input {name!r}: datatype {datatype!r} is not an OIP datatype", input=name)
+    return name, shape, datatype
+
+
+def _wire_value(name: str, kind: str, shape: list[int], datatype: str, data: Any, binary: bool) -> Any:
+    if kind == "tensor":
+        if datatype == "BYTES":
+            raise InvalidInput(f"input {name!r}: a tensor input takes a numeric datatype, not BYTES", input=name)
+        return _numeric(name, shape, datatype, data, binary)
+    if datatype != "BYTES":
+        raise InvalidInput(f"input {name!r}: a {kind} input takes datatype BYTES, got {datatype}", input=name)
+    elements = _bytes_elements(name, data, binary, math.prod(shape))
+    if kind in _FILE_KINDS:
+        return [e if isinstance(e, bytes) else _b64(name, e) for e in elements]
+    texts = [e.decode("utf-8") if isinstance(e, bytes) else e for e in elements]
+    if kind in _JSON_KINDS:
+        try:
+            values = [json.loads(t) for t in texts]
+        except ValueError as exc:
+            raise InvalidInput(f"input {name!r}: each BYTES element must hold JSON ({exc})", input=name) from exc
+        return values[0] if len(values) == 1 else values
+    return texts
+
+
+def _numeric(name: str, shape: list[int], datatype: str, data: Any, binary: bool) -> np.ndarray:
+    dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
+    count = math.prod(shape)
+    if binary:
+        if len(data) != count * dtype.itemsize:
+            raise InvalidInput(f"input {name!r}: shape {shape} of {datatype} needs {count * dtype.itemsize} bytes, got {len(data)}", input=name)
+        return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    try:
+        array = np.asarray(data, dtype=dtype.newbyteorder("="))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"input {name!r}: 'data' is not {datatype} numbers", input=name) from exc
+    if array.size != count:
+        raise InvalidInput(f"input {name!r}: shape {shape} needs {count} elements, 'data' has {array.size}", input=name)
+    return array.reshape(shape)
+
+
+def _bytes_elements(name: str, data: Any, binary: bool, count: int) -> list[Any]:
+    if not binary:
+        items = data if isinstance(data, list) else [data]
+        flat = _flatten(items)
+        if not all(isinstance(e, str) for e in flat):
+            raise InvalidInput(f"input {name!r}: BYTES data must be strings", input=name)
+        return flat
+    elements, offset = [], 0
+    while offset < len(data):
+        if offset + 4 > len(data):
+            raise InvalidInput(f"input {name!r}: a BYTES element's length prefix is cut short", input=name)
+        (length,) = struct.unpack_from("<I", data, offset)
+        offset += 4
+        if offset + length > len(data):
+            raise InvalidInput(f"input {name!r}: a BYTES element overruns its data", input=name)
+        elements.append(bytes(data[offset : offset + length]))
+        offset += length
+    if len(elements) != count:
+        raise InvalidInput(f"input {name!r}: shape says {count} elements, the data holds {len(elements)}", input=name)
+    return elements
+
+
+def _flatten(items: list[Any]) -> list[Any]:
+    return [x for item in items for x in (_flatten(item) if isinstance(item, list) else [item])]
+
+
+def _b64(name: str, text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"input {name!r}: in JSON, file elements are base64 strings", input=name) from exc
+
+
+def oip_tensor_metadata(spec: Any) -> dict[str, Any]:
+    """An input's metadata as the protocol describes tensors."""
+    if spec.kind == "tensor":
+        return {"name": spec.name, "datatype": _TO_DATATYPE[spec.dtype], "shape": list(spec.shape)}
+    return {"name": spec.name, "datatype": "BYTES", "shape": [-1], "parameters": {"seedserve_kind": spec.kind}}
+
+
+def encode_infer_response(
+    model: str, version: int, outputs: dict[str, np.ndarray], request: dict[str, Any]
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and its headers; outputs asked for as binary come after the JSON."""
+    wanted = {o.get("name"): o for o in request.get("outputs") or [] if isinstance(o, dict)}
+    binary_all = bool((request.get("parameters") or {}).get("binary_data_output"))
+    tensors, blobs = [], []
+    for name, array in outputs.items():
+        if wanted and name not in wanted:
+            continue
+        array = np.asarray(array)
+        datatype = _TO_DATATYPE.get(array.dtype.name, "FP32")
+        if datatype == "FP32" and array.dtype.name not in _TO_DATATYPE:
+            array = array.astype(np.float32)
+        tensor: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype}
+        if binary_all or (wanted.get(name, {}).get("parameters") or {}).get("binary_data"):
+            blob = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"))).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            tensor["data"] = array.ravel().tolist()
+        tensors.append(tensor)
+    header = json.dumps({"model_name": model, "model_version": str(version), "id": request.get("id", ""),
+                         "outputs": tensors}).encode()
+    if not blobs:
+        return header, {"content-type": "application/json"}
+    return header + b"".join(blobs), {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
