@@ -18,7 +18,8 @@ manifest = {
     "name": "image-classifier",
     "inputs": [{"name": "image", "kind": "image", "size": [32, 32], "resize": "center_crop",
                 "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}],
-    "outputs": [{"name": "logits"}],
+    "outputs": [{"name": "logits", "top_k": 3, "labels": [
+        "apple", "ball", "cat", "dog", "egg", "fish", "goat", "hat", "ice", "jar"]}],
 }
 picture = Image.new("RGB", (640, 480), "white")
 ImageDraw.Draw(picture).ellipse([200, 100, 440, 380], fill="orange")
@@ -26,3 +27,6 @@ ImageDraw.Draw(picture).ellipse([200, 100, 440, 380], fill="orange")
 if __name__ == "__main__":
     out = register_and_query(model, manifest, {"image": picture})
     assert len(out["logits"][0]) == 10
+    best = out["logits_top_k"][0]
+    assert len(best) == 3 and best[0]["score"] >= best[1]["score"] >= best[2]["score"]
+    print("top 3:", best)

@@ -80,6 +80,13 @@ def run_model(model: torch.nn.Module, manifest: Manifest, arrays: Mapping[str, D
         result = model(*model_arguments(manifest, arrays))
     outputs = _as_sequence(result)
     names = [spec.name for spec in manifest.outputs]
+    for spec, value in zip(manifest.outputs, outputs):
+        width = value.shape[-1] if isinstance(value, torch.Tensor) and value.ndim else None
+        if spec.labels is not None and width != len(spec.labels):
+            raise InvalidArtifact(
+                f"output {spec.name!r} has {width} scores per row but the manifest declares {len(spec.labels)} labels",
+                input="outputs",
+            )
     if len(outputs) != len(names):
         raise InvalidArtifact(
             f"the model returned {len(outputs)} output(s) but the manifest declares {len(names)}: {names}",

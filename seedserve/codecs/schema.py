@@ -56,9 +56,15 @@ InputSpec = Annotated[
 
 
 class OutputSpec(_Strict):
-    """A named output of the model, in the order the model returns them."""
+    """A named output of the model, in the order the model returns them.
+
+    A classifier may declare ``labels`` (one per score); queries then also get
+    the ``top_k`` labels with their softmax scores.
+    """
 
     name: str = Field(pattern=INPUT_NAME_PATTERN)
+    labels: list[str] | None = Field(default=None, min_length=2, max_length=100_000)
+    top_k: int = Field(default=5, ge=1, le=1000)
 
 
 class Scaling(_Strict):

@@ -12,14 +12,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from seedserve.errors import InputTooLarge, InvalidInput, SeedserveError, Unauthenticated, http_status
 from seedserve.registry.keys import key_matches
 
-__all__ = ["KeyCache", "bearer_key", "bearer_key_from", "read_body", "parse_json", "error_response", "encode_outputs", "relative_path"]
+__all__ = ["KeyCache", "bearer_key", "bearer_key_from", "read_body", "parse_json", "error_response", "relative_path"]
 
 logger = logging.getLogger("seedserve.query")
 
@@ -97,11 +96,6 @@ def parse_json(body: bytes) -> Any:
 def error_response(exc: SeedserveError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
     return JSONResponse(exc.to_body(), status_code=http_status(exc), headers=headers)
-
-
-def encode_outputs(outputs: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Outputs as JSON values (nested lists)."""
-    return {name: array.tolist() for name, array in outputs.items()}
 
 
 def relative_path(request: Request) -> str:

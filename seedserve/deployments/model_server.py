@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from seedserve.codecs import Manifest, decode_inputs
+from seedserve.codecs.outputs import encode_outputs
 from seedserve.deployments._query import (
     KeyCache,
     bearer_key,
     bearer_key_from,
-    encode_outputs,
     error_response,
     read_body,
     relative_path,
@@ -72,7 +72,7 @@ class ModelServer:
         body = await read_body(request, self._manifest.max_body_bytes)
         arrays = decode_inputs(self._manifest, await parse_payload(request.headers, body, self._manifest))
         outputs = run_model(self._model, self._manifest, arrays)
-        return JSONResponse(encode_outputs(outputs))
+        return JSONResponse(encode_outputs(self._manifest, outputs))
 
     async def infer_v2(self, authorization: str, header_length: str | None, body: bytes) -> tuple[int, dict[str, str], bytes]:
         """An Open Inference Protocol request forwarded by the master: status, headers, body."""

@@ -15,6 +15,7 @@ from seedserve.deployments.serve_api import ServeRestApi
 from seedserve.deployments.serve_config import (
     MASTER_APP,
     deploy_config,
+    deployed_configs,
     model_application,
     model_apps_differ,
 )
@@ -51,7 +52,7 @@ class Reconciler:
         docs = await self._store.list()
         details = await self._api.details()
         applications: dict[str, Any] = details.get("applications") or {}
-        deployed = {name: app.get("deployed_app_config") or {} for name, app in applications.items()}
+        deployed = deployed_configs(details)
         self.state.applications = {name: str(app.get("status")) for name, app in applications.items()}
         self.state.registered = {doc["name"] for doc in docs}
         desired = [model_application(doc, mongo_uri=self._mongo_uri, database=self._database) for doc in docs]

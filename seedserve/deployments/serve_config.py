@@ -20,6 +20,7 @@ __all__ = [
     "model_application",
     "deploy_config",
     "model_apps_differ",
+    "deployed_configs",
 ]
 
 MASTER_APP = "master"
@@ -86,6 +87,21 @@ def deploy_config(
     return {
         "http_options": dict(http_options),
         "applications": [dict(master_app), *(dict(app) for app in model_apps)],
+    }
+
+
+def deployed_configs(details: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Application name -> deployed config, from Serve's instance details.
+
+    Applications being deleted still show up (status ``DELETING``); they count
+    as gone, or every pass would see a difference and resubmit the config,
+    and each resubmission restarts the build of applications still deploying.
+    """
+    applications: Mapping[str, Any] = details.get("applications") or {}
+    return {
+        name: dict(app.get("deployed_app_config") or {})
+        for name, app in applications.items()
+        if app.get("status") != "DELETING"
     }
 
 

@@ -45,3 +45,16 @@ def test_codec_registry_refuses_duplicates_and_unknown_kinds() -> None:
         register("tensor", lambda value, spec: value, lambda spec, batch: spec)
     with pytest.raises(LookupError, match="known kinds: .*'tensor'"):
         codec_for("hologram")
+
+
+def test_classifier_outputs_get_top_k_labels_with_softmax_scores() -> None:
+    import numpy as np
+
+    from seedserve.codecs.outputs import encode_outputs
+
+    manifest = parse_manifest({**VALID, "outputs": [{"name": "y", "labels": ["cat", "dog", "owl"], "top_k": 2}]})
+    encoded = encode_outputs(manifest, {"y": np.array([[0.0, 2.0, 1.0], [5.0, 0.0, 0.0]], np.float32)})
+    assert encoded["y"] == [[0.0, 2.0, 1.0], [5.0, 0.0, 0.0]]
+    first, second = encoded["y_top_k"]
+    assert [e["label"] for e in first] == ["dog", "owl"] and [e["label"] for e in second] == ["cat", "dog"]
+    assert abs(first[0]["score"] - np.exp(2) / (1 + np.exp(1) + np.exp(2))) < 1e-5

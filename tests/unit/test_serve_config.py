@@ -4,6 +4,7 @@ from typing import Any
 
 from seedserve.deployments.serve_config import (
     deploy_config,
+    deployed_configs,
     master_application,
     model_application,
     model_apps_differ,
@@ -43,3 +44,15 @@ def test_differences_are_seen_in_models_added_removed_or_changed_only() -> None:
     assert model_apps_differ(desired + [_app(_doc("c"))], deployed)
     assert model_apps_differ([_app(_doc("a", version=2)), desired[1]], deployed)
     assert model_apps_differ([_app(_doc("a", sha="new")), desired[1]], deployed)
+
+
+def test_applications_being_deleted_count_as_gone() -> None:
+    desired = [_app(_doc("a"))]
+    details = {"applications": {
+        "master": {"status": "RUNNING", "deployed_app_config": {"name": "master"}},
+        "model-a": {"status": "DEPLOYING", "deployed_app_config": desired[0]},
+        "model-old": {"status": "DELETING", "deployed_app_config": _app(_doc("old"))},
+    }}
+    deployed = deployed_configs(details)
+    assert set(deployed) == {"master", "model-a"}
+    assert not model_apps_differ(desired, deployed)
