@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
 from seedserve.errors import SeedserveError, Unavailable, from_body
 
-__all__ = ["DEFAULT_TIMEOUT", "BaseClient", "raise_for_error", "unreachable"]
+__all__ = ["DEFAULT_TIMEOUT", "BaseClient", "SyncClient", "raise_for_error", "unreachable"]
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
@@ -22,6 +22,21 @@ class BaseClient:
 
     def _url(self, path: str) -> str:
         return self.base_url + path
+
+
+class SyncClient(BaseClient):
+    """A sync client over one ``httpx.Client``, usable as a context manager."""
+
+    _http: httpx.Client
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def raise_for_error(response: httpx.Response) -> Any:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import httpx
 
-from seedserve.client._base import DEFAULT_TIMEOUT, BaseClient, raise_for_error, unreachable
+from seedserve.client._base import DEFAULT_TIMEOUT, BaseClient, SyncClient, raise_for_error, unreachable
 from seedserve.client.encoders import MULTIPART_THRESHOLD, Encoded, encode_inputs
 
 __all__ = ["Client", "AsyncClient", "Transport"]
@@ -26,7 +26,7 @@ def _request(inputs: dict[str, Any] | None, kw_inputs: dict[str, Any], transport
     return {"json": encoded.json_body()}
 
 
-class Client(BaseClient):
+class Client(SyncClient):
     """Sends queries to one seedserve master with a model's secret key.
 
     >>> Client("http://127.0.0.1:8000", key).predict("mlp", x=[[0.0] * 16])
@@ -51,14 +51,6 @@ class Client(BaseClient):
         result: dict[str, Any] = raise_for_error(response)
         return result
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> "Client":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class AsyncClient(BaseClient):

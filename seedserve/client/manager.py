@@ -9,12 +9,12 @@ from typing import Any
 
 import httpx
 
-from seedserve.client._base import DEFAULT_TIMEOUT, BaseClient, raise_for_error, unreachable
+from seedserve.client._base import DEFAULT_TIMEOUT, SyncClient, raise_for_error, unreachable
 
 __all__ = ["ManagerClient"]
 
 
-class ManagerClient(BaseClient):
+class ManagerClient(SyncClient):
     """The manager's API with an admin (later: user) token."""
 
     def __init__(self, url: str, token: str, *, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
@@ -48,11 +48,3 @@ class ManagerClient(BaseClient):
             raise unreachable(url, exc) from exc
         return raise_for_error(response)
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> "ManagerClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
