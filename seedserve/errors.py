@@ -22,6 +22,7 @@ __all__ = [
     "NotFound",
     "AlreadyExists",
     "Unavailable",
+    "ModelError",
     "HTTP_STATUS",
     "http_status",
     "from_body",
@@ -101,6 +102,13 @@ class AlreadyExists(SeedserveError):
     code = "already_exists"
 
 
+class ModelError(SeedserveError):
+    """The model raised on inputs that passed validation: a fault of the model
+    or its manifest, not of the query."""
+
+    code = "model_error"
+
+
 class Unavailable(SeedserveError):
     """A dependency (database, model replica) is down; retry later."""
 
@@ -117,6 +125,7 @@ HTTP_STATUS: dict[type[SeedserveError], int] = {
     NotFound: 404,
     AlreadyExists: 409,
     Unavailable: 503,
+    ModelError: 500,
     SeedserveError: 400,
 }
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from seedserve.codecs import Decoded, Manifest, sample_inputs
-from seedserve.errors import InvalidArtifact
+from seedserve.errors import InvalidArtifact, ModelError
 
 __all__ = ["ARTIFACT_FORMATS", "load_model", "model_arguments", "sample_inputs", "run_model"]
 
@@ -76,8 +76,12 @@ def run_model(model: torch.nn.Module, manifest: Manifest, arrays: Mapping[str, D
     between what the model returns and what the manifest declares raises
     :class:`InvalidArtifact`.
     """
-    with torch.inference_mode():
-        result = model(*model_arguments(manifest, arrays))
+    try:
+        with torch.inference_mode():
+            result = model(*model_arguments(manifest, arrays))
+    except Exception as exc:  # the model's own failure, reported as JSON with its message
+        first_line = str(exc).strip().splitlines()[-1][:500] if str(exc).strip() else ""
+        raise ModelError(f"the model failed on these inputs: {type(exc).__name__}: {first_line}") from exc
     outputs = _as_sequence(result)
     names = [spec.name for spec in manifest.outputs]
     for spec, value in zip(manifest.outputs, outputs):

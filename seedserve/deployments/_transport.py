@@ -43,6 +43,10 @@ async def _multipart(headers: Headers, body: bytes, manifest: Manifest) -> dict[
     # Repeated parts form batches: allow as many parts as the declared batch limits.
     max_parts = sum(getattr(spec, "max_batch", 1) for spec in manifest.inputs)
     parser = MultiPartParser(headers, stream(), max_files=max_parts, max_fields=max_parts, max_part_size=len(body) + 1)
+    # The body is already in memory and within its limit: keep file parts in
+    # memory too (Starlette spools parts over 1 MB to disk, which cost more
+    # than base64 JSON for a 1 MB image).
+    parser.spool_max_size = len(body) + 1
     try:
         form = await parser.parse()
     except MultiPartException as exc:

@@ -37,3 +37,25 @@ def test_keys_are_random_and_only_their_hash_matches() -> None:
     assert key_matches(key, stored)
     assert not key_matches(key[:-1], stored)
     assert not key_matches(key, [])
+
+
+def test_a_model_that_raises_on_valid_inputs_is_a_json_model_error() -> None:
+    import numpy as np
+    import pytest
+    import torch
+
+    from seedserve.codecs import parse_manifest
+    from seedserve.errors import ModelError
+    from seedserve.runtime import run_model
+
+    class Picky(torch.nn.Module):
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.one_hot(ids, 3)  # fails for ids >= 3
+
+    manifest = parse_manifest({"name": "p", "inputs": [{"name": "ids", "dtype": "int64", "shape": [-1]}],
+                               "outputs": [{"name": "y"}]})
+    model = torch.jit.script(Picky())
+    assert run_model(model, manifest, {"ids": np.array([0, 2])})["y"].shape == (2, 3)
+    with pytest.raises(ModelError, match="the model failed on these inputs: RuntimeError") as caught:
+        run_model(model, manifest, {"ids": np.array([5])})
+    assert http_status(caught.value) == 500 and caught.value.to_body()["error"]["code"] == "model_error"
