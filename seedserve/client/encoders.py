@@ -46,6 +46,7 @@ class Encoded:
 
     values: dict[str, Any] = field(default_factory=dict)
     files: dict[str, list[File]] = field(default_factory=dict)
+    _batched: set[str] = field(default_factory=set)  # inputs sent as a list of files
 
     @property
     def file_bytes(self) -> int:
@@ -68,8 +69,6 @@ class Encoded:
                 parts.append((name, (None, value if isinstance(value, str) else json.dumps(value), "text/plain")))
         parts += [(name, (f.filename, f.data, f.mime)) for name, fs in self.files.items() for f in fs]
         return parts
-
-    _batched: set[str] = field(default_factory=set)
 
 
 def encode_inputs(inputs: dict[str, Any]) -> Encoded:
