@@ -35,7 +35,8 @@ def ports_to_check(settings: Settings) -> dict[str, int]:
         ports["Ray port"] = settings.ray_port
         ports["Ray dashboard port"] = settings.dashboard_port
         for offset in (0, 2, 10, 12):  # a sample of the internal block
-            ports[f"internal port (base {settings.internal_port_base})"] = settings.internal_port_base + offset
+            port = settings.internal_port_base + offset
+            ports[f"internal port {port} (SEEDSERVE_INTERNAL_PORT_BASE={settings.internal_port_base})"] = port
     return ports
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from seedserve.codecs import AudioInput, ImageInput
 from seedserve.codecs.audio import decode_audio

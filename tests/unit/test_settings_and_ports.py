@@ -31,3 +31,10 @@ def test_settings_come_from_prefixed_environment_variables(monkeypatch: pytest.M
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     settings = Settings()
     assert settings.master_port == 8123 and settings.ray_address == "10.0.0.1:6379"
+
+
+def test_up_checks_each_sampled_internal_port_not_just_the_last() -> None:
+    from seedserve.cluster.up import ports_to_check
+
+    internal = [p for name, p in ports_to_check(Settings()).items() if name.startswith("internal port")]
+    assert internal == [20000, 20002, 20010, 20012]
