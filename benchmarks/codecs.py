@@ -16,6 +16,7 @@ import io
 import json
 import struct
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def decode_rates() -> list[dict[str, Any]]:
     texts = ["the quick brown fox jumps over the lazy dog " * 5] * 32
     tensor = RNG.standard_normal((64, 64)).astype(np.float32).tolist()
     graph = {"x": RNG.random((500, 8)).tolist(), "edge_index": RNG.integers(0, 500, (2, 2000)).tolist()}
-    rec = {"user": 42, "items": list(range(200))}
+    rec = [{"user": int(u), "items": RNG.integers(0, 10**9, 200).tolist()} for u in RNG.integers(0, 10**6, 32)]
     specs = {spec.name: spec for spec in MANIFEST.inputs}
 
     def bare_image() -> Any:
@@ -98,6 +99,21 @@ def decode_rates() -> list[dict[str, Any]]:
             out[i, : len(ids)] = ids
         return out
 
+    def bare_rec_stable() -> Any:
+        # The same contract by hand: ids are strings or integers and map to the
+        # same bucket in every process (hash() of a str does not), so a stable
+        # per-id hash of the id's text, then the EmbeddingBag values + offsets.
+        users = np.array([zlib.crc32(str(r["user"]).encode()) % 1000 for r in rec], np.int64)
+        values = np.array([zlib.crc32(str(i).encode()) % 100000 for r in rec for i in r["items"]], np.int64)
+        return users, values, np.cumsum([0] + [len(r["items"]) for r in rec[:-1]])
+
+    def bare_rec_floor() -> Any:
+        # The floor: integer ids only, no type checks, hash(int) is the int, so
+        # a modulo. Not the same contract (a string id would break it).
+        users = np.asarray([r["user"] for r in rec], np.int64) % 1000
+        bags = [np.asarray(r["items"], np.int64) for r in rec]
+        return users, np.concatenate(bags) % 100000, np.cumsum([0] + [len(b) for b in bags[:-1]])
+
     cases: dict[str, tuple[Callable[[], Any], Callable[[], Any], str]] = {
         "image (PNG 600x560 -> 224x224)": (bare_image, lambda: decode_inputs_one("image", image), "Pillow open+convert+resize+numpy"),
         "audio (10 s WAV 44.1 kHz -> 16 kHz)": (lambda: librosa.load(io.BytesIO(clip), sr=16000), lambda: decode_inputs_one("clip", clip), "librosa.load"),
@@ -105,7 +121,8 @@ def decode_rates() -> list[dict[str, Any]]:
         "text (32 x 225 chars, bytes)": (bare_text, lambda: decode_inputs_one("text", texts), "numpy bytes tokenizer"),
         "tensor (64x64 nested lists)": (lambda: np.asarray(tensor, np.float32), lambda: decode_inputs_one("tensor", tensor), "np.asarray"),
         "graph (500 nodes, 2000 edges)": (lambda: (np.asarray(graph["x"], np.float32), np.asarray(graph["edge_index"], np.int64)), lambda: decode_inputs_one("graph", graph), "np.asarray x2"),
-        "recommender (200 items, hashed)": (lambda: [hash(i) % 100000 for i in rec["items"]], lambda: decode_inputs_one("rec", rec), "Python hash() per id"),
+        "recommender (32 requests x 200 int ids)": (bare_rec_stable, lambda: decode_inputs_one("rec", rec), "stable per-id hash (crc32) + offsets"),
+        "recommender, floor (same data)": (bare_rec_floor, lambda: decode_inputs_one("rec", rec), "numpy modulo, int ids only, unchecked"),
     }
 
     def decode_inputs_one(name: str, value: Any) -> Any:

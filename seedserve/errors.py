@@ -16,6 +16,7 @@ __all__ = [
     "InvalidInput",
     "InputTooLarge",
     "UnsupportedMediaType",
+    "InputMismatch",
     "InvalidManifest",
     "InvalidArtifact",
     "Unauthenticated",
@@ -72,6 +73,12 @@ class UnsupportedMediaType(InvalidInput):
     code = "unsupported_media_type"
 
 
+class InputMismatch(InvalidInput):
+    """A query is missing a declared input or sends one the model does not take."""
+
+    code = "input_mismatch"
+
+
 class InvalidManifest(SeedserveError):
     """A model manifest failed validation; ``input`` is the field path."""
 
@@ -118,6 +125,7 @@ class Unavailable(SeedserveError):
 HTTP_STATUS: dict[type[SeedserveError], int] = {
     InputTooLarge: 413,
     UnsupportedMediaType: 415,
+    InputMismatch: 422,
     InvalidInput: 400,
     InvalidManifest: 422,
     InvalidArtifact: 422,

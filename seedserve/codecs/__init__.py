@@ -16,7 +16,7 @@ from seedserve.codecs.schema import InputSpec, Manifest, OutputSpec
 from seedserve.codecs.tabular import TabularInput, decode_tabular, sample_tabular
 from seedserve.codecs.tensor import TensorInput, decode_tensor, sample_tensor
 from seedserve.codecs.text import TextInput, decode_text, sample_text
-from seedserve.errors import InvalidInput, InvalidManifest
+from seedserve.errors import InputMismatch, InvalidInput, InvalidManifest
 
 __all__ = [
     "Manifest",
@@ -80,12 +80,12 @@ def decode_inputs(manifest: Manifest, payload: Any) -> dict[str, Decoded]:
     declared = {spec.name for spec in manifest.inputs}
     unknown = sorted(set(payload) - declared)
     if unknown:
-        raise InvalidInput(
+        raise InputMismatch(
             f"unknown input {unknown[0]!r}; this model takes {sorted(declared)}", input=unknown[0]
         )
     missing = [spec.name for spec in manifest.inputs if spec.name not in payload]
     if missing:
-        raise InvalidInput(f"missing input {missing[0]!r}; this model takes {sorted(declared)}", input=missing[0])
+        raise InputMismatch(f"missing input {missing[0]!r}; this model takes {sorted(declared)}", input=missing[0])
     return {spec.name: codec_for(spec.kind).decode(payload[spec.name], spec) for spec in manifest.inputs}
 
 

@@ -33,19 +33,23 @@ class GraphInput(Spec):
 def decode_graph(value: Any, spec: GraphInput) -> dict[str, np.ndarray]:
     graphs = as_batch(value, spec.name, spec.max_batch, dict)
     _check_totals(graphs, spec)
-    xs, edges, attrs, batch = [], [], [], []
-    offset = 0
-    for i, graph in enumerate(graphs):
-        x, edge_index, edge_attr = _one(graph, spec, i)
-        xs.append(x)
-        edges.append(edge_index + offset)
-        attrs.append(edge_attr)
-        batch.append(np.full(len(x), i, dtype=np.int64))
-        offset += len(x)
-    result = {"x": np.concatenate(xs), "edge_index": np.concatenate(edges, axis=1)}
+    parts = [_one(graph, spec, i) for i, graph in enumerate(graphs)]
+    if len(parts) == 1:  # the common case: no copies
+        x, edge_index, edge_attr = parts[0]
+        result = {"x": x, "edge_index": edge_index}
+        if edge_attr is not None:
+            result["edge_attr"] = edge_attr
+        result["batch"] = np.zeros(len(x), dtype=np.int64)
+        return result
+    sizes = np.fromiter((len(x) for x, _, _ in parts), dtype=np.int64, count=len(parts))
+    shifts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    result = {
+        "x": np.concatenate([x for x, _, _ in parts]),
+        "edge_index": np.concatenate([edges + shift for (_, edges, _), shift in zip(parts, shifts)], axis=1),
+    }
     if spec.edge_features:
-        result["edge_attr"] = np.concatenate(attrs)
-    result["batch"] = np.concatenate(batch)
+        result["edge_attr"] = np.concatenate([attr for _, _, attr in parts])  # type: ignore[misc]
+    result["batch"] = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
     return result
 
 
@@ -78,15 +82,17 @@ def _one(graph: dict[str, Any], spec: GraphInput, i: int) -> tuple[np.ndarray, n
             f"input {name!r}: graph {i} 'x' has shape {list(x.shape)}, expected [nodes >= 1, {spec.node_features}]",
             input=name,
         )
-    edge_index = _array(graph["edge_index"], np.int64, name, f"graph {i} 'edge_index'")
+    edge_index = _node_indices(graph["edge_index"], name, f"graph {i} 'edge_index'")
     if edge_index.ndim != 2 or edge_index.shape[0] != 2:
         raise InvalidInput(f"input {name!r}: graph {i} 'edge_index' must be [2, edges], got {list(edge_index.shape)}", input=name)
-    if edge_index.size and (edge_index.min() < 0 or edge_index.max() >= len(x)):
-        raise InvalidInput(
-            f"input {name!r}: graph {i} 'edge_index' refers to node {int(edge_index.max() if edge_index.max() >= len(x) else edge_index.min())}, "
-            f"but the graph has nodes 0..{len(x) - 1}",
-            input=name,
-        )
+    if edge_index.size:
+        low, high = int(edge_index.min()), int(edge_index.max())
+        if low < 0 or high >= len(x):
+            raise InvalidInput(
+                f"input {name!r}: graph {i} 'edge_index' refers to node {low if low < 0 else high}, "
+                f"but the graph has nodes 0..{len(x) - 1}",
+                input=name,
+            )
     edge_attr = None
     if spec.edge_features:
         if "edge_attr" not in graph:
@@ -111,6 +117,25 @@ def _array(value: Any, dtype: type, name: str, what: str) -> np.ndarray:
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InvalidInput(f"input {name!r}: {what} holds NaN or Inf", input=name)
     return array
+
+
+def _node_indices(rows: list[list[Any]], name: str, what: str) -> np.ndarray:
+    """Whole numbers only: numpy finds the type of the values first, so 1.5
+    and "1" are refused instead of cast (a direct int64 cast would silently
+    turn node 1.5 into node 1). Whole floats such as 3.0 are taken."""
+    try:
+        array = np.asarray(rows)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"input {name!r}: {what} must be two equally long lists of integer node indices", input=name
+        ) from exc
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64, copy=False)
+    if array.size == 0 or (
+        array.dtype.kind == "f" and np.isfinite(array).all() and (array == np.floor(array)).all()
+    ):
+        return array.astype(np.int64)
+    raise InvalidInput(f"input {name!r}: {what} must hold integer node indices, got {array.dtype.name} values", input=name)
 
 
 def sample_graph(spec: GraphInput, batch: int = 1) -> dict[str, np.ndarray]:

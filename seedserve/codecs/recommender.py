@@ -2,7 +2,9 @@
 [ids]}, "dense": [floats]}``, one request or a list.
 
 Ids become indices through a declared vocabulary (index + 1; 0 is unknown) or
-stable hashing into buckets. Jagged lists use the ``EmbeddingBag`` layout:
+stable hashing into buckets: integer ids (int64) by the splitmix64 finalizer,
+vectorized, and string ids by 8-byte BLAKE2b, so every replica and every
+process agrees (Python's ``hash()`` of a string does not). Jagged lists use the ``EmbeddingBag`` layout:
 flat values plus per-request offsets, shifted across a batch. The model gets
 ``user [N], items [sum K], item_offsets [N]``, then ``values, offsets`` per
 sparse feature in declared order, then ``dense [N, D]`` if declared.
@@ -11,6 +13,7 @@ sparse feature in declared order, then ``dense [N, D]`` if declared.
 from __future__ import annotations
 
 import hashlib
+from itertools import chain
 from functools import cached_property
 from typing import Any, Literal
 
@@ -35,12 +38,12 @@ class IdMap(Spec):
             raise ValueError("give exactly one of vocabulary or hash_buckets")
         return self
 
-    def indices(self, ids: list[Any]) -> np.ndarray:
+    def indices(self, ids: list[Any], *, all_int: bool | None = None) -> np.ndarray:
         if self.vocabulary is not None:
             table = self.id_table
             return np.fromiter((table.get(i, 0) for i in ids), dtype=np.int64, count=len(ids))
         assert self.hash_buckets is not None
-        return np.fromiter((_stable_hash(i) % self.hash_buckets for i in ids), dtype=np.int64, count=len(ids))
+        return (stable_hashes(ids, all_int=all_int) % np.uint64(self.hash_buckets)).astype(np.int64)
 
     @cached_property
     def id_table(self) -> dict[Any, int]:
@@ -64,9 +67,35 @@ class RecommenderInput(Spec):
     max_batch: int = Field(default=256, ge=1, le=100_000)
 
 
-def _stable_hash(value: Any) -> int:
-    # Python's hash() differs between processes; replicas must agree.
-    return int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8).digest(), "little")
+_MASK64 = (1 << 64) - 1
+
+
+def stable_hashes(ids: list[str | int], *, all_int: bool | None = None) -> np.ndarray:
+    """A uint64 hash per id, the same in every process: splitmix64 for
+    integers (vectorized when every id is one), BLAKE2b for strings.
+    ``all_int`` says what a caller already knows about the types."""
+    if all_int is None:
+        all_int = set(map(type, ids)) <= {int}
+    if ids and all_int:
+        try:
+            z = np.asarray(ids, dtype=np.int64).view(np.uint64)
+        except OverflowError:  # an id beyond int64: the per-id path wraps it the same way
+            pass
+        else:
+            z = z + np.uint64(0x9E3779B97F4A7C15)
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            return z ^ (z >> np.uint64(31))  # type: ignore[no-any-return]
+    return np.fromiter((_hash_one(i) for i in ids), dtype=np.uint64, count=len(ids))
+
+
+def _hash_one(value: str | int) -> int:
+    if isinstance(value, str):
+        return int.from_bytes(hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+    z = (value + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
 
 
 def decode_recommender(value: Any, spec: RecommenderInput) -> dict[str, np.ndarray]:
@@ -80,7 +109,7 @@ def decode_recommender(value: Any, spec: RecommenderInput) -> dict[str, np.ndarr
         unknown = set(request) - {"user", "items", "sparse", "dense"}
         if unknown:
             raise InvalidInput(f"input {name!r}: request {i} has unknown field {sorted(unknown)[0]!r}", input=name)
-        users.append(_scalar_id(request["user"], name, "user"))
+        users.append(request["user"])
         items.append(_ids(request["items"], name, "items", spec.max_items))
         features = request.get("sparse") or {}
         if not isinstance(features, dict) or set(features) - set(sparse):
@@ -90,19 +119,15 @@ def decode_recommender(value: Any, spec: RecommenderInput) -> dict[str, np.ndarr
         for feature in spec.sparse:
             sparse[feature.name].append(_ids(features.get(feature.name, []), name, feature.name, spec.max_ids_per_feature))
         dense.append(_dense(request.get("dense"), spec, i))
-    result = {"user": spec.users.indices(users)}
-    result["items"], result["item_offsets"] = _bags(items, spec.items)
+    result = {"user": spec.users.indices(users, all_int=_check_ids(users, name, "user"))}
+    result["items"], result["item_offsets"] = _bags(items, spec.items, name, "items")
     for feature in spec.sparse:
-        result[f"{feature.name}_values"], result[f"{feature.name}_offsets"] = _bags(sparse[feature.name], feature)
+        result[f"{feature.name}_values"], result[f"{feature.name}_offsets"] = _bags(
+            sparse[feature.name], feature, name, feature.name
+        )
     if spec.dense_features:
         result["dense"] = np.asarray(dense, dtype=np.float32)
     return result
-
-
-def _scalar_id(value: Any, name: str, what: str) -> str | int:
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise InvalidInput(f"input {name!r}: {what} id must be a string or an integer, got {value!r}"[:200], input=name)
-    return value
 
 
 def _ids(values: Any, name: str, what: str, limit: int) -> list[Any]:
@@ -112,7 +137,17 @@ def _ids(values: Any, name: str, what: str, limit: int) -> list[Any]:
         raise InputTooLarge(
             f"input {name!r}: {len(values):,} {what} ids exceeds the limit of {limit:,}", input=name, limit=limit
         )
-    return [_scalar_id(v, name, what) for v in values]
+    return values
+
+
+def _check_ids(values: list[Any], name: str, what: str) -> bool:
+    """Every id a string or an integer, not a bool: one scan of the types.
+    Returns whether all are integers."""
+    kinds = set(map(type, values))
+    if not kinds <= {int, str}:
+        bad = next(v for v in values if type(v) not in (int, str))
+        raise InvalidInput(f"input {name!r}: {what} id must be a string or an integer, got {bad!r}"[:200], input=name)
+    return str not in kinds
 
 
 def _dense(values: Any, spec: RecommenderInput, i: int) -> list[float]:
@@ -130,11 +165,12 @@ def _dense(values: Any, spec: RecommenderInput, i: int) -> list[float]:
     return values  # type: ignore[no-any-return]
 
 
-def _bags(bags: list[list[Any]], id_map: IdMap) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter((len(b) for b in bags), dtype=np.int64, count=len(bags))
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    flat = [v for bag in bags for v in bag]
-    return id_map.indices(flat), offsets
+def _bags(bags: list[list[Any]], id_map: IdMap, name: str, what: str) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.fromiter(map(len, bags), dtype=np.int64, count=len(bags))
+    offsets = np.zeros(len(bags), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=offsets[1:])
+    flat = list(chain.from_iterable(bags))
+    return id_map.indices(flat, all_int=_check_ids(flat, name, what)), offsets
 
 
 def sample_recommender(spec: RecommenderInput, batch: int = 1) -> dict[str, np.ndarray]:

@@ -79,13 +79,33 @@ def decode_tensor(value: Any, spec: TensorInput) -> np.ndarray:
     _check_shape(array.shape, spec)
     if array.dtype.kind == "f" and not spec.allow_nan and not np.isfinite(array).all():
         raise InvalidInput(
-            f"input {spec.name!r}: contains NaN or Inf; send finite numbers or set allow_nan in the manifest",
+            f"input {spec.name!r}: contains NaN, Inf or null (or a number too large for {spec.dtype}); "
+            "send finite numbers or set allow_nan in the manifest",
             input=spec.name,
         )
     return array
 
 
 def _decode_nested(value: list[Any], spec: TensorInput) -> np.ndarray:
+    target = np.dtype(spec.dtype)
+    if target.kind == "f":
+        # One pass in numpy's C loop, as MLServer's NumpyCodec does: numbers
+        # given as JSON strings ("1.5") convert, anything else is refused, and
+        # null becomes NaN, which the finiteness check then refuses.
+        try:
+            array = np.asarray(value, dtype=target)
+        except (ValueError, TypeError) as exc:
+            problem = (
+                "nested lists are ragged; every row must have the same length"
+                if "inhomogeneous" in str(exc)
+                else "expected numbers, got a value that is not one"
+            )
+            raise InvalidInput(f"input {spec.name!r}: {problem}", input=spec.name) from exc
+        if array.size > spec.max_elements:
+            raise _too_many(spec, array.size)
+        return array
+    # Integer and bool targets look at the values first: a cast would
+    # silently truncate 1.5 to 1.
     try:
         raw = np.asarray(value)
     except ValueError as exc:  # ragged lists

@@ -55,21 +55,42 @@ def decode_text(value: Any, spec: TextInput) -> np.ndarray:
                 "send shorter text or raise max_length",
                 input=spec.name, limit=spec.max_length, got=len(text),
             )
+    if spec.tokenizer == "utf8_bytes":
+        return _utf8_ids(texts, spec)
     if spec.tokenizer == "none":
+        _encodable("".join(texts), spec)
         return np.array(texts, dtype=object)
     ids = np.full((len(texts), spec.max_tokens), PAD, dtype=np.int64)
+    index = spec.word_ids
     for i, text in enumerate(texts):
-        tokens = _tokens(text, spec)[: spec.max_tokens]
-        ids[i, : len(tokens)] = tokens
+        words = (text.lower() if spec.lowercase else text).split()[: spec.max_tokens]
+        ids[i, : len(words)] = [index.get(word, UNKNOWN) for word in words]
     return ids
 
 
-def _tokens(text: str, spec: TextInput) -> np.ndarray | list[int]:
-    if spec.tokenizer == "utf8_bytes":
-        return np.frombuffer(text.encode("utf-8")[: spec.max_tokens], dtype=np.uint8).astype(np.int64) + 1
-    index = spec.word_ids
-    words = (text.lower() if spec.lowercase else text).split()
-    return [index.get(word, UNKNOWN) for word in words[: spec.max_tokens]]
+def _utf8_ids(texts: list[str], spec: TextInput) -> np.ndarray:
+    """Each UTF-8 byte + 1, cut at max_tokens, 0-padded: one buffer, one cast."""
+    width = spec.max_tokens
+    # A character is at least one byte, so cutting the string first saves
+    # encoding text that would be thrown away.
+    encoded = [_encodable(text[:width], spec)[:width] for text in texts]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    buffer = b"".join(data.ljust(width, b"\0") for data in encoded)
+    ids = np.frombuffer(buffer, dtype=np.uint8).reshape(len(texts), width).astype(np.int64)
+    ids += 1
+    ids[np.arange(width) >= lengths[:, None]] = PAD  # NUL characters stay 1, padding 0
+    return ids
+
+
+def _encodable(text: str, spec: TextInput) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800" from JSON
+        raise InvalidInput(
+            f"input {spec.name!r}: text holds an unpaired surrogate (\\u{ord(exc.object[exc.start]):04x}); "
+            "send valid Unicode",
+            input=spec.name,
+        ) from exc
 
 
 def sample_text(spec: TextInput, batch: int = 1) -> np.ndarray:

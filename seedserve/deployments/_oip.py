@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from seedserve.codecs import Manifest
-from seedserve.errors import InvalidInput
+from seedserve.errors import InputMismatch, InvalidInput
 
 __all__ = ["DATATYPES", "HEADER_LENGTH", "encode_infer_response", "oip_tensor_metadata", "parse_infer_request"]
 
@@ -65,7 +65,7 @@ def parse_infer_request(header_length: str | None, body: bytes, manifest: Manife
         else:
             raise InvalidInput(f"input {name!r}: needs 'data' or parameters.binary_data_size", input=name)
         if name not in kinds:
-            raise InvalidInput(f"unknown input {name!r}; this model takes {sorted(kinds)}", input=name)
+            raise InputMismatch(f"unknown input {name!r}; this model takes {sorted(kinds)}", input=name)
         payload[name] = _wire_value(name, kinds[name], shape, datatype, data, size is not None)
     if offset != len(binary):
         raise InvalidInput(f"{len(binary) - offset} bytes of binary data belong to no input")

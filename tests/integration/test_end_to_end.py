@@ -107,8 +107,8 @@ def test_bad_queries_get_4xx_naming_the_input(system: System, tmp_path: Path, ht
     auth = {"Authorization": f"Bearer {key}"}
     cases = {
         "wrong width": ({"x": [[0.0] * 15]}, 400, "x"),
-        "unknown input": ({"x": [[0.0] * 16], "z": 1}, 400, "z"),
-        "missing input": ({}, 400, "x"),
+        "unknown input": ({"x": [[0.0] * 16], "z": 1}, 422, "z"),
+        "missing input": ({}, 422, "x"),
         "strings": ({"x": [["a"] * 16]}, 400, "x"),
     }
     for case, (body, status, name) in cases.items():

@@ -93,6 +93,9 @@ def test_a_batch_of_graphs_is_concatenated_with_shifted_edges_and_a_batch_vector
         ({"x": [[1, 1]], "edge_index": [[0]], "edge_attr": []}, "two lists"),
         ({"x": [[1, 1], [1, 1]], "edge_index": [[0], [1]]}, "needs 'edge_attr'"),
         ({"x": [[1, 1], [1, 1]], "edge_index": [[0], [1]], "edge_attr": [[1], [2]]}, "1 edges but 2 edge_attr"),
+        ({"x": [[1, 1], [1, 1]], "edge_index": [[0], [0.5]], "edge_attr": [[1]]}, "integer node indices"),
+        ({"x": [[1, 1], [1, 1]], "edge_index": [[0], ["1"]], "edge_attr": [[1]]}, "integer node indices"),
+        ({"x": [[1, 1], [1, 1]], "edge_index": [[0, 1], [1]], "edge_attr": [[1]]}, "equally long"),
     ],
 )
 def test_inconsistent_graphs_are_refused(graph: dict[str, object], message: str) -> None:
@@ -137,8 +140,19 @@ def test_recommender_requests_batch_in_embedding_bag_layout() -> None:
         ({"user": 1, "items": ["a"], "dense": [1]}, "2 finite numbers"),
         ({"user": 1, "items": ["a"], "dense": [1, 2], "sparse": {"moods": [1]}}, "declared features"),
         ({"user": 1.5, "items": ["a"], "dense": [1, 2]}, "string or an integer"),
+        ({"user": 1, "items": ["a", True], "dense": [1, 2]}, "got True"),
     ],
 )
 def test_bad_recommender_requests_are_refused(request_: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         decode_recommender(request_, RECS)
+
+
+def test_hashed_ids_agree_between_the_vectorized_and_the_per_id_path() -> None:
+    spec = RecommenderInput(name="r", users={"hash_buckets": 97}, items={"hash_buckets": 1 << 40})
+    ints = [0, 1, -1, 2**63 - 1, -(2**63), 123456789012, 2**70 + 5]
+    all_ints = decode_recommender({"user": 5, "items": ints[:-1]}, spec)["items"]
+    mixed = decode_recommender({"user": 5, "items": [*ints, "a"]}, spec)["items"]
+    assert all_ints.tolist() == mixed[:-2].tolist()
+    assert len(set(mixed.tolist())) == len(ints) + 1  # a hash, not the id modulo the buckets
+    assert 0 <= all_ints.min() and all_ints.max() < 1 << 40

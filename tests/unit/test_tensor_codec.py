@@ -48,9 +48,18 @@ def test_ragged_lists_are_refused() -> None:
         decode_tensor([[1, 2, 3, 4], [1, 2]], SPEC)
 
 
-def test_strings_are_refused_rather_than_guessed() -> None:
+def test_float_tensors_take_numeric_strings_and_refuse_other_values() -> None:
+    assert decode_tensor([["1", "2.5", 3, True]], SPEC).tolist() == [[1.0, 2.5, 3.0, 1.0]]
+    for bad in ([["one", 2, 3, 4]], [[{"a": 1}, 2, 3, 4]]):
+        with pytest.raises(InvalidInput, match="expected numbers"):
+            decode_tensor(bad, SPEC)
+    with pytest.raises(InvalidInput, match="null"):
+        decode_tensor([[None, 2, 3, 4]], SPEC)
+
+
+def test_integer_tensors_refuse_strings_rather_than_guess() -> None:
     with pytest.raises(InvalidInput, match="expected numbers"):
-        decode_tensor([["1", "2", "3", "4"]], SPEC)
+        decode_tensor([["1", "2"]], TensorInput(name="ids", dtype="int64", shape=[-1, 2]))
 
 
 def test_nan_is_refused_unless_the_manifest_allows_it() -> None:
