@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import httpx
+import numpy as np
 
 from seedserve.client._base import DEFAULT_TIMEOUT, BaseClient, SyncClient, raise_for_error, unreachable
 from seedserve.client.encoders import MULTIPART_THRESHOLD, Encoded, encode_inputs
+from seedserve.client.oip import decode_infer_response, encode_infer_request
 
 __all__ = ["Client", "AsyncClient", "Transport"]
 
@@ -51,6 +53,18 @@ class Client(SyncClient):
         result: dict[str, Any] = raise_for_error(response)
         return result
 
+    def infer(self, model: str, inputs: dict[str, Any] | None = None, /, **kw_inputs: Any) -> dict[str, np.ndarray]:
+        """Run ``model`` through the Open Inference Protocol's binary form
+        (``/v2/models/{model}/infer``); returns the outputs as numpy arrays."""
+        url = self._url(f"/v2/models/{model}/infer")
+        body, headers = encode_infer_request({**(inputs or {}), **kw_inputs})
+        try:
+            response = self._http.post(url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise unreachable(url, exc) from exc
+        if response.status_code >= 400:
+            raise_for_error(response)
+        return decode_infer_response(response)
 
 
 class AsyncClient(BaseClient):
@@ -71,6 +85,19 @@ class AsyncClient(BaseClient):
             raise unreachable(url, exc) from exc
         result: dict[str, Any] = raise_for_error(response)
         return result
+
+    async def infer(
+        self, model: str, inputs: dict[str, Any] | None = None, /, **kw_inputs: Any
+    ) -> dict[str, np.ndarray]:
+        url = self._url(f"/v2/models/{model}/infer")
+        body, headers = encode_infer_request({**(inputs or {}), **kw_inputs})
+        try:
+            response = await self._http.post(url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise unreachable(url, exc) from exc
+        if response.status_code >= 400:
+            raise_for_error(response)
+        return decode_infer_response(response)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -2,7 +2,7 @@
 
 - PIL images -> PNG files; ``pathlib.Path`` -> the file's bytes; ``bytes`` as is;
 - numpy arrays and torch tensors -> nested lists when small, raw little-endian
-  ``{"b64", "dtype", "shape"}`` when large;
+  ``{"b64", "dtype", "shape"}`` when large or holding NaN or Inf (JSON has neither);
 - networkx graphs -> ``{"x", "edge_index"[, "edge_attr"]}`` from node
   attribute ``x`` and edge attribute ``edge_attr``;
 - strings, records, column dicts, graph and recommender dicts go as they are.
@@ -90,7 +90,9 @@ def encode_value(value: Any) -> Any:
     if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
-        if value.size <= _LIST_LIMIT:
+        # JSON has no NaN or Inf: such arrays go as raw bytes, for the server
+        # to take (allow_nan) or refuse by name.
+        if value.size <= _LIST_LIMIT and (value.dtype.kind != "f" or np.isfinite(value).all()):
             return value.tolist()
         little = value.astype(value.dtype.newbyteorder("<"), copy=False)
         return {"b64": base64.b64encode(np.ascontiguousarray(little).tobytes()).decode("ascii"),

@@ -73,7 +73,13 @@ def _open(data: bytes, spec: ImageInput) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputTooLarge(
+            f"input {name!r}: the image header claims more pixels than Pillow will decode safely ({exc}); "
+            f"the limit here is {spec.max_pixels:,} pixels",
+            input=name, limit=spec.max_pixels,
+        ) from exc
+    except UnidentifiedImageError as exc:
         raise UnsupportedMediaType(
             f"input {name!r}: not an image in a supported format ({', '.join(sorted(FORMATS))})", input=name
         ) from exc

@@ -25,17 +25,12 @@ from typing import Any
 import numpy as np
 
 from seedserve.codecs import Manifest
+from seedserve.codecs.oip import DATATYPES, DTYPE_DATATYPES, HEADER_LENGTH
+from seedserve.deployments._query import load_json
 from seedserve.errors import InputMismatch, InvalidInput
 
-__all__ = ["DATATYPES", "HEADER_LENGTH", "encode_infer_response", "oip_tensor_metadata", "parse_infer_request"]
+__all__ = ["encode_infer_response", "oip_tensor_metadata", "parse_infer_request"]
 
-HEADER_LENGTH = "inference-header-content-length"
-DATATYPES = {
-    "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
-    "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
-    "FP16": "float16", "FP32": "float32", "FP64": "float64",
-}
-_TO_DATATYPE = {v: k for k, v in DATATYPES.items()}
 _FILE_KINDS = {"image", "audio"}
 _JSON_KINDS = {"tabular", "graph", "recommender"}
 
@@ -43,10 +38,7 @@ _JSON_KINDS = {"tabular", "graph", "recommender"}
 def parse_infer_request(header_length: str | None, body: bytes, manifest: Manifest) -> tuple[dict[str, Any], dict[str, Any]]:
     """The payload (input name -> wire value) and the request JSON itself."""
     json_part, binary = _split(header_length, body)
-    try:
-        request = json.loads(json_part)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput(f"the inference request is not valid JSON: {exc}") from exc
+    request = load_json(json_part, "the inference request")
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise InvalidInput("the inference request needs 'inputs', a list of tensors")
     kinds = {spec.name: spec.kind for spec in manifest.inputs}
@@ -105,10 +97,7 @@ def _wire_value(name: str, kind: str, shape: list[int], datatype: str, data: Any
         return [e if isinstance(e, bytes) else _b64(name, e) for e in elements]
     texts = [e.decode("utf-8") if isinstance(e, bytes) else e for e in elements]
     if kind in _JSON_KINDS:
-        try:
-            values = [json.loads(t) for t in texts]
-        except ValueError as exc:
-            raise InvalidInput(f"input {name!r}: each BYTES element must hold JSON ({exc})", input=name) from exc
+        values = [load_json(t, f"input {name!r}: a BYTES element (each must hold JSON)", input=name) for t in texts]
         return values[0] if len(values) == 1 else values
     return texts
 
@@ -165,7 +154,7 @@ def _b64(name: str, text: str) -> bytes:
 def oip_tensor_metadata(spec: Any) -> dict[str, Any]:
     """An input's metadata as the protocol describes tensors."""
     if spec.kind == "tensor":
-        return {"name": spec.name, "datatype": _TO_DATATYPE[spec.dtype], "shape": list(spec.shape)}
+        return {"name": spec.name, "datatype": DTYPE_DATATYPES[spec.dtype], "shape": list(spec.shape)}
     return {"name": spec.name, "datatype": "BYTES", "shape": [-1], "parameters": {"seedserve_kind": spec.kind}}
 
 
@@ -180,8 +169,8 @@ def encode_infer_response(
         if wanted and name not in wanted:
             continue
         array = np.asarray(array)
-        datatype = _TO_DATATYPE.get(array.dtype.name, "FP32")
-        if datatype == "FP32" and array.dtype.name not in _TO_DATATYPE:
+        datatype = DTYPE_DATATYPES.get(array.dtype.name, "FP32")
+        if datatype == "FP32" and array.dtype.name not in DTYPE_DATATYPES:
             array = array.astype(np.float32)
         tensor: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype}
         if binary_all or (wanted.get(name, {}).get("parameters") or {}).get("binary_data"):

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from seedserve.errors import InputTooLarge, InvalidInput, SeedserveError, Unauthenticated, http_status
 from seedserve.registry.keys import key_matches
 
-__all__ = ["KeyCache", "bearer_key", "bearer_key_from", "read_body", "parse_json", "error_response", "relative_path"]
+__all__ = ["KeyCache", "bearer_key", "bearer_key_from", "read_body", "parse_json", "load_json", "error_response", "relative_path"]
 
 logger = logging.getLogger("seedserve.query")
 
@@ -87,10 +87,18 @@ def parse_json(body: bytes) -> Any:
     """Parse a JSON body; an empty or malformed one is the client's error."""
     if not body:
         raise InvalidInput("the body is empty; send a JSON object whose keys are input names")
+    return load_json(body, "the body")
+
+
+def load_json(data: bytes | str, what: str, input: str | None = None) -> Any:
+    """``json.loads`` whose every failure is the client's: malformed JSON,
+    invalid UTF-8, and nesting deep enough to exhaust the parser's stack."""
     try:
-        return json.loads(body)
+        return json.loads(data)
+    except RecursionError:
+        raise InvalidInput(f"{what} is nested too deeply to parse; flatten it", input=input) from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
+        raise InvalidInput(f"{what} is not valid JSON: {exc}", input=input) from exc
 
 
 def error_response(exc: SeedserveError) -> JSONResponse:

@@ -8,7 +8,6 @@ parts of one name are a batch.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from seedserve.codecs import Manifest
-from seedserve.deployments._query import parse_json
+from seedserve.deployments._query import load_json, parse_json
 from seedserve.errors import InvalidInput, UnsupportedMediaType
 
 __all__ = ["parse_payload"]
@@ -61,10 +60,7 @@ async def _multipart(headers: Headers, body: bytes, manifest: Manifest) -> dict[
         elif raw:
             value = part
         else:
-            try:
-                value = json.loads(part)
-            except ValueError as exc:
-                raise InvalidInput(f"input {name!r}: the form field is not valid JSON ({exc})", input=name) from exc
+            value = load_json(part, f"input {name!r}: the form field", input=name)
         if name not in payload:
             payload[name] = value
         elif isinstance(part, UploadFile) or raw:

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from seedserve import __version__
-from seedserve.deployments._oip import HEADER_LENGTH
+from seedserve.codecs.oip import HEADER_LENGTH
 from seedserve.deployments._query import error_response, read_body
 from seedserve.deployments.reconciler import Reconciler
 from seedserve.deployments.serve_api import ServeRestApi

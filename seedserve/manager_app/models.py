@@ -68,7 +68,7 @@ def _manifest_field(value: Any) -> Manifest:
         raise InvalidManifest("missing form field 'manifest' (the manifest as a JSON string)", input="manifest")
     try:
         data = json.loads(value)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidManifest(f"form field 'manifest' is not valid JSON: {exc}", input="manifest") from None
     return parse_manifest(data)
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 PY=${PY:-../../.venv/bin/python}
 $PY - <<'PYEOF'
-import io, struct
+import io, struct, zlib
 from PIL import Image, ImageDraw
 
 def picture(mode="RGB", size=(48, 32)):
@@ -30,9 +30,16 @@ base.save("image_exif_rotated.jpg", exif=exif.tobytes())
 png = open("image.png", "rb").read()
 open("image_truncated.png", "wb").write(png[: len(png) // 2])
 open("image_wrong_magic.png", "wb").write(b"GIF00" + png[5:])
-# A PNG whose header claims 100,000 x 100,000 pixels: a decompression bomb.
-header = png[:16] + struct.pack(">II", 100_000, 100_000) + png[24:33]
+# A valid PNG header (its CRC recomputed) claiming 100,000 x 100,000 pixels:
+# a decompression bomb. The pixel data is the small image's.
+ihdr = struct.pack(">II", 100_000, 100_000) + png[24:29]
+header = png[:16] + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
 open("image_bomb_header.png", "wb").write(header + png[33:])
+# The same for 8,000 x 8,000 (64 M pixels): under Pillow's own bomb
+# error, so only seedserve's max_pixels stands in the way.
+ihdr = struct.pack(">II", 8_000, 8_000) + png[24:29]
+header = png[:16] + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+open("image_bomb_8k.png", "wb").write(header + png[33:])
 PYEOF
 espeak-ng -w speech.wav "seedserve hears you"            # 22.05 kHz 16-bit mono
 sox speech.wav -b 8 -e unsigned-integer audio_8bit.wav

@@ -5,18 +5,24 @@ parser) reads it back, and the codecs decode it."""
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+import soundfile as sf
+from PIL import Image
 from starlette.datastructures import Headers
 
 from seedserve.client.client import _request
+from seedserve.client.oip import encode_infer_request
 from seedserve.codecs import decode_inputs, parse_manifest
+from seedserve.codecs.oip import HEADER_LENGTH
+from seedserve.deployments._oip import parse_infer_request
 from seedserve.deployments._transport import parse_payload
 
 DATA = Path(__file__).parent.parent / "data"
@@ -66,20 +72,77 @@ def _inputs(x: np.ndarray, row: dict[str, Any], words: str) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    x=arrays(np.float32, st.tuples(st.integers(1, 4), st.just(3)), elements=st.floats(-1e6, 1e6, width=32)),
-    a=st.floats(-1e6, 1e6, allow_nan=False, width=32),
-    b=st.integers(-1000, 1000),
-    words=st.text(max_size=12),
-)
-def test_every_kind_decodes_identically_over_json_and_multipart(x: np.ndarray, a: float, b: int, words: str) -> None:
-    inputs = _inputs(x, {"a": a, "b": b}, words)
+def _decode_over_oip(inputs: dict[str, Any]) -> dict[str, Any]:
+    body, headers = encode_infer_request(inputs)
+    payload, _ = parse_infer_request(headers[HEADER_LENGTH], body, MANIFEST)
+    return decode_inputs(MANIFEST, payload)
+
+
+def _image_file(pixels: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _wav_file(samples: np.ndarray, rate: int, subtype: str) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False, width=32)
+ids = st.one_of(st.integers(-(2**63), 2**63 - 1), st.text(min_size=1, max_size=8))
+
+
+@st.composite
+def graphs(draw: st.DrawFn) -> dict[str, Any]:
+    nodes = draw(st.integers(1, 6))
+    edges = draw(st.integers(0, 8))
+    return {
+        "x": draw(st.lists(st.lists(finite, min_size=2, max_size=2), min_size=nodes, max_size=nodes)),
+        "edge_index": draw(st.lists(st.lists(st.integers(0, nodes - 1), min_size=edges, max_size=edges),
+                                    min_size=2, max_size=2)),
+    }
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> dict[str, Any]:
+    """A query with a generated value of every kind: files in several formats,
+    batches or single items, integer or string ids."""
+    pixels = draw(arrays(np.uint8, st.tuples(st.integers(1, 24), st.integers(1, 24), st.just(3))))
+    samples = draw(arrays(np.float32, st.integers(16, 2000), elements=st.floats(-1, 1, width=32)))
+    row = st.fixed_dictionaries({"a": finite, "b": st.integers(-1000, 1000)})
+    return {
+        "x": draw(arrays(np.float32, st.tuples(st.integers(1, 4), st.just(3)), elements=finite)),
+        "img": _image_file(pixels, draw(st.sampled_from(["PNG", "BMP", "TIFF", "JPEG", "WEBP"]))),
+        "clip": _wav_file(samples, draw(st.sampled_from([8000, 16000, 22050])), draw(st.sampled_from(["PCM_16", "FLOAT"]))),
+        "row": draw(st.one_of(row, st.lists(row, min_size=1, max_size=5))),
+        "words": draw(st.one_of(st.text(max_size=40), st.lists(st.text(max_size=40), min_size=1, max_size=4))),
+        "g": draw(st.one_of(graphs(), st.lists(graphs(), min_size=1, max_size=3))),
+        "rec": draw(st.fixed_dictionaries({"user": ids, "items": st.lists(ids, max_size=6)})),
+    }
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(inputs=queries())
+def test_every_kind_decodes_identically_over_json_multipart_and_oip_binary(inputs: dict[str, Any]) -> None:
     over_json = _decode_over("json", inputs)
     over_multipart = _decode_over("multipart", inputs)
+    over_oip = _decode_over_oip(inputs)
     for name in over_json:
         _assert_same(over_json[name], over_multipart[name])
-    np.testing.assert_array_equal(over_json["x"], x)
+        _assert_same(over_json[name], over_oip[name])
+    # ... and to the right arrays, not merely the same ones.
+    np.testing.assert_array_equal(over_json["x"], inputs["x"])
+    rows = inputs["row"] if isinstance(inputs["row"], list) else [inputs["row"]]
+    np.testing.assert_array_equal(over_json["row"], np.array([[r["a"], r["b"]] for r in rows], np.float32))
+    graph_list = inputs["g"] if isinstance(inputs["g"], list) else [inputs["g"]]
+    np.testing.assert_array_equal(over_json["g"]["x"], np.concatenate([np.asarray(g["x"], np.float32) for g in graph_list]))
+    assert over_json["g"]["edge_index"].shape[1] == sum(len(g["edge_index"][0]) for g in graph_list)
+    assert over_json["rec"]["items"].shape == (len(inputs["rec"]["items"]),)
+    texts = inputs["words"] if isinstance(inputs["words"], list) else [inputs["words"]]
+    assert over_json["words"].shape == (len(texts), 16)
+    assert over_json["img"].shape == (1, 3, 16, 16) and over_json["clip"].ndim == 2
 
 
 def test_a_batch_of_texts_travels_as_repeated_parts() -> None:
@@ -173,3 +236,17 @@ def test_oip_responses_are_json_or_binary_as_asked() -> None:
     meta = json.loads(body[:n])
     assert meta["outputs"][0]["parameters"]["binary_data_size"] == 8
     np.testing.assert_array_equal(np.frombuffer(body[n:], "<f4").reshape(1, 2), y)
+
+
+def test_the_sdk_reads_oip_responses_in_both_forms() -> None:
+    from seedserve.client.oip import decode_infer_response
+    from seedserve.deployments._oip import encode_infer_response
+
+    outputs = {"y": np.array([[0.5, -1.0]], np.float32), "ids": np.array([3, 4], np.int64)}
+    for request in ({}, {"parameters": {"binary_data_output": True}}):
+        body, headers = encode_infer_response("m", 1, outputs, request)
+        decoded = decode_infer_response(httpx.Response(200, content=body, headers=headers))
+        assert decoded.keys() == outputs.keys()
+        for name, array in outputs.items():
+            assert decoded[name].dtype == array.dtype
+            np.testing.assert_array_equal(decoded[name], array)
