@@ -8,6 +8,7 @@ follow each column's policy (by default an error naming the column).
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -38,6 +39,14 @@ class Column(Spec):
             raise ValueError(f"column {self.name!r}: missing='default' needs a default value")
         return self
 
+    @cached_property
+    def index_of(self) -> dict[str | int, int]:
+        """Category -> its index (the first, if listed twice), built once per spec."""
+        index: dict[str | int, int] = {}
+        for i, value in enumerate(self.vocabulary or []):
+            index.setdefault(value, i)
+        return index
+
 
 class TabularInput(Spec):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -53,33 +62,45 @@ class TabularInput(Spec):
         return self
 
 
+_ABSENT: Any = object()  # a cell whose column the record leaves out
+
+
 def decode_tabular(value: Any, spec: TabularInput) -> np.ndarray:
     records = _records(value, spec)
+    if set(map(type, records)) != {dict}:
+        row = next(i for i, r in enumerate(records) if not isinstance(r, dict))
+        raise InvalidInput(f"input {spec.name!r}: row {row} is not an object of column values", input=spec.name)
+    matrix = np.empty((len(records), len(spec.columns)), dtype=np.float32)
+    present = 0
+    for col, column in enumerate(spec.columns):
+        name = column.name
+        cells = [record.get(name, _ABSENT) for record in records]
+        present += len(cells) - cells.count(_ABSENT)
+        fast = _numeric_column(cells, column)
+        if fast is not None:
+            matrix[:, col] = fast
+        else:  # the careful path: converts each cell and names the first bad one
+            matrix[:, col] = [_cell(cell, column, spec.name, row) for row, cell in enumerate(cells)]
+    if sum(map(len, records)) != present:  # some record has a key that is no column
+        _name_the_unknown_column(records, spec)
+    return matrix
+
+
+def _name_the_unknown_column(records: list[dict[str, Any]], spec: TabularInput) -> None:
     declared = {c.name for c in spec.columns}
     for row, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise InvalidInput(f"input {spec.name!r}: row {row} is not an object of column values", input=spec.name)
         if record.keys() - declared:
             unknown = sorted(record.keys() - declared)[0]
             raise InvalidInput(
                 f"input {spec.name!r}: unknown column {unknown!r} in row {row}; columns are {sorted(declared)}",
                 input=spec.name, column=unknown,
             )
-    matrix = np.empty((len(records), len(spec.columns)), dtype=np.float32)
-    for col, column in enumerate(spec.columns):
-        cells = [record.get(column.name) for record in records]
-        fast = _numeric_column(cells, column)
-        if fast is not None:
-            matrix[:, col] = fast
-        else:  # the careful path: converts each cell and names the first bad one
-            matrix[:, col] = [_cell(cell, column, spec.name, row) for row, cell in enumerate(cells)]
-    return matrix
 
 
 def _numeric_column(cells: list[Any], column: Column) -> np.ndarray | None:
     """A float/int column converted at once when every cell is a plain finite
     number of the right type; ``None`` sends it down the careful path."""
-    if column.type not in ("float", "int") or not all(type(c) in (int, float) for c in cells):
+    if column.type not in ("float", "int") or not set(map(type, cells)) <= {int, float}:
         return None
     array = np.asarray(cells, dtype=np.float64)
     if not np.isfinite(array).all() or (column.type == "int" and (array != np.round(array)).any()):
@@ -113,7 +134,7 @@ def _check_rows(rows: int, spec: TabularInput) -> None:
 
 
 def _cell(value: Any, column: Column, name: str, row: int) -> float:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is _ABSENT or (isinstance(value, float) and math.isnan(value)):
         if column.missing == "error":
             raise InvalidInput(
                 f"input {name!r}: column {column.name!r} is missing in row {row}; "
@@ -133,10 +154,10 @@ def _cell(value: Any, column: Column, name: str, row: int) -> float:
 
 def _convert(value: Any, column: Column) -> float:
     if column.type == "category":
-        assert column.vocabulary is not None
-        if value not in column.vocabulary:
-            raise ValueError(f"{value!r} is not in its vocabulary {column.vocabulary[:10]}")
-        return float(column.vocabulary.index(value))
+        index = column.index_of.get(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        if index is None:
+            raise ValueError(f"{value!r} is not in its vocabulary {(column.vocabulary or [])[:10]}")
+        return float(index)
     if isinstance(value, bool):
         if column.type != "bool":
             raise TypeError(f"expected a number, got {value!r}")

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from seedserve.codecs._common import Spec
+from seedserve.codecs._common import Spec, float_array
 from seedserve.errors import InputTooLarge, InvalidInput
 
 __all__ = ["TensorInput", "decode_tensor", "sample_tensor"]
@@ -93,7 +93,7 @@ def _decode_nested(value: list[Any], spec: TensorInput) -> np.ndarray:
         # given as JSON strings ("1.5") convert, anything else is refused, and
         # null becomes NaN, which the finiteness check then refuses.
         try:
-            array = np.asarray(value, dtype=target)
+            array = float_array(value, target)
         except (ValueError, TypeError) as exc:
             problem = (
                 "nested lists are ragged; every row must have the same length"

@@ -94,7 +94,8 @@ def test_a_batch_of_graphs_is_concatenated_with_shifted_edges_and_a_batch_vector
         ({"x": [[1, 1], [1, 1]], "edge_index": [[0], [1]]}, "needs 'edge_attr'"),
         ({"x": [[1, 1], [1, 1]], "edge_index": [[0], [1]], "edge_attr": [[1], [2]]}, "1 edges but 2 edge_attr"),
         ({"x": [[1, 1], [1, 1]], "edge_index": [[0], [0.5]], "edge_attr": [[1]]}, "integer node indices"),
-        ({"x": [[1, 1], [1, 1]], "edge_index": [[0], ["1"]], "edge_attr": [[1]]}, "integer node indices"),
+        ({"x": [[1, 1], [1, 1]], "edge_index": [[0], ["one"]], "edge_attr": [[1]]}, "integer node indices"),
+        ({"x": [[1, 1], [1, 1]], "edge_index": [[0], [None]], "edge_attr": [[1]]}, "integer node indices"),
         ({"x": [[1, 1], [1, 1]], "edge_index": [[0, 1], [1]], "edge_attr": [[1]]}, "equally long"),
     ],
 )
