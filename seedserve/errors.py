@@ -23,6 +23,8 @@ __all__ = [
     "NotFound",
     "AlreadyExists",
     "Unavailable",
+    "Overloaded",
+    "Timeout",
     "ModelError",
     "HTTP_STATUS",
     "http_status",
@@ -122,6 +124,23 @@ class Unavailable(SeedserveError):
     code = "unavailable"
 
 
+class Overloaded(Unavailable):
+    """A model's replicas are full: as many queries are running and waiting as
+    its manifest allows. ``retry_after_s`` goes out as ``Retry-After``."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after_s: int, **details: Any) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, **details)
+        self.retry_after_s = retry_after_s
+
+
+class Timeout(SeedserveError):
+    """A query ran past its model's request timeout."""
+
+    code = "timeout"
+
+
 HTTP_STATUS: dict[type[SeedserveError], int] = {
     InputTooLarge: 413,
     UnsupportedMediaType: 415,
@@ -132,7 +151,9 @@ HTTP_STATUS: dict[type[SeedserveError], int] = {
     Unauthenticated: 401,
     NotFound: 404,
     AlreadyExists: 409,
+    Overloaded: 503,
     Unavailable: 503,
+    Timeout: 504,
     ModelError: 500,
     SeedserveError: 400,
 }

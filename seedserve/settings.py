@@ -7,6 +7,7 @@ environment at import time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,7 +51,14 @@ class Settings(BaseSettings):
         description="First of 1,500 ports for Ray's and Serve's internal listeners on this node.",
     )
     num_cpus: int | None = Field(default=None, ge=1, description="CPUs the local Ray head offers (default: all).")
-    worker_type: str = Field(default="cpu-local", description="Worker type this node advertises.")
+    worker_type: str = Field(
+        default="cpu-local", pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$", description="Worker type this node advertises."
+    )
+    proxy_location: Literal["HeadOnly", "EveryNode"] = Field(
+        default="HeadOnly",
+        description="Where Serve's ingress runs. EveryNode suits a cluster of machines; on one machine a second "
+        "node's ingress would collide with the head's port.",
+    )
     max_artifact_bytes: int = Field(default=512 * 2**20, gt=0, description="Largest model artifact accepted.")
     reconcile_interval_s: float = Field(default=2.0, gt=0, description="How often the master reconciles.")
 

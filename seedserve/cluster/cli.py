@@ -50,6 +50,32 @@ def up(data_dir: Path | None, host: str | None, master_port: int | None, manager
         raise click.ClickException(f"seedserve could not start or stopped: {exc}") from None
 
 
+@main.group()
+def worker() -> None:
+    """Worker nodes: more machines (or more nodes on this one) for the cluster."""
+
+
+@worker.command()
+@click.option("--address", required=True, help="The Ray head's HOST:PORT (the Ray port of `seedserve up`).")
+@click.option("--type", "worker_type", required=True, help="Worker type this node advertises, e.g. gpu-l4.")
+@click.option("--num-cpus", type=int, help="CPUs this node offers [default: all].")
+@click.option("--port-base", type=int, default=21500, show_default=True,
+              help="First of 1,500 ports for this node's internal listeners (distinct per node on one machine).")
+@click.option("--log-dir", type=click.Path(path_type=Path), default=Path("seedserve-data/logs"), show_default=True)
+def join(address: str, worker_type: str, num_cpus: int | None, port_base: int, log_dir: Path) -> None:
+    """Join a running cluster as a worker node of type TYPE; Ctrl-C leaves."""
+    import re
+
+    from seedserve.cluster.worker import run_worker
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,62}", worker_type):
+        raise click.BadParameter("lower-case letters, digits, '.' and '-'", param_hint="--type")
+    try:
+        run_worker(address, worker_type, port_base=port_base, num_cpus=num_cpus, log_dir=log_dir, echo=click.echo)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @main.command()
 @click.option("--host", help="Address of the system [default 127.0.0.1].")
 @click.option("--master-port", type=int, help="Master port [default 8000].")

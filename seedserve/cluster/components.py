@@ -20,25 +20,29 @@ import pymongo
 from seedserve.cluster.ports import PortPlan
 from seedserve.cluster.processes import Child, environ_with, start_child, wait_until
 from seedserve.deployments import deploy_config, master_application, model_application
+from seedserve.deployments.serve_config import worker_resource
 from seedserve.registry import ModelStore, connect
 from seedserve.settings import Settings
 
 __all__ = [
+    "HAPROXY_ENV",
     "ensure_admin_token",
     "start_database",
     "start_ray_head",
     "deploy_system",
     "start_manager",
     "http_ok",
-    "worker_resource",
 ]
 
 _BIN = Path(sys.executable).parent
 
-
-def worker_resource(worker_type: str) -> str:
-    """The Ray custom resource that marks nodes of ``worker_type``."""
-    return f"worker:{worker_type}"
+#: Every Ray node of a seedserve cluster runs with these: one hop per query,
+#: HAProxy routing straight to each model's ingress replica.
+HAPROXY_ENV = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
 
 
 def ensure_admin_token(settings: Settings) -> str:
@@ -85,15 +89,7 @@ def start_database(settings: Settings) -> Child:
 def start_ray_head(settings: Settings, plan: PortPlan) -> Child:
     """A local Ray head (``ray start --head --block``; SIGTERM stops the whole node)."""
     data = settings.data_dir.resolve()
-    env = environ_with(
-        {
-            # One hop per query: HAProxy routes straight to each model's ingress replica.
-            "RAY_SERVE_ENABLE_HA_PROXY": "1",
-            "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-            "RAY_USAGE_STATS_ENABLED": "0",
-            **plan.serve_env(),
-        }
-    )
+    env = environ_with({**HAPROXY_ENV, **plan.serve_env()})
     argv = [
         str(_BIN / "ray"), "start", "--head", "--block",
         f"--port={settings.ray_port}",
@@ -139,7 +135,9 @@ def deploy_system(settings: Settings, plan: PortPlan) -> None:
         model_application(doc, mongo_uri=settings.resolved_mongo_uri, database=settings.database)
         for doc in asyncio.run(registered())
     ]
-    config = deploy_config({"host": settings.host, "port": settings.master_port}, master, models)
+    config = deploy_config(
+        {"host": settings.host, "port": settings.master_port}, master, models, proxy_location=settings.proxy_location
+    )
     config["grpc_options"] = {"port": plan.grpc_port()}
     from seedserve.deployments.serve_api import ray_auth_headers
 

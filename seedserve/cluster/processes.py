@@ -1,4 +1,4 @@
-"""Child processes that ``seedserve up`` supervises."""
+"""Child processes that ``seedserve up`` and ``seedserve worker join`` supervise."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
-__all__ = ["Child", "environ_with", "session_members", "start_child", "wait_until"]
+__all__ = ["Child", "environ_with", "session_members", "start_child", "supervise", "wait_until"]
 
 
 @dataclass
@@ -98,3 +99,38 @@ def environ_with(extra: Mapping[str, str]) -> dict[str, str]:
     env.update(extra)
     return env
 
+
+
+def supervise(start: Callable[[list[Child]], None], echo: Callable[[str], None]) -> None:
+    """Run ``start`` (which appends the children it starts), then block until
+    SIGINT or SIGTERM or until a child dies; stop every child in reverse order
+    whatever happens."""
+    children: list[Child] = []
+    # SIGTERM stops the system the way Ctrl-C does; the first signal wins.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        start(children)
+        while True:
+            for child in children:
+                if not child.alive():
+                    raise RuntimeError(f"{child.name} exited unexpectedly:\n{child.log_tail()}")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        echo("stopping")
+    finally:
+        _ignore_signals()
+        for child in reversed(children):
+            child.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _ignore_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    _ignore_signals()  # a second Ctrl-C must not cut the orderly stop short
+    raise KeyboardInterrupt

@@ -3,10 +3,7 @@ Ctrl-C, and stop every child in reverse order."""
 
 from __future__ import annotations
 
-import signal
-import time
 from collections.abc import Callable
-from types import FrameType
 
 from seedserve.cluster.components import (
     deploy_system,
@@ -17,7 +14,7 @@ from seedserve.cluster.components import (
     start_ray_head,
 )
 from seedserve.cluster.ports import PortPlan, busy_ports
-from seedserve.cluster.processes import Child, wait_until
+from seedserve.cluster.processes import Child, supervise, wait_until
 from seedserve.settings import Settings
 
 __all__ = ["PortBusy", "run_up", "ports_to_check"]
@@ -52,11 +49,8 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     token = ensure_admin_token(settings)
     plan = PortPlan(settings.internal_port_base)
-    children: list[Child] = []
-    # SIGTERM stops the system the way Ctrl-C does; the first signal wins.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
+
+    def start(children: list[Child]) -> None:
         if settings.mongo_uri is None:
             echo(f"starting the embedded database on 127.0.0.1:{settings.db_port}")
             children.append(start_database(settings))
@@ -75,31 +69,5 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
             f"  admin token: {settings.admin_token_file if settings.admin_token is None else '$SEEDSERVE_ADMIN_TOKEN'}\n"
             "Press Ctrl-C to stop."
         )
-        _watch(children)
-    except KeyboardInterrupt:
-        echo("stopping")
-    finally:
-        _ignore_signals()
-        for child in reversed(children):
-            child.stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-
-def _watch(children: list[Child]) -> None:
-    """Block until interrupted; a child that dies takes the system down with a report."""
-    while True:
-        for child in children:
-            if not child.alive():
-                raise RuntimeError(f"{child.name} exited unexpectedly:\n{child.log_tail()}")
-        time.sleep(0.5)
-
-
-def _ignore_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    _ignore_signals()  # a second Ctrl-C must not cut the orderly stop short
-    raise KeyboardInterrupt
+    supervise(start, echo)

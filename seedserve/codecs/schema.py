@@ -68,14 +68,34 @@ class OutputSpec(_Strict):
 
 
 class Scaling(_Strict):
-    """Autoscaling wishes; Serve's autoscaling_config is built from these."""
+    """How a model is served: replicas and autoscaling (Serve's
+    ``autoscaling_config`` is built from these), and per-replica admission.
+
+    A replica runs at most ``max_ongoing_requests`` queries at once and lets
+    ``max_queued_requests`` more wait; past that it answers 503 with
+    ``Retry-After`` at once instead of letting queries pile up. A query that
+    takes longer than ``request_timeout_s`` in the replica answers 504.
+    ``min_replicas: 0`` scales an idle model to zero; its next query waits
+    for a replica to start. ``worker_type`` pins replicas to nodes that
+    advertise that type (``seedserve worker join --type``).
+    """
 
     min_replicas: int = Field(default=1, ge=0, le=64)
     max_replicas: int = Field(default=2, ge=1, le=64)
     target_ongoing_requests: float = Field(default=4.0, gt=0)
+    upscale_delay_s: float = Field(default=5.0, ge=0, le=3600)
+    downscale_delay_s: float = Field(default=60.0, ge=0, le=86400)
+    metrics_window_s: float = Field(default=10.0, gt=0, le=3600, description="load is averaged over this window")
+    max_ongoing_requests: int = Field(default=16, ge=1, le=10_000)
+    max_queued_requests: int = Field(default=64, ge=0, le=100_000)
+    request_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     # A replica mostly waits on I/O between queries; a small reservation lets
     # many models share a small node, and autoscaling adds replicas under load.
     num_cpus: float = Field(default=0.1, gt=0, le=64)
+    worker_type: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$",
+        description="run replicas only on nodes of this worker type (unset: any node)",
+    )
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> "Scaling":
@@ -85,10 +105,19 @@ class Scaling(_Strict):
 
 
 class Batching(_Strict):
-    """Dynamic batching: requests are merged along the first dimension."""
+    """Dynamic batching: queries that arrive together are merged along the
+    batch dimension into one model call (graphs and recommender features with
+    their offsets shifted) and the outputs split back.
 
-    max_batch_size: int = Field(default=1, ge=1, le=1024)
-    max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    ``max_batch_size`` counts items (rows, images, graphs, requests), not
+    queries. Unset, batching is on (16) for every model whose inputs all have
+    a batch dimension (tensors need shape ``[-1, ...]``) and whose outputs
+    have one row per item, which the replica checks on a sample before it
+    takes traffic; 1 turns it off. It assumes items do not affect each other.
+    """
+
+    max_batch_size: int | None = Field(default=None, ge=1, le=4096)
+    max_wait_ms: float = Field(default=5.0, ge=0, le=1000)
 
 
 class Manifest(_Strict):

@@ -15,10 +15,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from seedserve.errors import InputTooLarge, InvalidInput, SeedserveError, Unauthenticated, http_status
+from seedserve.errors import InputTooLarge, InvalidInput, Overloaded, SeedserveError, Unauthenticated, http_status
 from seedserve.registry.keys import key_matches
 
-__all__ = ["KeyCache", "bearer_key", "bearer_key_from", "read_body", "parse_json", "load_json", "error_response", "relative_path"]
+__all__ = ["KeyCache", "bearer_key", "bearer_key_from", "read_body", "parse_json", "load_json", "error_headers", "error_response", "relative_path"]
 
 logger = logging.getLogger("seedserve.query")
 
@@ -101,9 +101,16 @@ def load_json(data: bytes | str, what: str, input: str | None = None) -> Any:
         raise InvalidInput(f"{what} is not valid JSON: {exc}", input=input) from exc
 
 
+def error_headers(exc: SeedserveError) -> dict[str, str]:
+    if isinstance(exc, Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, Overloaded):
+        return {"Retry-After": str(exc.retry_after_s)}
+    return {}
+
+
 def error_response(exc: SeedserveError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
-    return JSONResponse(exc.to_body(), status_code=http_status(exc), headers=headers)
+    return JSONResponse(exc.to_body(), status_code=http_status(exc), headers=error_headers(exc))
 
 
 def relative_path(request: Request) -> str:

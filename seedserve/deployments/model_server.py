@@ -9,38 +9,55 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
 
 from ray import serve
 from ray.serve import Application
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from seedserve.codecs import Manifest, decode_inputs
+from seedserve.codecs import Manifest, decode_inputs, sample_inputs
+from seedserve.codecs.batching import items, merge, signature, split
 from seedserve.codecs.outputs import encode_outputs
+from seedserve.codecs.registry import Decoded
+from seedserve.deployments._admission import Admission
 from seedserve.deployments._query import (
     KeyCache,
     bearer_key,
     bearer_key_from,
+    error_headers,
     error_response,
     read_body,
     relative_path,
 )
 from seedserve.deployments._oip import encode_infer_response, oip_tensor_metadata, parse_infer_request
 from seedserve.deployments._transport import parse_payload
-from seedserve.errors import InputTooLarge, NotFound, SeedserveError, http_status
+from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE
+from seedserve.errors import InputTooLarge, ModelError, NotFound, SeedserveError, Timeout, http_status
 from seedserve.registry import ModelStore, connect
-from seedserve.codecs import sample_inputs
 from seedserve.runtime import load_model, run_model
 
 __all__ = ["ModelServer", "build"]
 
 logger = logging.getLogger("seedserve.model_server")
+T = TypeVar("T")
+
+
+def _batch_items(queries: list[tuple[dict[str, Decoded], int]]) -> int:
+    return sum(count for _, count in queries)
 
 
 @serve.deployment(max_ongoing_requests=32, health_check_period_s=5)
 class ModelServer:
-    """Serves one model version: ``POST <prefix>/predict``."""
+    """Serves one model version: ``POST <prefix>/predict`` (and ``/v2`` infer
+    requests the master forwards). Each query is authenticated, admitted
+    (503 when the replica is full), decoded, batched with others when the
+    model allows it, run, and encoded, all within the request timeout (504)."""
 
     async def __init__(self, name: str, mongo_uri: str, database: str, key_refresh_s: float = 2.0) -> None:
         self._name = name
@@ -53,11 +70,37 @@ class ModelServer:
         # Warm-up: the first call of a TorchScript module compiles and is slow;
         # pay it here, before this replica takes traffic.
         run_model(self._model, self._manifest, sample_inputs(self._manifest))
+        self.batch_size = self._batch_size()
+        if self.batch_size > 1:
+            self._infer_batch.set_max_batch_size(self.batch_size)
+            self._infer_batch.set_batch_wait_timeout_s(self._manifest.batching.max_wait_ms / 1000)
+        scaling = self._manifest.scaling
+        capacity = max(scaling.max_ongoing_requests, 2 * self.batch_size if self.batch_size > 1 else 1)
+        self._admission = Admission(capacity, scaling.max_queued_requests)
+        # One inference at a time per replica; torch uses its own threads inside.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
         self._keys = KeyCache(
             [key["sha256"] for key in doc["keys"]], lambda: store.key_hashes(name), key_refresh_s
         )
         self._refresh = asyncio.get_running_loop().create_task(self._keys.refresh_forever())
-        logger.info("model %s version %s ready", name, self._version)
+        logger.info("model %s version %s ready (batch size %d)", name, self._version, self.batch_size)
+
+    def _batch_size(self) -> int:
+        """The batch size to serve with: the manifest's, or the default when it
+        leaves it open, once a sample shows that batching is possible."""
+        configured = self._manifest.batching.max_batch_size
+        if configured == 1:
+            return 1
+        fixed = [spec.name for spec in self._manifest.inputs if spec.kind == "tensor" and spec.shape[0] != -1]
+        try:
+            if fixed:
+                raise ValueError(f"tensor inputs {fixed} have no variable batch dimension (shape[0] != -1)")
+            for n in (2, 3):
+                split(run_model(self._model, self._manifest, sample_inputs(self._manifest, n)), [1] * n)
+        except (ValueError, SeedserveError) as exc:
+            logger.warning("model %s: batching off: %s", self._name, exc)
+            return 1
+        return configured or DEFAULT_MAX_BATCH_SIZE
 
     async def __call__(self, request: Request) -> Response:
         try:
@@ -69,10 +112,13 @@ class ModelServer:
 
     async def _predict(self, request: Request) -> Response:
         self._keys.check(bearer_key(request))
-        body = await read_body(request, self._manifest.max_body_bytes)
-        arrays = decode_inputs(self._manifest, await parse_payload(request.headers, body, self._manifest))
-        outputs = run_model(self._model, self._manifest, arrays)
-        return JSONResponse(encode_outputs(self._manifest, outputs))
+
+        async def run() -> dict[str, Any]:
+            body = await read_body(request, self._manifest.max_body_bytes)
+            arrays = decode_inputs(self._manifest, await parse_payload(request.headers, body, self._manifest))
+            return encode_outputs(self._manifest, await self._infer(arrays))
+
+        return JSONResponse(await self._admitted(run))
 
     async def infer_v2(self, authorization: str, header_length: str | None, body: bytes) -> tuple[int, dict[str, str], bytes]:
         """An Open Inference Protocol request forwarded by the master: status, headers, body."""
@@ -83,12 +129,65 @@ class ModelServer:
                     f"the body ({len(body):,} bytes) exceeds the limit of {self._manifest.max_body_bytes:,} bytes",
                     limit=self._manifest.max_body_bytes,
                 )
-            payload, request = parse_infer_request(header_length, body, self._manifest)
-            outputs = run_model(self._model, self._manifest, decode_inputs(self._manifest, payload))
-            response_body, headers = encode_infer_response(self._name, self._version, outputs, request)
+
+            async def run() -> tuple[bytes, dict[str, str]]:
+                payload, request = parse_infer_request(header_length, body, self._manifest)
+                outputs = await self._infer(decode_inputs(self._manifest, payload))
+                return encode_infer_response(self._name, self._version, outputs, request)
+
+            response_body, headers = await self._admitted(run)
             return 200, headers, response_body
         except SeedserveError as exc:
-            return http_status(exc), {"content-type": "application/json"}, json.dumps(exc.to_body()).encode()
+            headers = {"content-type": "application/json", **error_headers(exc)}
+            return http_status(exc), headers, json.dumps(exc.to_body()).encode()
+
+    async def _admitted(self, run: Callable[[], Awaitable[T]]) -> T:
+        """``run()`` in an admission slot, within the request timeout."""
+        timeout_s = self._manifest.scaling.request_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self._admission.slot():
+                    return await run()
+        except TimeoutError:
+            raise Timeout(
+                f"the query took longer than the model's request timeout of {timeout_s:g} s; "
+                "send smaller inputs, retry later, or raise request_timeout_s in the manifest"
+            ) from None
+
+    async def _infer(self, arrays: dict[str, Decoded]) -> dict[str, np.ndarray]:
+        count = items(arrays)
+        if 1 < self.batch_size and count < self.batch_size:
+            result = await self._infer_batch((arrays, count))
+            if isinstance(result, SeedserveError):
+                raise result
+            return result
+        return await self._run(arrays)
+
+    async def _run(self, arrays: dict[str, Decoded]) -> dict[str, np.ndarray]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, run_model, self._model, self._manifest, arrays)
+
+    @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=0.005, batch_size_fn=_batch_items)
+    async def _infer_batch(
+        self, queries: list[tuple[dict[str, Decoded], int]]
+    ) -> list[dict[str, np.ndarray] | SeedserveError]:
+        """One model call per group of queries that can merge; each gets its rows."""
+        results: list[dict[str, np.ndarray] | SeedserveError | None] = [None] * len(queries)
+        groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        for i, (arrays, _) in enumerate(queries):
+            groups[signature(arrays)].append(i)
+        for members in groups.values():
+            shares: list[dict[str, np.ndarray]] | list[SeedserveError]
+            try:
+                outputs = await self._run(merge([queries[i][0] for i in members]))
+                shares = split(outputs, [queries[i][1] for i in members])
+            except SeedserveError as exc:  # the model failed on the merged batch: each query hears it
+                shares = [exc] * len(members)
+            except ValueError as exc:
+                shares = [ModelError(f"the model's outputs could not be split per query: {exc}")] * len(members)
+            for i, share in zip(members, shares):
+                results[i] = share
+        return results  # type: ignore[return-value]
 
     def metadata_v2(self) -> dict[str, Any]:
         """Model metadata in the Open Inference Protocol's form."""

@@ -61,7 +61,8 @@ class Reconciler:
         if MASTER_APP not in deployed:
             raise RuntimeError("Serve runs no master application; deploy it before reconciling")
         http_options = {k: v for k, v in (details.get("http_options") or {}).items() if v is not None}
-        await self._api.deploy(deploy_config(http_options, deployed[MASTER_APP], desired))
+        proxy_location = details.get("proxy_location") or "HeadOnly"
+        await self._api.deploy(deploy_config(http_options, deployed[MASTER_APP], desired, proxy_location=proxy_location))
         self.state.deploys += 1
         logger.info("deployed %d model application(s)", len(desired))
         return True

@@ -16,6 +16,9 @@ __all__ = [
     "MASTER_APP",
     "MODEL_APP_PREFIX",
     "model_app_name",
+    "worker_resource",
+    "replica_capacity",
+    "DEFAULT_MAX_BATCH_SIZE",
     "master_application",
     "model_application",
     "deploy_config",
@@ -26,6 +29,11 @@ __all__ = [
 MASTER_APP = "master"
 MODEL_APP_PREFIX = "model-"
 _COMPARED = ("name", "route_prefix", "import_path", "args")
+
+
+def worker_resource(worker_type: str) -> str:
+    """The Ray custom resource that marks nodes of ``worker_type``."""
+    return f"worker:{worker_type}"
 
 
 def model_app_name(model: str) -> str:
@@ -72,19 +80,52 @@ def model_application(doc: Mapping[str, Any], *, mongo_uri: str, database: str) 
                     "initial_replicas": max(scaling.min_replicas, 1),
                     "max_replicas": scaling.max_replicas,
                     "target_ongoing_requests": scaling.target_ongoing_requests,
+                    "upscale_delay_s": scaling.upscale_delay_s,
+                    "downscale_delay_s": scaling.downscale_delay_s,
+                    "look_back_period_s": scaling.metrics_window_s,
+                    "metrics_interval_s": max(0.5, min(scaling.metrics_window_s / 4, 10.0)),
                 },
-                # Fractional CPUs so that many models fit on a small node.
-                "ray_actor_options": {"num_cpus": scaling.num_cpus},
+                # The replica admits queries itself (503 with Retry-After when
+                # full), so Serve must pass it every query it could admit.
+                "max_ongoing_requests": replica_capacity(manifest) + scaling.max_queued_requests + 1,
+                # Fractional CPUs so that many models fit on a small node; a
+                # sliver of the worker type's resource pins replicas to its nodes.
+                "ray_actor_options": {
+                    "num_cpus": scaling.num_cpus,
+                    **({"resources": {worker_resource(scaling.worker_type): 0.001}} if scaling.worker_type else {}),
+                },
             }
         ],
     }
 
 
+def replica_capacity(manifest: Manifest) -> int:
+    """Queries one replica runs at once: the manifest's max_ongoing_requests,
+    raised to two batches when batching may be on, so that one batch can fill
+    while the other runs."""
+    batch = manifest.batching.max_batch_size or DEFAULT_MAX_BATCH_SIZE
+    return max(manifest.scaling.max_ongoing_requests, 2 * batch if batch > 1 else 1)
+
+
+#: Items per batch when the manifest leaves batching to seedserve.
+DEFAULT_MAX_BATCH_SIZE = 16
+
+
 def deploy_config(
-    http_options: Mapping[str, Any], master_app: Mapping[str, Any], model_apps: Iterable[Mapping[str, Any]]
+    http_options: Mapping[str, Any],
+    master_app: Mapping[str, Any],
+    model_apps: Iterable[Mapping[str, Any]],
+    *,
+    proxy_location: str = "HeadOnly",
 ) -> dict[str, Any]:
-    """A full ``ServeDeploySchema`` body: the master first, then every model."""
+    """A full ``ServeDeploySchema`` body: the master first, then every model.
+
+    The ingress runs on the head node only by default: a second node on the
+    same machine (``seedserve worker join``) would otherwise try to bind the
+    master's port.
+    """
     return {
+        "proxy_location": proxy_location,
         "http_options": dict(http_options),
         "applications": [dict(master_app), *(dict(app) for app in model_apps)],
     }

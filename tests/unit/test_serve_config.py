@@ -56,3 +56,22 @@ def test_applications_being_deleted_count_as_gone() -> None:
     deployed = deployed_configs(details)
     assert set(deployed) == {"master", "model-a"}
     assert not model_apps_differ(desired, deployed)
+
+
+def test_model_deployments_carry_the_manifests_scaling_and_admission() -> None:
+    from seedserve.deployments.serve_config import model_application
+
+    doc = {
+        "name": "m", "version": 1, "artifact": {"sha256": "ab"},
+        "manifest": {"name": "m", "inputs": [{"name": "x", "shape": [-1, 2]}], "outputs": [{"name": "y"}],
+                     "scaling": {"min_replicas": 0, "max_replicas": 3, "upscale_delay_s": 1, "downscale_delay_s": 4,
+                                 "metrics_window_s": 2, "max_ongoing_requests": 4, "max_queued_requests": 10},
+                     "batching": {"max_batch_size": 8}},
+    }
+    deployment = model_application(doc, mongo_uri="mongodb://x", database="d")["deployments"][0]
+    autoscaling = deployment["autoscaling_config"]
+    assert (autoscaling["min_replicas"], autoscaling["initial_replicas"], autoscaling["max_replicas"]) == (0, 1, 3)
+    assert (autoscaling["upscale_delay_s"], autoscaling["downscale_delay_s"]) == (1, 4)
+    assert autoscaling["look_back_period_s"] == 2 and autoscaling["metrics_interval_s"] == 0.5
+    # Serve passes the replica every query it could admit: two batches of 8, plus 10 queued, plus one to refuse.
+    assert deployment["max_ongoing_requests"] == 16 + 10 + 1

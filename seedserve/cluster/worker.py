@@ -1,0 +1,64 @@
+"""``seedserve worker join``: a Ray worker node that joins a running
+seedserve cluster and advertises its worker type, so that models asking for
+that type get their replicas on it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from seedserve.cluster.components import HAPROXY_ENV
+from seedserve.cluster.ports import PortPlan, port_is_free
+from seedserve.cluster.processes import Child, environ_with, start_child, supervise, wait_until
+from seedserve.deployments.serve_api import ray_auth_headers
+from seedserve.deployments.serve_config import worker_resource
+
+__all__ = ["run_worker", "worker_argv"]
+
+_BIN = Path(sys.executable).parent
+
+
+def worker_argv(address: str, worker_type: str, plan: PortPlan, num_cpus: int | None) -> list[str]:
+    """``ray start`` for a worker node of ``worker_type`` joining the head at ``address``."""
+    argv = [
+        str(_BIN / "ray"), "start", "--block",
+        f"--address={address}",
+        f"--resources={json.dumps({worker_resource(worker_type): 1000})}",
+        "--disable-usage-stats",
+        *plan.ray_start_args(),
+    ]
+    if num_cpus is not None:
+        argv.append(f"--num-cpus={num_cpus}")
+    return argv
+
+
+def run_worker(
+    address: str, worker_type: str, *, port_base: int, num_cpus: int | None, log_dir: Path,
+    echo: Callable[[str], None],
+) -> None:
+    """Run the worker node in the foreground until SIGINT or SIGTERM."""
+    plan = PortPlan(port_base)
+    if not port_is_free("127.0.0.1", plan.base):
+        raise RuntimeError(
+            f"port {plan.base} is taken (another node on this machine?); choose another --port-base"
+        )
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = environ_with({**HAPROXY_ENV, **plan.serve_env()})
+    if ray_auth_headers():
+        # A head started by `ray start --head` turns token auth on; a joining
+        # node only presents the token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH
+        # or ~/.ray/auth_token, copied from the head) in token mode.
+        env.setdefault("RAY_AUTH_MODE", "token")
+
+    def start(children: list[Child]) -> None:
+        echo(f"joining the Ray cluster at {address} as a {worker_type!r} worker")
+        child = start_child("ray worker", worker_argv(address, worker_type, plan, num_cpus),
+                            log_dir / f"worker-{worker_type}.out", env=env)
+        children.append(child)
+        # The raylet listens on the node manager port once the node has joined.
+        wait_until(lambda: not port_is_free("127.0.0.1", plan.base), 120, "Ray worker node", child)
+        echo(f"worker {worker_type!r} is up (Ray resource {worker_resource(worker_type)!r}). Press Ctrl-C to stop.")
+
+    supervise(start, echo)

@@ -1,0 +1,52 @@
+"""Per-replica admission: at most ``capacity`` queries run at once and at most
+``max_queued`` wait; one more is refused at once with 503 and a
+``Retry-After`` estimated from recent latency, so a flood never turns into
+requests that hang."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from seedserve.errors import Overloaded
+
+__all__ = ["Admission"]
+
+
+class Admission:
+    def __init__(self, capacity: int, max_queued: int) -> None:
+        self.capacity = capacity
+        self.max_queued = max_queued
+        self._slots = asyncio.Semaphore(capacity)
+        self.waiting = 0
+        self.running = 0
+        self._latency_s = 0.05  # a moving average of time in a slot
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._slots.locked() and self.waiting >= self.max_queued:
+            raise Overloaded(
+                f"the model is at capacity ({self.running} queries running, {self.waiting} waiting); "
+                "retry after the time in Retry-After, or raise max_replicas / max_queued_requests",
+                retry_after_s=self.retry_after_s(),
+            )
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.running -= 1
+            self._slots.release()
+            self._latency_s = 0.9 * self._latency_s + 0.1 * (time.monotonic() - start)
+
+    def retry_after_s(self) -> int:
+        """Seconds until the queue ahead has likely drained (at least 1)."""
+        return max(1, math.ceil(self._latency_s * (self.waiting + 1) / self.capacity))

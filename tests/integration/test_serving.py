@@ -1,0 +1,244 @@
+"""Serving behaviour on real Ray Serve: dynamic batching, backpressure (503
+with Retry-After, never a hang), request timeouts (504) and autoscaling up
+under load and back down after it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from seedserve.client import AsyncClient, Client, ManagerClient
+from seedserve.deployments.serve_api import ray_auth_headers
+from seedserve.errors import NotFound
+from tests.conftest import VENV_BIN, System
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.integration
+
+
+class SumAndBatchSize(torch.nn.Module):
+    """Per row: the row's sum, and how many rows the call it ran in had."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x.sum(1), torch.full([x.shape[0]], float(x.shape[0]))], 1)
+
+
+class Slow(torch.nn.Module):
+    """Hundreds of milliseconds of matrix products per call, on one thread."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+        self.w = torch.nn.Parameter(torch.randn(256, 256) / 16, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.repeat(1, 64)
+        for _ in range(self.steps):
+            y = torch.tanh(y @ self.w)
+        return y[:, :4]
+
+
+def _register(system: System, tmp_path: Path, model: torch.nn.Module, name: str, **manifest: Any) -> str:
+    artifact = tmp_path / f"{name}.pt"
+    torch.jit.script(model).save(str(artifact))
+    width = 4 if isinstance(model, Slow) else 3
+    with ManagerClient(system.manager_url, system.admin_token) as manager:
+        return manager.register(artifact, {
+            "name": name,
+            "inputs": [{"name": "x", "shape": [-1, width]}],
+            "outputs": [{"name": "y"}],
+            **manifest,
+        })
+
+
+@pytest.fixture
+def registered(system: System) -> Iterator[list[str]]:
+    """Names registered by the test; deleted afterwards."""
+    names: list[str] = []
+    yield names
+    with ManagerClient(system.manager_url, system.admin_token) as manager:
+        for name in names:
+            with contextlib.suppress(NotFound):  # the test failed before registering it
+                manager.delete_model(name)
+
+
+def _serving(system: System, name: str, key: str, width: int) -> None:
+    with Client(system.master_url, key, timeout=60) as client:
+        eventually(lambda: client.predict(name, x=[[0.0] * width]), timeout_s=90)
+
+
+def test_concurrent_queries_share_model_calls_and_each_gets_its_own_rows(
+    system: System, tmp_path: Path, registered: list[str]
+) -> None:
+    registered.append("batched")
+    key = _register(system, tmp_path, SumAndBatchSize(), "batched", batching={"max_batch_size": 8, "max_wait_ms": 50})
+    _serving(system, "batched", key, 3)
+
+    async def flood() -> list[dict[str, Any]]:
+        async with AsyncClient(system.master_url, key, timeout=60) as client:
+            return await asyncio.gather(*(client.predict("batched", x=[[float(i), 1.0, 2.0]]) for i in range(16)))
+
+    answers = asyncio.run(flood())
+    assert [a["y"][0][0] for a in answers] == [i + 3.0 for i in range(16)]  # each query its own row
+    seen = [a["y"][0][1] for a in answers]
+    assert max(seen) > 1, f"no two queries shared a model call: {seen}"
+    assert max(seen) <= 8
+    # A query of more rows than a batch runs on its own, whole.
+    with Client(system.master_url, key) as client:
+        big = client.predict("batched", x=np.ones((20, 3), np.float32))["y"]
+    assert [row[1] for row in big] == [20.0] * 20
+
+
+def test_a_flooded_model_answers_503_with_retry_after_and_never_hangs(
+    system: System, tmp_path: Path, registered: list[str]
+) -> None:
+    registered.append("narrow")
+    key = _register(system, tmp_path, Slow(4000), "narrow", batching={"max_batch_size": 1},
+                    scaling={"min_replicas": 1, "max_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": 2})
+    _serving(system, "narrow", key, 4)
+    url = f"{system.master_url}/models/narrow/predict"
+
+    async def flood() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as http:
+            return await asyncio.gather(*(
+                http.post(url, json={"x": [[0.0] * 4]}, headers={"Authorization": f"Bearer {key}"}) for _ in range(12)
+            ))
+
+    started = time.monotonic()
+    responses = asyncio.run(flood())
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) <= {200, 503}, statuses
+    refused = [r for r in responses if r.status_code == 503]
+    assert len(refused) >= 6 and statuses.count(200) >= 3, statuses
+    for response in refused:
+        assert int(response.headers["retry-after"]) >= 1
+        assert response.json()["error"]["code"] == "overloaded"
+    assert time.monotonic() - started < 55  # every query answered; none waited for the client's timeout
+
+
+def test_a_query_past_the_request_timeout_gets_504(system: System, tmp_path: Path, registered: list[str]) -> None:
+    registered.append("too-slow")
+    key = _register(system, tmp_path, Slow(4000), "too-slow", batching={"max_batch_size": 1},
+                    scaling={"request_timeout_s": 0.05})
+    url = f"{system.master_url}/models/too-slow/predict"
+    with httpx.Client(timeout=60) as http:
+        def timed_out() -> httpx.Response:
+            response = http.post(url, json={"x": [[0.0] * 4]}, headers={"Authorization": f"Bearer {key}"})
+            assert response.status_code == 504, response.text
+            return response
+
+        response = eventually(timed_out, timeout_s=90)
+    assert response.json()["error"]["code"] == "timeout"
+    assert "request_timeout_s" in response.json()["error"]["message"]
+
+
+def _running_replicas(system: System, name: str) -> int:
+    dashboard = f"http://127.0.0.1:{system.env['SEEDSERVE_DASHBOARD_PORT']}"
+    details = httpx.get(f"{dashboard}/api/serve/applications/", headers=ray_auth_headers(), timeout=10).json()
+    app = details["applications"].get(f"model-{name}")
+    if app is None:
+        return 0
+    replicas = app["deployments"]["ModelServer"]["replicas"]
+    return sum(1 for r in replicas if r["state"] == "RUNNING")
+
+
+def test_load_adds_a_replica_and_idleness_removes_it(system: System, tmp_path: Path, registered: list[str]) -> None:
+    registered.append("elastic")
+    key = _register(system, tmp_path, Slow(300), "elastic", batching={"max_batch_size": 1}, scaling={
+        "min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1,
+        "upscale_delay_s": 1, "downscale_delay_s": 3, "metrics_window_s": 2})
+    _serving(system, "elastic", key, 4)
+    assert _running_replicas(system, "elastic") == 1
+    stop = threading.Event()
+
+    def load() -> None:
+        with Client(system.master_url, key, timeout=60) as client:
+            while not stop.is_set():
+                client.predict("elastic", x=[[0.0] * 4])
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        def scaled_up() -> None:
+            assert _running_replicas(system, "elastic") >= 2
+
+        eventually(scaled_up, timeout_s=90, interval_s=1)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(60)
+
+    def back_to_one() -> None:
+        assert _running_replicas(system, "elastic") == 1
+
+    eventually(back_to_one, timeout_s=90, interval_s=1)
+
+
+def test_a_model_scaled_to_zero_answers_its_first_query(system: System, tmp_path: Path, registered: list[str]) -> None:
+    registered.append("sleepy")
+    key = _register(system, tmp_path, SumAndBatchSize(), "sleepy", scaling={
+        "min_replicas": 0, "max_replicas": 1, "downscale_delay_s": 1, "metrics_window_s": 1})
+    _serving(system, "sleepy", key, 3)
+
+    def at_zero() -> None:
+        assert _running_replicas(system, "sleepy") == 0
+
+    eventually(at_zero, timeout_s=90, interval_s=1)
+    with Client(system.master_url, key, timeout=60) as client:
+        answer = client.predict("sleepy", x=[[1.0, 2.0, 3.0]])
+    assert answer["y"] == [[6.0, 1.0]]
+
+
+def test_replicas_run_on_the_node_of_their_worker_type(system: System, tmp_path: Path, registered: list[str]) -> None:
+    """Two Ray nodes on this machine: the head (type cpu-local) and a node
+    started by `seedserve worker join --type tiny`."""
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [str(VENV_BIN / "seedserve"), "worker", "join", "--address", f"127.0.0.1:{system.env['SEEDSERVE_RAY_PORT']}",
+         "--type", "tiny", "--num-cpus", "1", "--port-base", "24600", "--log-dir", str(tmp_path)],
+        env=system.env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        eventually(lambda: _assert_in(log.read_text(), "worker 'tiny' is up"), timeout_s=120, interval_s=1)
+        for name, worker_type in (("on-tiny", "tiny"), ("on-head", "cpu-local")):
+            registered.append(name)
+            key = _register(system, tmp_path, SumAndBatchSize(), name, scaling={"worker_type": worker_type})
+            _serving(system, name, key, 3)
+        nodes = {name: _replica_nodes(system, name) for name in ("on-tiny", "on-head")}
+        head = _replica_nodes(system, "master", deployment="Master")
+        assert len(nodes["on-tiny"]) == 1 and len(nodes["on-head"]) == 1 and len(head) == 1, nodes
+        assert nodes["on-head"] == head
+        assert nodes["on-tiny"] != head
+    finally:
+        # Remove the models first: replicas on a node that leaves would be rescheduled nowhere.
+        with ManagerClient(system.manager_url, system.admin_token) as manager:
+            for name in list(registered):
+                manager.delete_model(name)
+                registered.remove(name)
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(90)
+    assert worker.returncode == 0, log.read_text()[-2000:]
+
+
+def _assert_in(text: str, part: str) -> None:
+    assert part in text, text[-1000:]
+
+
+def _replica_nodes(system: System, app: str, deployment: str = "ModelServer") -> set[str]:
+    dashboard = f"http://127.0.0.1:{system.env['SEEDSERVE_DASHBOARD_PORT']}"
+    details = httpx.get(f"{dashboard}/api/serve/applications/", headers=ray_auth_headers(), timeout=10).json()
+    replicas = details["applications"][app if app == "master" else f"model-{app}"]["deployments"][deployment]["replicas"]
+    return {r["node_id"] for r in replicas if r["state"] == "RUNNING"}
