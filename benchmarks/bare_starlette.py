@@ -1,6 +1,8 @@
-"""Baseline: a bare Starlette app with the model in process (run by uvicorn)."""
+"""Baseline: a bare Starlette app with the models in process (run by uvicorn)."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import torch
 from starlette.applications import Starlette
@@ -8,14 +10,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from benchmarks._model import infer, make_mlp
+from benchmarks._model import INFER, MODELS, WORKLOADS
 
 torch.set_num_threads(1)
-_MODEL = make_mlp()
 
 
-async def predict(request: Request) -> JSONResponse:
-    return JSONResponse(infer(_MODEL, await request.json()))
+def _endpoint(name: str) -> Callable[[Request], Awaitable[JSONResponse]]:
+    model, infer = MODELS[name](), INFER[name]
+
+    async def predict(request: Request) -> JSONResponse:
+        return JSONResponse(infer(model, await request.json()))
+
+    return predict
 
 
-app = Starlette(routes=[Route("/models/bench-mlp/predict", predict, methods=["POST"])])
+app = Starlette(routes=[Route(w.path, _endpoint(name), methods=["POST"]) for name, w in WORKLOADS.items()])

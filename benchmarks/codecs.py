@@ -37,8 +37,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RNG = np.random.default_rng(0)
 
 
-def _paired_rates(bare: Callable[[], Any], ours: Callable[[], Any], rounds: int = 7,
-                  seconds: float = 0.3) -> tuple[float, float]:
+def _paired_rates(bare: Callable[[], Any], ours: Callable[[], Any], rounds: int = 11,
+                  seconds: float = 0.25) -> tuple[float, float]:
     """Calls per second of each, the best of ``rounds`` rounds taken in turn
     (bare, ours, bare, ...), so that a noisy phase on this shared machine
     hits both sides instead of one."""
@@ -199,8 +199,8 @@ def main() -> None:
     transports = transport_costs()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "codecs.json").write_text(json.dumps({"decode": decode, "transports": transports}, indent=2) + "\n")
-    lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; decode: best of 7 alternating "
-             "0.3 s rounds per side; transports: best of 5 rounds.", "",
+    lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; decode: best of 11 alternating "
+             "0.25 s rounds per side; transports: best of 5 rounds.", "",
              "| kind | bare baseline | bare /s | seedserve /s | ratio |", "|---|---|---:|---:|---:|"]
     lines += [f"| {r['kind']} | {r['baseline']} | {r['bare_per_s']:,.1f} | {r['seedserve_per_s']:,.1f} | {r['ratio']:.2f}x |" for r in decode]
     lines += ["", "| payload | transport | wire bytes | overhead | parse + decode ms |", "|---|---|---:|---:|---:|"]

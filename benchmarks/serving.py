@@ -9,8 +9,11 @@ Servers, one at a time so they do not share the CPUs:
   3. vanilla Ray Serve, HAProxy ingress + throughput-optimized (Ray's fastest);
   4. seedserve: the real `seedserve up`, the model registered through the manager,
      queries with the model's key (auth + decode + infer in the model's replica).
-Every server runs the same 16->64->4 MLP on one replica with a JSON body. wrk
-drives each at 1 and 16 connections. Writes benchmarks/results/serving.{json,md,png}.
+Every server runs the same two models on one replica each: the tiny
+16->64->4 MLP (a JSON row) and a small CNN (about 83 MFLOPs on a 3x64x64 PNG
+sent as base64 JSON). seedserve batches queries dynamically (its default);
+the baselines run one query per model call, as written. wrk drives each at 1
+and 16 connections. Writes benchmarks/results/serving.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -29,14 +32,13 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks._model import BODY, MANIFEST, make_mlp
+from benchmarks._model import MODELS, WORKLOADS, Workload
 from benchmarks._wrk import Result, run_wrk
 from seedserve.cluster.processes import Child, start_child, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 BIN = Path(sys.executable).parent
-URL_PATH = "/models/bench-mlp/predict"
 
 
 def _free_port() -> int:
@@ -47,8 +49,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _answers(url: str, headers: dict[str, str]) -> bool:
-    return httpx.post(url, content=BODY, headers={"Content-Type": "application/json", **headers}, timeout=10).status_code == 200
+def _headers_for(workload: Workload, headers: dict[str, str]) -> dict[str, str]:
+    if "keys" in headers:
+        return {"Authorization": f"Bearer {json.loads(headers['keys'])[workload.path]}"}
+    return headers
+
+
+def _answers_one(base: str, workload: Workload, headers: dict[str, str]) -> bool:
+    response = httpx.post(base + workload.path, content=workload.body, timeout=10,
+                          headers={"Content-Type": "application/json", **_headers_for(workload, headers)})
+    return response.status_code == 200
 
 
 @contextmanager
@@ -56,7 +66,7 @@ def bare_starlette(logs: Path) -> Iterator[tuple[str, dict[str, str]]]:
     port = _free_port()
     child = start_child("starlette", [sys.executable, "-m", "uvicorn", "benchmarks.bare_starlette:app", "--port",
                                       str(port), "--no-access-log", "--log-level", "warning"], logs / "starlette.log")
-    yield from _serving(child, f"http://127.0.0.1:{port}{URL_PATH}", {})
+    yield from _serving(child, f"http://127.0.0.1:{port}", {})
 
 
 @contextmanager
@@ -64,7 +74,7 @@ def vanilla_serve(logs: Path, haproxy: bool) -> Iterator[tuple[str, dict[str, st
     port = _free_port()
     argv = [sys.executable, "-m", "benchmarks.vanilla_serve", "--port", str(port)] + (["--haproxy"] if haproxy else [])
     child = start_child("vanilla", argv, logs / f"vanilla-{'haproxy' if haproxy else 'default'}.log")
-    yield from _serving(child, f"http://127.0.0.1:{port}{URL_PATH}", {}, timeout_s=240)
+    yield from _serving(child, f"http://127.0.0.1:{port}", {}, timeout_s=240)
 
 
 @contextmanager
@@ -78,24 +88,26 @@ def seedserve(logs: Path) -> Iterator[tuple[str, dict[str, str]]]:
     child = start_child("seedserve", [str(BIN / "seedserve"), "up"], logs / "seedserve.log", env=env)
     try:
         wait_until(lambda: "seedserve is up" in child.log.read_text(), 300, "seedserve up", child)
-        artifact = data / "mlp.pt"
         import torch
 
-        torch.jit.script(make_mlp()).save(str(artifact))
+        keys = {}
         with ManagerClient(f"http://127.0.0.1:{ports['MANAGER']}", (data / "admin-token").read_text().strip()) as manager:
-            key = manager.register(artifact, MANIFEST)
-        url = f"http://127.0.0.1:{ports['MASTER']}{URL_PATH}"
-        headers = {"Authorization": f"Bearer {key}"}
-        yield from _serving(child, url, headers, stop=False)
+            for name, workload in WORKLOADS.items():
+                artifact = data / f"{name}.pt"
+                torch.jit.script(MODELS[name]()).save(str(artifact))
+                keys[workload.path] = manager.register(artifact, workload.manifest)
+        # Every model has its own key; the Authorization header is chosen per path below.
+        yield from _serving(child, f"http://127.0.0.1:{ports['MASTER']}", {"keys": json.dumps(keys)}, stop=False)
     finally:
         child.stop(60)
 
 
-def _serving(child: Child, url: str, headers: dict[str, str], timeout_s: float = 120,
+def _serving(child: Child, base: str, headers: dict[str, str], timeout_s: float = 120,
              stop: bool = True) -> Iterator[tuple[str, dict[str, str]]]:
     try:
-        wait_until(lambda: _answers(url, headers), timeout_s, f"{child.name} answering", child)
-        yield url, headers
+        wait_until(lambda: all(_answers_one(base, w, headers) for w in WORKLOADS.values()), timeout_s,
+                   f"{child.name} answering", child)
+        yield base, headers
     finally:
         if stop:
             child.stop(60)
@@ -113,49 +125,60 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="seedserve-bench-logs-"))
-    results: dict[str, list[Result]] = {}
+    results: dict[str, dict[str, list[Result]]] = {w: {} for w in args.workloads}
     for name, server in SERVERS.items():
         print(f"== {name}", flush=True)
-        with server(logs) as (url, headers):
-            run_wrk(url, BODY, headers, concurrency=4, seconds=3)  # warm-up
-            results[name] = []
-            for concurrency in args.concurrency:
-                result = run_wrk(url, BODY, headers, concurrency=concurrency, seconds=args.seconds)
-                print(f"   c={concurrency:<3} {result.requests_per_s:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                      f"p99 {result.p99_ms:6.2f} ms  errors {result.errors}", flush=True)
-                results[name].append(result)
+        with server(logs) as (base, headers):
+            for workload in (WORKLOADS[w] for w in args.workloads):
+                url, auth = base + workload.path, _headers_for(workload, headers)
+                run_wrk(url, workload.body, auth, concurrency=4, seconds=3)  # warm-up
+                rows = results[workload.name][name] = []
+                for concurrency in args.concurrency:
+                    result = run_wrk(url, workload.body, auth, concurrency=concurrency, seconds=args.seconds)
+                    print(f"   {workload.name} c={concurrency:<3} {result.requests_per_s:8.0f} req/s  "
+                          f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}", flush=True)
+                    rows.append(result)
         time.sleep(2)
     _write(results, args)
-    failed = [f"{name} c={r.concurrency}" for name, rows in results.items() for r in rows if r.errors]
+    failed = [f"{name} {w} c={r.concurrency}" for w, by_server in results.items() for name, rows in by_server.items()
+              for r in rows if r.errors]
     if failed:
         raise SystemExit(f"runs with errors (their req/s are not results): {', '.join(failed)}")
 
 
-def _write(results: dict[str, list[Result]], args: argparse.Namespace) -> None:
+_TITLES = {"mlp": "tiny MLP (16->64->4), JSON row", "cnn": "small CNN (~83 MFLOPs), 3x64x64 PNG as base64 JSON"}
+
+
+def _write(results: dict[str, dict[str, list[Result]]], args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
             "machine": platform.machine(), "seconds_per_run": args.seconds}
     (RESULTS / "serving.json").write_text(json.dumps(
-        {"meta": meta, "results": {k: [asdict(r) for r in v] for k, v in results.items()}}, indent=2) + "\n")
-    fastest_vanilla = {c: max(v[i].requests_per_s for k, v in results.items() if k.startswith("vanilla"))
-                       for i, c in enumerate(args.concurrency)}
+        {"meta": meta, "results": {w: {k: [asdict(r) for r in v] for k, v in by_server.items()}
+                                   for w, by_server in results.items()}}, indent=2) + "\n")
     lines = [f"Measured {meta['date']} on {meta['cpus']} CPUs ({meta['machine']}), wrk -t1, "
-             f"{args.seconds} s per row, one replica, 16->64->4 MLP, JSON body.", "",
-             "| server | connections | req/s | p50 ms | p99 ms | errors | vs fastest vanilla Ray Serve |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, rows in results.items():
-        for r in rows:
-            ratio = r.requests_per_s / fastest_vanilla[r.concurrency]
-            lines.append(f"| {name} | {r.concurrency} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-                         f"| {r.errors} | {ratio:.2f}x |")
+             f"{args.seconds} s per row, one replica per model; all servers in one run, one at a time."]
+    for workload, by_server in results.items():
+        bare = next(v for k, v in by_server.items() if k.startswith("bare"))
+        fastest = {c: max(v[i].requests_per_s for k, v in by_server.items() if k.startswith("vanilla"))
+                   for i, c in enumerate(args.concurrency)}
+        lines += ["", f"**{_TITLES[workload]}**", "",
+                  "| server | connections | req/s | p50 ms | p99 ms | errors | vs bare Starlette | vs fastest vanilla Ray Serve |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, rows in by_server.items():
+            for i, r in enumerate(rows):
+                lines.append(f"| {name} | {r.concurrency} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+                             f"| {r.errors} | {r.requests_per_s / bare[i].requests_per_s:.2f}x "
+                             f"| {r.requests_per_s / fastest[r.concurrency]:.2f}x |")
     (RESULTS / "serving.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     _plot(results, args.concurrency)
 
 
-def _plot(results: dict[str, list[Result]], concurrency: list[int]) -> None:
+def _plot(results: dict[str, dict[str, list[Result]]], concurrency: list[int]) -> None:
     try:
         import matplotlib
 
@@ -163,14 +186,15 @@ def _plot(results: dict[str, list[Result]], concurrency: list[int]) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, ax = plt.subplots(figsize=(9, 4))
-    width = 0.8 / len(results)
-    for i, (name, rows) in enumerate(results.items()):
-        ax.bar([j + i * width for j in range(len(rows))], [r.requests_per_s for r in rows], width, label=name)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(concurrency))], [f"{c} connections" for c in concurrency])
-    ax.set_ylabel("requests/s")
-    ax.set_title("predict path, tiny MLP, JSON")
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 4), squeeze=False)
+    for ax, (workload, by_server) in zip(axes[0], results.items()):
+        width = 0.8 / len(by_server)
+        for i, (name, rows) in enumerate(by_server.items()):
+            ax.bar([j + i * width for j in range(len(rows))], [r.requests_per_s for r in rows], width, label=name)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(concurrency))], [f"{c} connections" for c in concurrency])
+        ax.set_ylabel("requests/s")
+        ax.set_title(_TITLES[workload], fontsize=9)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / "serving.png", dpi=120)
 

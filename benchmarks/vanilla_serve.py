@@ -1,4 +1,4 @@
-"""Baseline: the same model as a plain Ray Serve deployment on a fresh local
+"""Baseline: the same models as plain Ray Serve deployments on a fresh local
 cluster. ``--haproxy`` turns on Ray's fastest configuration (HAProxy ingress
 and throughput-optimized Serve); without it, Serve's defaults."""
 
@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 
 def main() -> None:
@@ -25,20 +26,21 @@ def main() -> None:
     from ray import serve
     from starlette.requests import Request
 
-    from benchmarks._model import infer, make_mlp
+    from benchmarks._model import INFER, MODELS, WORKLOADS
 
     @serve.deployment(ray_actor_options={"num_cpus": 0.1})
-    class Mlp:
-        def __init__(self) -> None:
-            self.model = make_mlp()
+    class Model:
+        def __init__(self, name: str) -> None:
+            self.model, self.infer = MODELS[name](), INFER[name]
 
-        async def __call__(self, request: Request) -> dict[str, list[list[float]]]:
-            return infer(self.model, await request.json())
+        async def __call__(self, request: Request) -> Any:
+            return self.infer(self.model, await request.json())
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run atexit: ray.shutdown()
     ray.init(address="local", include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}})
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-    serve.run(Mlp.bind(), route_prefix="/models/bench-mlp/predict")
+    for name, workload in WORKLOADS.items():
+        serve.run(Model.bind(name), name=name, route_prefix=workload.path)
     print("READY", flush=True)
     while True:
         time.sleep(3600)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,9 @@ __all__ = ["ModelServer", "build"]
 logger = logging.getLogger("seedserve.model_server")
 T = TypeVar("T")
 
+#: Model calls quicker than this (on average) run on the event loop.
+_INLINE_CALL_S = 0.001
+
 
 def _batch_items(queries: list[tuple[dict[str, Decoded], int]]) -> int:
     return sum(count for _, count in queries)
@@ -69,7 +73,11 @@ class ModelServer:
         self._model = load_model(artifact, doc["artifact"]["format"])
         # Warm-up: the first call of a TorchScript module compiles and is slow;
         # pay it here, before this replica takes traffic.
-        run_model(self._model, self._manifest, sample_inputs(self._manifest))
+        sample = sample_inputs(self._manifest)
+        run_model(self._model, self._manifest, sample)
+        start = time.perf_counter()
+        run_model(self._model, self._manifest, sample)
+        self._call_s = time.perf_counter() - start  # a moving average of one model call
         self.batch_size = self._batch_size()
         if self.batch_size > 1:
             self._infer_batch.set_max_batch_size(self.batch_size)
@@ -156,7 +164,8 @@ class ModelServer:
 
     async def _infer(self, arrays: dict[str, Decoded]) -> dict[str, np.ndarray]:
         count = items(arrays)
-        if 1 < self.batch_size and count < self.batch_size:
+        # Alone in the replica, a query has nobody to share a call with.
+        if 1 < self.batch_size and count < self.batch_size and self._admission.running > 1:
             result = await self._infer_batch((arrays, count))
             if isinstance(result, SeedserveError):
                 raise result
@@ -164,10 +173,19 @@ class ModelServer:
         return await self._run(arrays)
 
     async def _run(self, arrays: dict[str, Decoded]) -> dict[str, np.ndarray]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, run_model, self._model, self._manifest, arrays)
+        """One model call: on the event loop when calls are quick (a thread hop
+        would cost more than the call), else on the model's thread so that the
+        replica keeps reading and decoding other queries meanwhile."""
+        start = time.perf_counter()
+        if self._call_s < _INLINE_CALL_S:
+            outputs = run_model(self._model, self._manifest, arrays)
+        else:
+            loop = asyncio.get_running_loop()
+            outputs = await loop.run_in_executor(self._executor, run_model, self._model, self._manifest, arrays)
+        self._call_s = 0.8 * self._call_s + 0.2 * (time.perf_counter() - start)
+        return outputs
 
-    @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=0.005, batch_size_fn=_batch_items)
+    @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=0.0, batch_size_fn=_batch_items)
     async def _infer_batch(
         self, queries: list[tuple[dict[str, Decoded], int]]
     ) -> list[dict[str, np.ndarray] | SeedserveError]:
