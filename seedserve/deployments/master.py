@@ -8,17 +8,19 @@ import asyncio
 import time
 from typing import Any
 
+import ray
 from ray import serve
 from ray.serve import Application
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from seedserve import __version__
 from seedserve.codecs.oip import HEADER_LENGTH
 from seedserve.deployments._query import error_response, read_body
 from seedserve.deployments.reconciler import Reconciler
 from seedserve.deployments.serve_api import ServeRestApi
-from seedserve.deployments.serve_config import model_app_name
+from seedserve.deployments._metrics import gather, node_metric_urls
+from seedserve.deployments.serve_config import MODEL_APP_PREFIX, model_app_name
 from seedserve.errors import NotFound, SeedserveError, Unavailable
 from seedserve.registry import ModelStore, connect
 
@@ -45,6 +47,7 @@ class Master:
             "/v2": self._server_metadata,
             "/v2/health/live": self._live,
             "/v2/health/ready": self._ready,
+            "/metrics": self._metrics,
         }
 
     async def __call__(self, request: Request) -> Response:
@@ -78,6 +81,17 @@ class Master:
         }
         healthy = database == "ok" and state.last_error is None
         return JSONResponse({"status": "ok" if healthy else "degraded", "components": components})
+
+    async def _metrics(self) -> Response:
+        """Prometheus text: every model replica's metrics from every node's Ray
+        metrics agent, plus the replicas each model runs (from Serve)."""
+        nodes = await asyncio.to_thread(ray.nodes)
+        replicas = ["# HELP seedserve_replicas Running replicas per model.", "# TYPE seedserve_replicas gauge"]
+        replicas += [f'seedserve_replicas{{model="{app.removeprefix(MODEL_APP_PREFIX)}"}} {count}'
+                     for app, count in sorted(self._reconciler.state.replicas.items())
+                     if app.startswith(MODEL_APP_PREFIX)]
+        text = await gather(node_metric_urls(nodes), replicas)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     async def _server_metadata(self) -> Response:
         return JSONResponse({"name": "seedserve", "version": __version__, "extensions": []})

@@ -27,6 +27,7 @@ from seedserve.codecs.batching import items, merge, signature, split
 from seedserve.codecs.outputs import encode_outputs
 from seedserve.codecs.registry import Decoded
 from seedserve.deployments._admission import Admission
+from seedserve.deployments._metrics import ModelMetrics
 from seedserve.deployments._query import (
     KeyCache,
     bearer_key,
@@ -79,12 +80,14 @@ class ModelServer:
         run_model(self._model, self._manifest, sample)
         self._call_s = time.perf_counter() - start  # a moving average of one model call
         self.batch_size = self._batch_size()
+        self._batching_asked = (self._manifest.batching.max_batch_size or 1) > 1
         if self.batch_size > 1:
             self._infer_batch.set_max_batch_size(self.batch_size)
             self._infer_batch.set_batch_wait_timeout_s(self._manifest.batching.max_wait_ms / 1000)
         scaling = self._manifest.scaling
         capacity = max(scaling.max_ongoing_requests, 2 * self.batch_size if self.batch_size > 1 else 1)
         self._admission = Admission(capacity, scaling.max_queued_requests)
+        self._metrics = ModelMetrics(name)
         # One inference at a time per replica; torch uses its own threads inside.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
         self._keys = KeyCache(
@@ -111,12 +114,16 @@ class ModelServer:
         return configured or DEFAULT_MAX_BATCH_SIZE
 
     async def __call__(self, request: Request) -> Response:
+        start = time.perf_counter()
         try:
             if relative_path(request).rstrip("/") == "/predict" and request.method == "POST":
-                return await self._predict(request)
-            raise NotFound(f"no route {request.method} {request.url.path}; use POST /models/{self._name}/predict")
+                response = await self._predict(request)
+            else:
+                raise NotFound(f"no route {request.method} {request.url.path}; use POST /models/{self._name}/predict")
         except SeedserveError as exc:
-            return error_response(exc)
+            response = error_response(exc)
+        self._metrics.answered(response.status_code, time.perf_counter() - start)
+        return response
 
     async def _predict(self, request: Request) -> Response:
         self._keys.check(bearer_key(request))
@@ -130,6 +137,12 @@ class ModelServer:
 
     async def infer_v2(self, authorization: str, header_length: str | None, body: bytes) -> tuple[int, dict[str, str], bytes]:
         """An Open Inference Protocol request forwarded by the master: status, headers, body."""
+        start = time.perf_counter()
+        status, headers, content = await self._infer_v2(authorization, header_length, body)
+        self._metrics.answered(status, time.perf_counter() - start)
+        return status, headers, content
+
+    async def _infer_v2(self, authorization: str, header_length: str | None, body: bytes) -> tuple[int, dict[str, str], bytes]:
         try:
             self._keys.check(bearer_key_from(authorization))
             if len(body) > self._manifest.max_body_bytes:
@@ -152,6 +165,7 @@ class ModelServer:
     async def _admitted(self, run: Callable[[], Awaitable[T]]) -> T:
         """``run()`` in an admission slot, within the request timeout."""
         timeout_s = self._manifest.scaling.request_timeout_s
+        self._metrics.queue(self._admission.waiting)
         try:
             async with asyncio.timeout(timeout_s):
                 async with self._admission.slot():
@@ -164,12 +178,16 @@ class ModelServer:
 
     async def _infer(self, arrays: dict[str, Decoded]) -> dict[str, np.ndarray]:
         count = items(arrays)
-        # Alone in the replica, a query has nobody to share a call with.
-        if 1 < self.batch_size and count < self.batch_size and self._admission.running > 1:
+        # Batch only where it pays: a query alone in the replica has nobody to
+        # share a call with, and, unless the manifest asks for batching, a call
+        # quicker than the batching machinery (a tiny model) gains nothing.
+        if (1 < self.batch_size and count < self.batch_size and self._admission.running > 1
+                and (self._batching_asked or self._call_s >= _INLINE_CALL_S)):
             result = await self._infer_batch((arrays, count))
             if isinstance(result, SeedserveError):
                 raise result
             return result
+        self._metrics.batch(count)
         return await self._run(arrays)
 
     async def _run(self, arrays: dict[str, Decoded]) -> dict[str, np.ndarray]:
@@ -196,6 +214,7 @@ class ModelServer:
             groups[signature(arrays)].append(i)
         for members in groups.values():
             shares: list[dict[str, np.ndarray]] | list[SeedserveError]
+            self._metrics.batch(sum(queries[i][1] for i in members))
             try:
                 outputs = await self._run(merge([queries[i][0] for i in members]))
                 shares = split(outputs, [queries[i][1] for i in members])

@@ -35,6 +35,7 @@ class ReconcilerState:
     last_ok: float | None = None
     last_error: str | None = None
     applications: dict[str, str] = field(default_factory=dict)
+    replicas: dict[str, int] = field(default_factory=dict)
     registered: set[str] = field(default_factory=set)
 
 
@@ -54,6 +55,15 @@ class Reconciler:
         applications: dict[str, Any] = details.get("applications") or {}
         deployed = deployed_configs(details)
         self.state.applications = {name: str(app.get("status")) for name, app in applications.items()}
+        self.state.replicas = {
+            name: sum(
+                1
+                for deployment in (app.get("deployments") or {}).values()
+                for replica in deployment.get("replicas") or []
+                if replica.get("state") == "RUNNING"
+            )
+            for name, app in applications.items()
+        }
         self.state.registered = {doc["name"] for doc in docs}
         desired = [model_application(doc, mongo_uri=self._mongo_uri, database=self._database) for doc in docs]
         if not model_apps_differ(desired, deployed):

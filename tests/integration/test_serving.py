@@ -242,3 +242,37 @@ def _replica_nodes(system: System, app: str, deployment: str = "ModelServer") ->
     details = httpx.get(f"{dashboard}/api/serve/applications/", headers=ray_auth_headers(), timeout=10).json()
     replicas = details["applications"][app if app == "master" else f"model-{app}"]["deployments"][deployment]["replicas"]
     return {r["node_id"] for r in replicas if r["state"] == "RUNNING"}
+
+
+def test_metrics_count_queries_by_model_and_status(system: System, tmp_path: Path, registered: list[str]) -> None:
+    registered.append("metered")
+    key = _register(system, tmp_path, SumAndBatchSize(), "metered")
+    _serving(system, "metered", key, 3)
+    with Client(system.master_url, key) as client:
+        for _ in range(5):
+            client.predict("metered", x=[[1.0, 2.0, 3.0]])
+    bad = httpx.post(f"{system.master_url}/models/metered/predict", json={"x": [[1.0]]},
+                     headers={"Authorization": f"Bearer {key}"})
+    assert bad.status_code == 400
+
+    def counted() -> str:
+        text = httpx.get(f"{system.master_url}/metrics", timeout=10).text
+        assert _sample_sum(text, "seedserve_requests", 'model="metered"', 'status="200"') >= 6  # +1 from _serving
+        assert _sample_sum(text, "seedserve_requests", 'model="metered"', 'status="400"') >= 1
+        return text
+
+    text = eventually(counted, timeout_s=120, interval_s=2)  # Ray's agents export every few seconds
+    assert _sample_sum(text, "seedserve_request_latency_ms_count", 'model="metered"') >= 7
+    assert _sample_sum(text, "seedserve_batch_size_count", 'model="metered"') >= 6
+    assert 'seedserve_replicas{model="metered"} 1' in text
+    assert "# TYPE seedserve_request_latency_ms histogram" in text
+
+
+def _sample_sum(text: str, metric: str, *labels: str) -> float:
+    """The sum of the samples of ``metric`` (any suffix-free name match) whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in (metric, metric + "_total") and all(label in line for label in labels):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

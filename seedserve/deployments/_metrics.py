@@ -1,0 +1,92 @@
+"""Per-model metrics: recorded in each model replica with Ray's metrics API
+(exported by every node's Ray metrics agent in Prometheus format), and
+gathered by the master for ``GET /metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable, Mapping
+
+import httpx
+from ray.serve import metrics
+
+__all__ = ["ModelMetrics", "gather", "node_metric_urls"]
+
+_LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
+_BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+
+
+class ModelMetrics:
+    """What one model replica records: requests and errors by status,
+    latency, batch sizes and the admission queue."""
+
+    def __init__(self, model: str) -> None:
+        self._tags = {"model": model}
+        self._requests = metrics.Counter(
+            "seedserve_requests", "Queries answered, by HTTP status.", tag_keys=("model", "status")
+        )
+        self._latency = metrics.Histogram(
+            "seedserve_request_latency_ms", "Time a query spends in the model replica (ms).",
+            boundaries=_LATENCY_BOUNDARIES_MS, tag_keys=("model",),
+        )
+        self._batch = metrics.Histogram(
+            "seedserve_batch_size", "Items per model call.", boundaries=_BATCH_BOUNDARIES, tag_keys=("model",)
+        )
+        self._queue = metrics.Gauge(
+            "seedserve_queue_length", "Queries waiting for an admission slot in a replica.", tag_keys=("model",)
+        )
+
+    def answered(self, status: int, seconds: float) -> None:
+        self._requests.inc(1, tags={**self._tags, "status": str(status)})
+        self._latency.observe(seconds * 1000, tags=self._tags)
+
+    def batch(self, size: int) -> None:
+        self._batch.observe(size, tags=self._tags)
+
+    def queue(self, waiting: int) -> None:
+        self._queue.set(waiting, tags=self._tags)
+
+
+def node_metric_urls(nodes: Iterable[Mapping[str, object]]) -> list[str]:
+    """The Prometheus endpoint of every live Ray node (from ``ray.nodes()``)."""
+    return [
+        f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+        for node in nodes
+        if node.get("Alive") and node.get("MetricsExportPort")
+    ]
+
+
+# Ray exports application metrics as ray_<name>; seedserve's keep their own names.
+_OURS = re.compile(r"^(# (?:HELP|TYPE) )?(?:ray_)?(seedserve_\S*)(.*)$")
+
+
+async def gather(urls: list[str], extra: Iterable[str] = ()) -> str:
+    """seedserve's metric families from every node, one HELP/TYPE per family."""
+    async with httpx.AsyncClient(timeout=3) as http:
+        pages = await asyncio.gather(*(http.get(url) for url in urls), return_exceptions=True)
+    seen_meta: set[str] = set()
+    lines: list[str] = []
+    for page in pages:
+        if isinstance(page, BaseException) or page.status_code != 200:
+            continue
+        for line in page.text.splitlines():
+            match = _OURS.match(line)
+            if match is None:
+                continue
+            meta, name, rest = match.groups()
+            if meta:
+                if (meta + name) in seen_meta:
+                    continue
+                seen_meta.add(meta + name)
+                lines.append(f"{meta}{name}{rest}")
+            else:
+                lines.append(f"{name}{rest}")
+    # Group each family's samples under its HELP/TYPE lines, as Prometheus expects.
+    families: dict[str, list[str]] = {}
+    for line in lines:
+        name = line.split(" ")[2] if line.startswith("# ") else re.split(r"[{ ]", line, maxsplit=1)[0]
+        family = re.sub(r"_(bucket|sum|count|total)$", "", name)
+        families.setdefault(family, []).append(line)
+    body = [line for group in families.values() for line in sorted(group, key=lambda l: not l.startswith("# "))]
+    return "\n".join([*body, *extra]) + "\n"
