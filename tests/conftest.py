@@ -16,7 +16,7 @@ import httpx
 import pymongo
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import free_port, free_ports
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -118,11 +118,11 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     env.update(
         {
             "SEEDSERVE_DATA_DIR": str(data_dir),
-            "SEEDSERVE_MASTER_PORT": str(free_port()),
-            "SEEDSERVE_MANAGER_PORT": str(free_port()),
-            "SEEDSERVE_DB_PORT": str(free_port()),
-            "SEEDSERVE_RAY_PORT": str(free_port()),
-            "SEEDSERVE_DASHBOARD_PORT": str(free_port()),
+            **dict(zip(
+                ("SEEDSERVE_MASTER_PORT", "SEEDSERVE_MANAGER_PORT", "SEEDSERVE_DB_PORT", "SEEDSERVE_RAY_PORT",
+                 "SEEDSERVE_DASHBOARD_PORT"),
+                map(str, free_ports(5)),
+            )),
             # Away from the default block (20000) so a running system does not collide.
             "SEEDSERVE_INTERNAL_PORT_BASE": "23000",
             "SEEDSERVE_RECONCILE_INTERVAL_S": "1.0",

@@ -276,3 +276,32 @@ def _sample_sum(text: str, metric: str, *labels: str) -> float:
         if name in (metric, metric + "_total") and all(label in line for label in labels):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def test_serve_deploy_of_configs_serve_yaml_brings_back_every_registered_model(
+    system: System, tmp_path: Path, registered: list[str]
+) -> None:
+    """`serve deploy configs/serve.yaml` replaces the application list with the
+    master alone; its reconciler must bring the registered models back."""
+    registered.append("survivor")
+    key = _register(system, tmp_path, SumAndBatchSize(), "survivor")
+    _serving(system, "survivor", key, 3)
+    config = (Path(__file__).parents[2] / "configs" / "serve.yaml").read_text()
+    dashboard = f"http://127.0.0.1:{system.env['SEEDSERVE_DASHBOARD_PORT']}"
+    for default, ours in (("mongodb://127.0.0.1:27017", system.mongo_uri), ("http://127.0.0.1:8265", dashboard),
+                          ("port: 8000", f"port: {system.env['SEEDSERVE_MASTER_PORT']}"),
+                          ("reconcile_interval_s: 2.0", "reconcile_interval_s: 1.0")):
+        assert default in config
+        config = config.replace(default, ours)
+    (tmp_path / "serve.yaml").write_text(config)
+    # `ray start --head` turns Ray's token auth on; its CLI presents the token in token mode.
+    deployed = subprocess.run([str(VENV_BIN / "serve"), "deploy", str(tmp_path / "serve.yaml"), "--address", dashboard],
+                              env={**system.env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True, timeout=120)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+
+    def back() -> None:
+        with Client(system.master_url, key) as client:
+            assert client.predict("survivor", x=[[1.0, 1.0, 1.0]])["y"] == [[3.0, 1.0]]
+        assert _running_replicas(system, "survivor") == 1
+
+    eventually(back, timeout_s=120, interval_s=1)
