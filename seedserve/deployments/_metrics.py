@@ -5,6 +5,7 @@ gathered by the master for ``GET /metrics``."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 from collections.abc import Iterable, Mapping
 
@@ -19,10 +20,18 @@ _BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
 class ModelMetrics:
     """What one model replica records: requests and errors by status,
-    latency, batch sizes and the admission queue."""
+    latency, batch sizes and the admission queue.
+
+    Each call into Ray's metrics API costs tens of microseconds, a good part
+    of a tiny model's query, so counts are kept here and handed to Ray by
+    :meth:`flush` (once a second), the queue gauge is set only when it
+    changes, and batch sizes are recorded for batched calls only.
+    """
 
     def __init__(self, model: str) -> None:
         self._tags = {"model": model}
+        self._answered: collections.Counter[int] = collections.Counter()
+        self._last_queue = -1
         self._requests = metrics.Counter(
             "seedserve_requests", "Queries answered, by HTTP status.", tag_keys=("model", "status")
         )
@@ -31,21 +40,34 @@ class ModelMetrics:
             boundaries=_LATENCY_BOUNDARIES_MS, tag_keys=("model",),
         )
         self._batch = metrics.Histogram(
-            "seedserve_batch_size", "Items per model call.", boundaries=_BATCH_BOUNDARIES, tag_keys=("model",)
+            "seedserve_batch_size", "Items per batched model call.", boundaries=_BATCH_BOUNDARIES, tag_keys=("model",)
         )
         self._queue = metrics.Gauge(
             "seedserve_queue_length", "Queries waiting for an admission slot in a replica.", tag_keys=("model",)
         )
 
     def answered(self, status: int, seconds: float) -> None:
-        self._requests.inc(1, tags={**self._tags, "status": str(status)})
+        self._answered[status] += 1
         self._latency.observe(seconds * 1000, tags=self._tags)
 
     def batch(self, size: int) -> None:
         self._batch.observe(size, tags=self._tags)
 
     def queue(self, waiting: int) -> None:
-        self._queue.set(waiting, tags=self._tags)
+        if waiting != self._last_queue:
+            self._queue.set(waiting, tags=self._tags)
+            self._last_queue = waiting
+
+    def flush(self) -> None:
+        """Hand the counts kept since the last flush to Ray."""
+        counts, self._answered = self._answered, collections.Counter()
+        for status, count in counts.items():
+            self._requests.inc(count, tags={**self._tags, "status": str(status)})
+
+    async def flush_forever(self, interval_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self.flush()
 
 
 def node_metric_urls(nodes: Iterable[Mapping[str, object]]) -> list[str]:

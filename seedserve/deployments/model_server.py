@@ -94,6 +94,7 @@ class ModelServer:
             [key["sha256"] for key in doc["keys"]], lambda: store.key_hashes(name), key_refresh_s
         )
         self._refresh = asyncio.get_running_loop().create_task(self._keys.refresh_forever())
+        self._flush = asyncio.get_running_loop().create_task(self._metrics.flush_forever())
         logger.info("model %s version %s ready (batch size %d)", name, self._version, self.batch_size)
 
     def _batch_size(self) -> int:
@@ -187,7 +188,6 @@ class ModelServer:
             if isinstance(result, SeedserveError):
                 raise result
             return result
-        self._metrics.batch(count)
         return await self._run(arrays)
 
     async def _run(self, arrays: dict[str, Decoded]) -> dict[str, np.ndarray]:
@@ -237,8 +237,9 @@ class ModelServer:
         }
 
     def check_health(self) -> None:
-        if self._refresh.done() and self._refresh.exception() is not None:
-            raise RuntimeError("the key refresh task died") from self._refresh.exception()
+        for task, what in ((self._refresh, "the key refresh task"), (self._flush, "the metrics flush task")):
+            if task.done() and task.exception() is not None:
+                raise RuntimeError(f"{what} died") from task.exception()
 
 
 def build(args: dict[str, Any]) -> Application:
