@@ -39,7 +39,7 @@ from seedserve.deployments._query import (
 )
 from seedserve.deployments._oip import encode_infer_response, oip_tensor_metadata, parse_infer_request
 from seedserve.deployments._transport import parse_payload
-from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE
+from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, replica_capacity
 from seedserve.errors import InputTooLarge, ModelError, NotFound, SeedserveError, Timeout, http_status
 from seedserve.registry import ModelStore, connect
 from seedserve.runtime import load_model, run_model
@@ -85,8 +85,9 @@ class ModelServer:
             self._infer_batch.set_max_batch_size(self.batch_size)
             self._infer_batch.set_batch_wait_timeout_s(self._manifest.batching.max_wait_ms / 1000)
         scaling = self._manifest.scaling
-        capacity = max(scaling.max_ongoing_requests, 2 * self.batch_size if self.batch_size > 1 else 1)
-        self._admission = Admission(capacity, scaling.max_queued_requests)
+        self._admission = Admission(
+            replica_capacity(scaling.max_ongoing_requests, self.batch_size), scaling.max_queued_requests
+        )
         self._metrics = ModelMetrics(name)
         # One inference at a time per replica; torch uses its own threads inside.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")

@@ -87,7 +87,9 @@ def model_application(doc: Mapping[str, Any], *, mongo_uri: str, database: str) 
                 },
                 # The replica admits queries itself (503 with Retry-After when
                 # full), so Serve must pass it every query it could admit.
-                "max_ongoing_requests": replica_capacity(manifest) + scaling.max_queued_requests + 1,
+                "max_ongoing_requests": replica_capacity(
+                    scaling.max_ongoing_requests, manifest.batching.max_batch_size or DEFAULT_MAX_BATCH_SIZE
+                ) + scaling.max_queued_requests + 1,
                 # Fractional CPUs so that many models fit on a small node; a
                 # sliver of the worker type's resource pins replicas to its nodes.
                 "ray_actor_options": {
@@ -99,12 +101,10 @@ def model_application(doc: Mapping[str, Any], *, mongo_uri: str, database: str) 
     }
 
 
-def replica_capacity(manifest: Manifest) -> int:
-    """Queries one replica runs at once: the manifest's max_ongoing_requests,
-    raised to two batches when batching may be on, so that one batch can fill
-    while the other runs."""
-    batch = manifest.batching.max_batch_size or DEFAULT_MAX_BATCH_SIZE
-    return max(manifest.scaling.max_ongoing_requests, 2 * batch if batch > 1 else 1)
+def replica_capacity(max_ongoing_requests: int, batch_size: int) -> int:
+    """Queries one replica runs at once: max_ongoing_requests, raised to two
+    batches when batching is on, so that one batch can fill while the other runs."""
+    return max(max_ongoing_requests, 2 * batch_size if batch_size > 1 else 1)
 
 
 #: Items per batch when the manifest leaves batching to seedserve.

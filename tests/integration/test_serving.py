@@ -150,14 +150,18 @@ def test_a_query_past_the_request_timeout_gets_504(system: System, tmp_path: Pat
     assert "request_timeout_s" in response.json()["error"]["message"]
 
 
-def _running_replicas(system: System, name: str) -> int:
+def _running(system: System, app: str, deployment: str = "ModelServer") -> list[dict[str, Any]]:
+    """The RUNNING replicas of ``app``'s ``deployment``, as Serve's REST API reports them."""
     dashboard = f"http://127.0.0.1:{system.env['SEEDSERVE_DASHBOARD_PORT']}"
     details = httpx.get(f"{dashboard}/api/serve/applications/", headers=ray_auth_headers(), timeout=10).json()
-    app = details["applications"].get(f"model-{name}")
-    if app is None:
-        return 0
-    replicas = app["deployments"]["ModelServer"]["replicas"]
-    return sum(1 for r in replicas if r["state"] == "RUNNING")
+    application = details["applications"].get(app)
+    if application is None:
+        return []
+    return [r for r in application["deployments"][deployment]["replicas"] if r["state"] == "RUNNING"]
+
+
+def _running_replicas(system: System, name: str) -> int:
+    return len(_running(system, f"model-{name}"))
 
 
 def test_load_adds_a_replica_and_idleness_removes_it(system: System, tmp_path: Path, registered: list[str]) -> None:
@@ -244,10 +248,7 @@ def _assert_in(text: str, part: str) -> None:
 
 
 def _replica_nodes(system: System, app: str, deployment: str = "ModelServer") -> set[str]:
-    dashboard = f"http://127.0.0.1:{system.env['SEEDSERVE_DASHBOARD_PORT']}"
-    details = httpx.get(f"{dashboard}/api/serve/applications/", headers=ray_auth_headers(), timeout=10).json()
-    replicas = details["applications"][app if app == "master" else f"model-{app}"]["deployments"][deployment]["replicas"]
-    return {r["node_id"] for r in replicas if r["state"] == "RUNNING"}
+    return {r["node_id"] for r in _running(system, app if app == "master" else f"model-{app}", deployment)}
 
 
 def test_metrics_count_queries_by_model_and_status(system: System, tmp_path: Path, registered: list[str]) -> None:
