@@ -9,7 +9,6 @@ import contextlib
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -122,7 +121,7 @@ def test_a_flooded_model_answers_503_with_retry_after_and_never_hangs(
                 http.post(url, json={"x": [[0.0] * 4]}, headers={"Authorization": f"Bearer {key}"}) for _ in range(12)
             ))
 
-    started = time.monotonic()
+    # A query that hung would fail the gather with httpx's ReadTimeout (60 s).
     responses = asyncio.run(flood())
     statuses = sorted(r.status_code for r in responses)
     assert set(statuses) <= {200, 503}, statuses
@@ -131,7 +130,6 @@ def test_a_flooded_model_answers_503_with_retry_after_and_never_hangs(
     for response in refused:
         assert int(response.headers["retry-after"]) >= 1
         assert response.json()["error"]["code"] == "overloaded"
-    assert time.monotonic() - started < 55  # every query answered; none waited for the client's timeout
 
 
 def test_a_query_past_the_request_timeout_gets_504(system: System, tmp_path: Path, registered: list[str]) -> None:
