@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import math
+import statistics
+import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from seedserve.errors import Overloaded
 
-__all__ = ["Admission"]
+__all__ = ["Admission", "CallTime"]
 
 
 class Admission:
@@ -50,3 +53,22 @@ class Admission:
     def retry_after_s(self) -> int:
         """Seconds until the queue ahead has likely drained (at least 1)."""
         return max(1, math.ceil(self._latency_s * (self.waiting + 1) / self.capacity))
+
+
+class CallTime:
+    """How long one model call takes: the median of the last ``window`` calls.
+
+    A median, not a moving average, because this machine's scheduler can
+    stall any one call for milliseconds; one such outlier must not move a
+    0.1 ms model onto the thread pool and into batching, where the thread
+    hop would make every later call look slow too."""
+
+    def __init__(self, window: int = 15) -> None:
+        self._recent: deque[float] = deque(maxlen=window)
+        self._lock = threading.Lock()
+        self.seconds = 0.0
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._recent.append(seconds)
+            self.seconds = statistics.median(self._recent)

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -26,7 +26,7 @@ from seedserve.codecs import Manifest, decode_inputs, sample_inputs
 from seedserve.codecs.batching import items, merge, signature, split
 from seedserve.codecs.outputs import encode_outputs
 from seedserve.codecs.registry import Decoded
-from seedserve.deployments._admission import Admission
+from seedserve.deployments._admission import Admission, CallTime
 from seedserve.deployments._metrics import ModelMetrics
 from seedserve.deployments._query import (
     KeyCache,
@@ -76,9 +76,9 @@ class ModelServer:
         # pay it here, before this replica takes traffic.
         sample = sample_inputs(self._manifest)
         run_model(self._model, self._manifest, sample)
-        start = time.perf_counter()
-        run_model(self._model, self._manifest, sample)
-        self._call_s = time.perf_counter() - start  # a moving average of one model call
+        self._call_time = CallTime()
+        for _ in range(5):
+            self._timed_run(sample)
         self.batch_size = self._batch_size()
         self._batching_asked = (self._manifest.batching.max_batch_size or 1) > 1
         if self.batch_size > 1:
@@ -184,7 +184,7 @@ class ModelServer:
         # share a call with, and, unless the manifest asks for batching, a call
         # quicker than the batching machinery (a tiny model) gains nothing.
         if (1 < self.batch_size and count < self.batch_size and self._admission.running > 1
-                and (self._batching_asked or self._call_s >= _INLINE_CALL_S)):
+                and (self._batching_asked or self._call_time.seconds >= _INLINE_CALL_S)):
             result = await self._infer_batch((arrays, count))
             if isinstance(result, SeedserveError):
                 raise result
@@ -195,14 +195,17 @@ class ModelServer:
         """One model call: on the event loop when calls are quick (a thread hop
         would cost more than the call), else on the model's thread so that the
         replica keeps reading and decoding other queries meanwhile."""
+        if self._call_time.seconds < _INLINE_CALL_S:
+            return self._timed_run(arrays)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed_run, arrays)
+
+    def _timed_run(self, arrays: Mapping[str, Decoded]) -> dict[str, np.ndarray]:
+        # Timed where it runs, so time spent waiting for the thread is not counted.
         start = time.perf_counter()
-        if self._call_s < _INLINE_CALL_S:
-            outputs = run_model(self._model, self._manifest, arrays)
-        else:
-            loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(self._executor, run_model, self._model, self._manifest, arrays)
-        self._call_s = 0.8 * self._call_s + 0.2 * (time.perf_counter() - start)
-        return outputs
+        try:
+            return run_model(self._model, self._manifest, arrays)
+        finally:
+            self._call_time.add(time.perf_counter() - start)
 
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=0.0, batch_size_fn=_batch_items)
     async def _infer_batch(

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from seedserve.deployments._admission import Admission
+from seedserve.deployments._admission import Admission, CallTime
 from seedserve.errors import Overloaded, http_status
 
 
@@ -47,3 +47,14 @@ def test_retry_after_grows_with_the_queue_and_the_latency() -> None:
     assert admission.retry_after_s() == 2
     admission.waiting = 4
     assert admission.retry_after_s() == 10
+
+
+def test_call_time_ignores_a_stalled_call() -> None:
+    calls = CallTime(window=5)
+    for seconds in (0.0001, 0.0001, 0.0001, 0.0001):
+        calls.add(seconds)
+    calls.add(0.050)  # one call stalled by the scheduler
+    assert calls.seconds == pytest.approx(0.0001)
+    for _ in range(3):
+        calls.add(0.004)  # the model really got slower
+    assert calls.seconds == pytest.approx(0.004)
