@@ -40,12 +40,14 @@ class Client(SyncClient):
         self._http = httpx.Client(timeout=timeout, transport=transport, headers=self._headers)
 
     def predict(
-        self, model: str, inputs: dict[str, Any] | None = None, /, *, transport: Transport = "auto", **kw_inputs: Any
+        self, model: str, inputs: dict[str, Any] | None = None, /, *, transport: Transport = "auto",
+        version: int | None = None, **kw_inputs: Any
     ) -> dict[str, Any]:
         """Run ``model`` on its inputs, given as keywords (``x=...``) or a dict;
         returns the outputs by name. ``transport``: ``auto`` (multipart when
-        files exceed 64 KiB, else JSON), ``json`` or ``multipart``."""
-        url = self._url(f"/models/{model}/predict")
+        files exceed 64 KiB, else JSON), ``json`` or ``multipart``. ``version``:
+        that registered version instead of the one the model's endpoint serves."""
+        url = self._url(_model_path(model, version) + "/predict")
         try:
             response = self._http.post(url, **_request(inputs, kw_inputs, transport))
         except httpx.TransportError as exc:
@@ -53,10 +55,12 @@ class Client(SyncClient):
         result: dict[str, Any] = raise_for_error(response)
         return result
 
-    def infer(self, model: str, inputs: dict[str, Any] | None = None, /, **kw_inputs: Any) -> dict[str, np.ndarray]:
+    def infer(
+        self, model: str, inputs: dict[str, Any] | None = None, /, *, version: int | None = None, **kw_inputs: Any
+    ) -> dict[str, np.ndarray]:
         """Run ``model`` through the Open Inference Protocol's binary form
-        (``/v2/models/{model}/infer``); returns the outputs as numpy arrays."""
-        url = self._url(f"/v2/models/{model}/infer")
+        (``/v2/models/{model}[/versions/{version}]/infer``); returns the outputs as numpy arrays."""
+        url = self._url("/v2" + _model_path(model, version) + "/infer")
         body, headers = encode_infer_request({**(inputs or {}), **kw_inputs})
         try:
             response = self._http.post(url, content=body, headers=headers)
@@ -76,9 +80,10 @@ class AsyncClient(BaseClient):
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, headers=self._headers)
 
     async def predict(
-        self, model: str, inputs: dict[str, Any] | None = None, /, *, transport: Transport = "auto", **kw_inputs: Any
+        self, model: str, inputs: dict[str, Any] | None = None, /, *, transport: Transport = "auto",
+        version: int | None = None, **kw_inputs: Any
     ) -> dict[str, Any]:
-        url = self._url(f"/models/{model}/predict")
+        url = self._url(_model_path(model, version) + "/predict")
         try:
             response = await self._http.post(url, **_request(inputs, kw_inputs, transport))
         except httpx.TransportError as exc:
@@ -87,9 +92,9 @@ class AsyncClient(BaseClient):
         return result
 
     async def infer(
-        self, model: str, inputs: dict[str, Any] | None = None, /, **kw_inputs: Any
+        self, model: str, inputs: dict[str, Any] | None = None, /, *, version: int | None = None, **kw_inputs: Any
     ) -> dict[str, np.ndarray]:
-        url = self._url(f"/v2/models/{model}/infer")
+        url = self._url("/v2" + _model_path(model, version) + "/infer")
         body, headers = encode_infer_request({**(inputs or {}), **kw_inputs})
         try:
             response = await self._http.post(url, content=body, headers=headers)
@@ -107,3 +112,7 @@ class AsyncClient(BaseClient):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _model_path(model: str, version: int | None) -> str:
+    return f"/models/{model}" + ("" if version is None else f"/versions/{int(version)}")

@@ -22,20 +22,31 @@ class ManagerClient(SyncClient):
         super().__init__(url, token)
         self._http = httpx.Client(timeout=timeout, transport=transport, headers=self._headers)
 
-    def register(self, artifact_path: str | PathLike[str], manifest: dict[str, Any], *, format: str = "torchscript") -> str:
-        """Register a model; returns its secret key (shown only this once)."""
+    def register(self, artifact_path: str | PathLike[str], manifest: dict[str, Any], *,
+                 format: str = "torchscript") -> str | None:
+        """Register a model, or the next version of one already registered.
+        Returns a new model's secret key (shown only this once); None for a
+        new version, which the model's existing keys serve."""
         path = Path(artifact_path)
         with path.open("rb") as artifact:
             files = {"artifact": (path.name, artifact, "application/octet-stream")}
             data = {"manifest": json.dumps(manifest), "format": format}
             body = self._send("POST", "/api/models", files=files, data=data)
-        return str(body["key"])
+        return None if body["key"] is None else str(body["key"])
 
     def list_models(self) -> list[dict[str, Any]]:
         return list(self._send("GET", "/api/models")["models"])
 
     def get_model(self, name: str) -> dict[str, Any]:
         return dict(self._send("GET", f"/api/models/{name}"))
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        """Every version of ``name``, oldest first."""
+        return list(self._send("GET", f"/api/models/{name}/versions")["versions"])
+
+    def pin(self, name: str, version: int | None) -> dict[str, Any]:
+        """Serve ``version`` at the model's endpoint (a rollback), or the latest if None."""
+        return dict(self._send("PUT", f"/api/models/{name}/pin", json={"version": version}))
 
     def delete_model(self, name: str) -> None:
         self._send("DELETE", f"/api/models/{name}")

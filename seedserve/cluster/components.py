@@ -19,7 +19,7 @@ import pymongo
 
 from seedserve.cluster.ports import PortPlan
 from seedserve.cluster.processes import Child, environ_with, start_child, wait_until
-from seedserve.deployments import deploy_config, master_application, model_application
+from seedserve.deployments import deploy_config, master_application, model_applications
 from seedserve.deployments.serve_config import worker_resource
 from seedserve.registry import ModelStore, connect
 from seedserve.settings import Settings
@@ -127,14 +127,13 @@ def deploy_system(settings: Settings, plan: PortPlan) -> None:
     async def registered() -> list[dict[str, Any]]:
         client = connect(settings.resolved_mongo_uri)
         try:
-            return [dict(doc) for doc in await ModelStore(client[settings.database]).list()]
+            store = ModelStore(client[settings.database])
+            return model_applications(await store.list(), await store.versions(),
+                                      mongo_uri=settings.resolved_mongo_uri, database=settings.database)
         finally:
             await client.close()
 
-    models = [
-        model_application(doc, mongo_uri=settings.resolved_mongo_uri, database=settings.database)
-        for doc in asyncio.run(registered())
-    ]
+    models = asyncio.run(registered())
     config = deploy_config(
         {"host": settings.host, "port": settings.master_port}, master, models, proxy_location=settings.proxy_location
     )

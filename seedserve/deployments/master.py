@@ -20,7 +20,7 @@ from seedserve.deployments._query import error_response, read_body
 from seedserve.deployments.reconciler import Reconciler
 from seedserve.deployments.serve_api import ServeRestApi
 from seedserve.deployments._metrics import gather, node_metric_urls
-from seedserve.deployments.serve_config import MODEL_APP_PREFIX, model_app_name
+from seedserve.deployments.serve_config import MODEL_APP_PREFIX, model_app_name, mongo_uri_from
 from seedserve.errors import NotFound, SeedserveError, Unavailable
 from seedserve.registry import ModelStore, connect
 
@@ -32,8 +32,9 @@ _MAX_V2_BODY = 512 * 2**20
 
 @serve.deployment
 class Master:
-    async def __init__(self, mongo_uri: str, database: str, dashboard_url: str, reconcile_interval_s: float) -> None:
-        self._store = ModelStore(connect(mongo_uri, timeout_ms=2000)[database])
+    async def __init__(self, mongo_uri: str | None, database: str, dashboard_url: str, reconcile_interval_s: float) -> None:
+        """``mongo_uri`` None: every replica reads ``SEEDSERVE_MONGO_URI`` from its node."""
+        self._store = ModelStore(connect(mongo_uri_from({"mongo_uri": mongo_uri}), timeout_ms=2000)[database])
         self._reconciler = Reconciler(
             self._store,
             ServeRestApi(dashboard_url),
@@ -87,9 +88,11 @@ class Master:
         metrics agent, plus the replicas each model runs (from Serve)."""
         nodes = await asyncio.to_thread(ray.nodes)
         replicas = ["# HELP seedserve_replicas Running replicas per model.", "# TYPE seedserve_replicas gauge"]
-        replicas += [f'seedserve_replicas{{model="{app.removeprefix(MODEL_APP_PREFIX)}"}} {count}'
-                     for app, count in sorted(self._reconciler.state.replicas.items())
-                     if app.startswith(MODEL_APP_PREFIX)]
+        for app, count in sorted(self._reconciler.state.replicas.items()):
+            if app.startswith(MODEL_APP_PREFIX):
+                model, _, version = app.removeprefix(MODEL_APP_PREFIX).partition(".v")
+                version = version or str(self._reconciler.state.serving.get(model, ""))
+                replicas.append(f'seedserve_replicas{{model="{model}",version="{version}"}} {count}')
         text = await gather(node_metric_urls(nodes), replicas)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
@@ -103,12 +106,18 @@ class Master:
         ready = self._reconciler.state.last_ok is not None and self._reconciler.state.last_error is None
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
-    async def _not_served(self, path: str) -> Response:
+    async def _not_served(self, path: str, app: str | None = None) -> Response:
         parts = path.strip("/").split("/")
         if len(parts) >= 2 and parts[0] == "models":
             name = parts[1]
+            if app is not None and app != model_app_name(name) and app not in self._reconciler.state.applications:
+                version = app.rpartition(".v")[2]
+                return error_response(NotFound(
+                    f"model {name!r} has no version {version} being served; list them with GET /api/models/{name}/versions",
+                    input="version",
+                ))
             if name in self._reconciler.state.registered or await self._store.exists(name):
-                status = self._reconciler.state.applications.get(model_app_name(name), "NOT_STARTED")
+                status = self._reconciler.state.applications.get(app or model_app_name(name), "NOT_STARTED")
                 exc = Unavailable(f"model {name!r} is starting ({status}); retry in a few seconds", input="model")
                 response = error_response(exc)
                 response.headers["Retry-After"] = "2"
@@ -122,11 +131,14 @@ class Master:
         native ``/models/{name}`` path owns the model's single hop)."""
         parts = path.split("/")[3:]
         name, rest = parts[0], parts[1:]
+        app = model_app_name(name)
         if rest[:1] == ["versions"] and len(rest) >= 2:
-            rest = rest[2:]
-        if self._reconciler.state.applications.get(model_app_name(name)) != "RUNNING":
-            return await self._not_served(f"/models/{name}")
-        handle = serve.get_app_handle(model_app_name(name))
+            version, rest = rest[1], rest[2:]
+            if version != str(self._reconciler.state.serving.get(name)):
+                app = model_app_name(name, int(version) if version.isdigit() else -1)
+        if self._reconciler.state.applications.get(app) != "RUNNING":
+            return await self._not_served(f"/models/{name}", app)
+        handle = serve.get_app_handle(app)
         if rest == ["infer"] and request.method == "POST":
             body = await read_body(request, _MAX_V2_BODY)
             status, headers, content = await handle.infer_v2.remote(
@@ -147,5 +159,5 @@ class Master:
 def build(args: dict[str, Any]) -> Application:
     """Application builder for ``import_path: seedserve.deployments.master:build``."""
     return Master.bind(
-        args["mongo_uri"], args["database"], args["dashboard_url"], float(args.get("reconcile_interval_s", 2.0))
+        args.get("mongo_uri"), args["database"], args["dashboard_url"], float(args.get("reconcile_interval_s", 2.0))
     )

@@ -39,7 +39,7 @@ from seedserve.deployments._query import (
 )
 from seedserve.deployments._oip import encode_infer_response, oip_tensor_metadata, parse_infer_request
 from seedserve.deployments._transport import parse_payload
-from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, replica_capacity
+from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, mongo_uri_from, replica_capacity
 from seedserve.errors import InputTooLarge, ModelError, NotFound, SeedserveError, Timeout, http_status
 from seedserve.registry import ModelStore, connect
 from seedserve.runtime import load_model, run_model
@@ -59,19 +59,22 @@ def _batch_items(queries: list[tuple[dict[str, Decoded], int]]) -> int:
 
 @serve.deployment(max_ongoing_requests=32, health_check_period_s=5)
 class ModelServer:
-    """Serves one model version: ``POST <prefix>/predict`` (and ``/v2`` infer
+    """Serves one model version: ``POST <prefix>/predict`` or
+    ``<prefix>/versions/<its version>/predict`` (and ``/v2`` infer
     requests the master forwards). Each query is authenticated, admitted
     (503 when the replica is full), decoded, batched with others when the
     model allows it, run, and encoded, all within the request timeout (504)."""
 
-    async def __init__(self, name: str, mongo_uri: str, database: str, key_refresh_s: float = 2.0) -> None:
+    async def __init__(self, name: str, version: int, mongo_uri: str, database: str, key_refresh_s: float = 2.0) -> None:
         self._name = name
         store = ModelStore(connect(mongo_uri)[database])
         doc = await store.get(name)
-        self._manifest = Manifest.model_validate(doc["manifest"])
-        self._version = doc["version"]
-        artifact = await store.read_artifact(doc["artifact"]["file_id"])
-        self._model = load_model(artifact, doc["artifact"]["format"])
+        stored = await store.get_version(name, version)
+        self._manifest = Manifest.model_validate(stored["manifest"])
+        self._version = version
+        self._routes = {"/predict", f"/versions/{version}/predict"}
+        artifact = await store.read_artifact(stored["artifact"]["file_id"])
+        self._model = load_model(artifact, stored["artifact"]["format"])
         # Warm-up: the first call of a TorchScript module compiles and is slow;
         # pay it here, before this replica takes traffic.
         sample = sample_inputs(self._manifest)
@@ -118,10 +121,20 @@ class ModelServer:
     async def __call__(self, request: Request) -> Response:
         start = time.perf_counter()
         try:
-            if relative_path(request).rstrip("/") == "/predict" and request.method == "POST":
+            path = relative_path(request).rstrip("/")
+            if path in self._routes and request.method == "POST":
                 response = await self._predict(request)
+            elif path.startswith("/versions/"):
+                raise NotFound(
+                    f"model {self._name!r} serves no version {path.split('/')[2]!r} (yet); list its versions with "
+                    f"GET /api/models/{self._name}/versions, and retry a new one in a few seconds",
+                    input="version",
+                )
             else:
-                raise NotFound(f"no route {request.method} {request.url.path}; use POST /models/{self._name}/predict")
+                raise NotFound(
+                    f"no route {request.method} {request.url.path}; use POST /models/{self._name}/predict, "
+                    f"or /models/{self._name}/versions/<version>/predict for a registered version"
+                )
         except SeedserveError as exc:
             response = error_response(exc)
         self._metrics.answered(response.status_code, time.perf_counter() - start)
@@ -249,5 +262,5 @@ class ModelServer:
 def build(args: dict[str, Any]) -> Application:
     """Application builder for ``import_path: seedserve.deployments.model_server:build``."""
     return ModelServer.bind(
-        args["name"], args["mongo_uri"], args["database"], float(args.get("key_refresh_s", 2.0))
+        args["name"], int(args["version"]), mongo_uri_from(args), args["database"], float(args.get("key_refresh_s", 2.0))
     )

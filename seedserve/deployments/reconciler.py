@@ -16,10 +16,10 @@ from seedserve.deployments.serve_config import (
     MASTER_APP,
     deploy_config,
     deployed_configs,
-    model_application,
+    model_applications,
     model_apps_differ,
 )
-from seedserve.registry import ModelStore
+from seedserve.registry import ModelStore, default_version
 
 __all__ = ["Reconciler", "ReconcilerState"]
 
@@ -37,10 +37,12 @@ class ReconcilerState:
     applications: dict[str, str] = field(default_factory=dict)
     replicas: dict[str, int] = field(default_factory=dict)
     registered: set[str] = field(default_factory=set)
+    #: model -> the version its endpoint serves
+    serving: dict[str, int] = field(default_factory=dict)
 
 
 class Reconciler:
-    def __init__(self, store: ModelStore, api: ServeRestApi, *, mongo_uri: str, database: str, interval_s: float) -> None:
+    def __init__(self, store: ModelStore, api: ServeRestApi, *, mongo_uri: str | None, database: str, interval_s: float) -> None:
         self._store = store
         self._api = api
         self._mongo_uri = mongo_uri
@@ -51,6 +53,7 @@ class Reconciler:
     async def reconcile_once(self) -> bool:
         """One pass; returns whether a new config was submitted."""
         docs = await self._store.list()
+        versions = await self._store.versions()
         details = await self._api.details()
         applications: dict[str, Any] = details.get("applications") or {}
         deployed = deployed_configs(details)
@@ -65,7 +68,8 @@ class Reconciler:
             for name, app in applications.items()
         }
         self.state.registered = {doc["name"] for doc in docs}
-        desired = [model_application(doc, mongo_uri=self._mongo_uri, database=self._database) for doc in docs]
+        self.state.serving = {doc["name"]: default_version(doc) for doc in docs}
+        desired = model_applications(docs, versions, mongo_uri=self._mongo_uri, database=self._database)
         if not model_apps_differ(desired, deployed):
             return False
         if MASTER_APP not in deployed:

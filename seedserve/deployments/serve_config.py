@@ -7,6 +7,7 @@ model. Comparison with what Serve runs looks only at what we set.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -16,6 +17,8 @@ __all__ = [
     "MASTER_APP",
     "MODEL_APP_PREFIX",
     "model_app_name",
+    "mongo_uri_from",
+    "model_applications",
     "worker_resource",
     "replica_capacity",
     "DEFAULT_MAX_BATCH_SIZE",
@@ -36,18 +39,29 @@ def worker_resource(worker_type: str) -> str:
     return f"worker:{worker_type}"
 
 
-def model_app_name(model: str) -> str:
-    return MODEL_APP_PREFIX + model
+def mongo_uri_from(args: Mapping[str, Any]) -> str:
+    """An application's database URI: its ``mongo_uri`` arg, else the node's
+    ``SEEDSERVE_MONGO_URI`` (as the Kubernetes manifests set it from a Secret)."""
+    uri = args.get("mongo_uri") or os.environ.get("SEEDSERVE_MONGO_URI")
+    if not uri:
+        raise ValueError("no database: give the application a mongo_uri arg or set SEEDSERVE_MONGO_URI on the Ray nodes")
+    return str(uri)
 
 
-def master_application(*, mongo_uri: str, database: str, dashboard_url: str, reconcile_interval_s: float) -> dict[str, Any]:
+def model_app_name(model: str, version: int | None = None) -> str:
+    """The application serving ``model``'s endpoint, or, given ``version``,
+    the one serving that version's own route (``.`` cannot occur in a name)."""
+    return MODEL_APP_PREFIX + model + ("" if version is None else f".v{version}")
+
+
+def master_application(*, mongo_uri: str | None, database: str, dashboard_url: str, reconcile_interval_s: float) -> dict[str, Any]:
     """The master's application: health, /v2 metadata, and the reconciler."""
     return {
         "name": MASTER_APP,
         "route_prefix": "/",
         "import_path": "seedserve.deployments.master:build",
         "args": {
-            "mongo_uri": mongo_uri,
+            **({"mongo_uri": mongo_uri} if mongo_uri else {}),
             "database": database,
             "dashboard_url": dashboard_url,
             "reconcile_interval_s": reconcile_interval_s,
@@ -56,28 +70,57 @@ def master_application(*, mongo_uri: str, database: str, dashboard_url: str, rec
     }
 
 
-def model_application(doc: Mapping[str, Any], *, mongo_uri: str, database: str) -> dict[str, Any]:
-    """One model's application; its args change (and so it redeploys) when the
-    version or the artifact changes."""
-    manifest = Manifest.model_validate(doc["manifest"])
+def model_applications(
+    models: Iterable[Mapping[str, Any]], versions: Iterable[Mapping[str, Any]], *, mongo_uri: str | None, database: str
+) -> list[dict[str, Any]]:
+    """The applications the registry asks for: per model, one at
+    ``/models/{name}`` serving its default version (pinned, else latest), and
+    one at ``/models/{name}/versions/{v}`` for each other version, scaled to
+    zero while idle. Serve routes by the longest prefix, so a query for the
+    default version's own route reaches the first application."""
+    by_model: dict[str, dict[int, Mapping[str, Any]]] = {}
+    for version in versions:
+        by_model.setdefault(version["name"], {})[version["version"]] = version
+    apps = []
+    for model in models:
+        available = by_model.get(model["name"], {})
+        default = model.get("pinned") or model["latest"]
+        if default not in available:
+            continue  # a version still being written, or one already deleted
+        apps.append(model_application(available[default], mongo_uri=mongo_uri, database=database))
+        apps += [model_application(available[v], mongo_uri=mongo_uri, database=database, own_route=True)
+                 for v in sorted(available) if v != default]
+    return apps
+
+
+def model_application(
+    version: Mapping[str, Any], *, mongo_uri: str | None, database: str, own_route: bool = False
+) -> dict[str, Any]:
+    """One version's application; its args change (and so it redeploys) when
+    the version or the artifact behind a route changes."""
+    manifest = Manifest.model_validate(version["manifest"])
     scaling = manifest.scaling
+    name, number = version["name"], version["version"]
+    min_replicas = 0 if own_route else scaling.min_replicas
     return {
-        "name": model_app_name(doc["name"]),
-        "route_prefix": f"/models/{doc['name']}",
+        "name": model_app_name(name, number if own_route else None),
+        "route_prefix": f"/models/{name}/versions/{number}" if own_route else f"/models/{name}",
         "import_path": "seedserve.deployments.model_server:build",
         "args": {
-            "name": doc["name"],
-            "version": doc["version"],
-            "artifact_sha256": doc["artifact"]["sha256"],
-            "mongo_uri": mongo_uri,
+            "name": name,
+            "version": number,
+            "artifact_sha256": version["artifact"]["sha256"],
+            # None: the replicas read SEEDSERVE_MONGO_URI from their environment,
+            # so a URI with credentials stays out of the Serve config.
+            **({"mongo_uri": mongo_uri} if mongo_uri else {}),
             "database": database,
         },
         "deployments": [
             {
                 "name": "ModelServer",
                 "autoscaling_config": {
-                    "min_replicas": scaling.min_replicas,
-                    "initial_replicas": max(scaling.min_replicas, 1),
+                    "min_replicas": min_replicas,
+                    "initial_replicas": max(min_replicas, 0 if own_route else 1),
                     "max_replicas": scaling.max_replicas,
                     "target_ongoing_requests": scaling.target_ongoing_requests,
                     "upscale_delay_s": scaling.upscale_delay_s,

@@ -1,4 +1,4 @@
-"""``/api/models``: register, list, show and delete models."""
+"""``/api/models``: register models and versions, list, show, pin a version, delete."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from seedserve.codecs import Manifest, parse_manifest
-from seedserve.errors import AlreadyExists, InvalidArtifact, InvalidInput, InvalidManifest, NotFound
+from seedserve.errors import InvalidArtifact, InvalidInput, InvalidManifest
 from seedserve.manager_app.probe import probe_artifact
-from seedserve.manager_app.state import ManagerState, require_admin
-from seedserve.registry import KeyDoc, ModelDoc, hash_key, new_key, new_model_doc
+from seedserve.manager_app.state import require_admin
+from seedserve.registry import KeyDoc, ModelDoc, VersionDoc, default_version, hash_key, new_key
 from seedserve.runtime import ARTIFACT_FORMATS
 
 __all__ = ["routes"]
@@ -28,6 +28,7 @@ _CHUNK = 1 << 20
 
 
 async def register(request: Request) -> Response:
+    """A new model (version 1, with a key), or the next version of an existing one."""
     state = require_admin(request)
     async with request.form(max_files=1, max_fields=8, max_part_size=1 << 20) as form:
         manifest = _manifest_field(form.get("manifest"))
@@ -35,31 +36,28 @@ async def register(request: Request) -> Response:
         upload = form.get("artifact")
         if not isinstance(upload, UploadFile):
             raise InvalidInput("missing file part 'artifact' (the model file)", input="artifact")
-        await _ensure_name_free(state, manifest.name)
         with tempfile.TemporaryDirectory(prefix="seedserve-upload-") as tmp:
             path = Path(tmp) / "artifact"
             await _save(upload, path, state.settings.max_artifact_bytes)
             outputs = await probe_artifact(path, fmt, manifest)
             artifact = await state.store.put_artifact(
-                _chunks(path), filename=f"{manifest.name}-v1", fmt=fmt, max_bytes=state.settings.max_artifact_bytes
+                _chunks(path), filename=manifest.name, fmt=fmt, max_bytes=state.settings.max_artifact_bytes
             )
     key = new_key()
     key_doc = KeyDoc(id="k1", label="default", sha256=hash_key(key), created_at=datetime.now(UTC))
-    doc = new_model_doc(manifest.name, manifest.model_dump(mode="json"), artifact, key_doc)
     try:
-        await state.store.insert(doc)
+        version, created = await state.store.add_version(
+            manifest.name, manifest.model_dump(mode="json"), artifact, key_doc
+        )
     except BaseException:
-        # No half registrations: the artifact goes when its document cannot be stored.
+        # No half registrations: the artifact goes when its version cannot be stored.
         await state.store.delete_artifact(artifact["file_id"])
         raise
-    body = {
-        "name": manifest.name,
-        "version": doc["version"],
-        "key": key,
-        "key_id": key_doc["id"],
-        "outputs": outputs,
-        "message": "store this key now: it is shown only once",
-    }
+    body: dict[str, Any] = {"name": manifest.name, "version": version, "outputs": outputs}
+    if created:
+        body |= {"key": key, "key_id": key_doc["id"], "message": "store this key now: it is shown only once"}
+    else:
+        body |= {"key": None, "message": f"version {version} registered; the model's keys stay valid"}
     return JSONResponse(body, status_code=201)
 
 
@@ -80,17 +78,6 @@ def _format_field(value: Any) -> str:
     return fmt
 
 
-async def _ensure_name_free(state: ManagerState, name: str) -> None:
-    try:
-        await state.store.get(name)
-    except NotFound:
-        return
-    # The same error the insert would raise, before the costly probe.
-    raise AlreadyExists(
-        f"a model named {name!r} is already registered; choose another name or delete it first", input="name"
-    )
-
-
 async def _save(upload: UploadFile, path: Path, max_bytes: int) -> None:
     size = 0
     async with await anyio.open_file(path, "wb") as out:
@@ -109,33 +96,91 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
-def _public(doc: ModelDoc) -> dict[str, Any]:
-    """A model document as the API shows it: no key hashes, no storage ids."""
+def _public(doc: ModelDoc, versions: list[VersionDoc]) -> dict[str, Any]:
+    """A model as the API shows it: no key hashes, no storage ids."""
+    name, serving = doc["name"], default_version(doc)
+    current = next((v for v in versions if v["version"] == serving), None)
     return {
-        "name": doc["name"],
-        "version": doc["version"],
-        "manifest": doc["manifest"],
-        "artifact": {k: doc["artifact"][k] for k in ("format", "size", "sha256")},
+        "name": name,
+        "version": serving,
+        "latest": doc["latest"],
+        "pinned": doc["pinned"],
+        "manifest": current["manifest"] if current else None,
+        "artifact": _artifact(current) if current else None,
+        "versions": [v["version"] for v in versions],
         "keys": [{"id": k["id"], "label": k["label"], "created_at": k["created_at"].isoformat()} for k in doc["keys"]],
         "created_at": doc["created_at"].isoformat(),
-        "endpoints": {"predict": f"/models/{doc['name']}/predict"},
+        "endpoints": {"predict": f"/models/{name}/predict",
+                      "version_predict": f"/models/{name}/versions/{{version}}/predict"},
+    }
+
+
+def _artifact(version: VersionDoc) -> dict[str, Any]:
+    return {k: version["artifact"][k] for k in ("format", "size", "sha256")}
+
+
+def _public_version(doc: ModelDoc, version: VersionDoc) -> dict[str, Any]:
+    return {
+        "name": version["name"],
+        "version": version["version"],
+        "serving": version["version"] == default_version(doc),
+        "manifest": version["manifest"],
+        "artifact": _artifact(version),
+        "created_at": version["created_at"].isoformat(),
+        "endpoints": {"predict": f"/models/{version['name']}/versions/{version['version']}/predict"},
     }
 
 
 async def list_models(request: Request) -> Response:
     state = require_admin(request)
-    return JSONResponse({"models": [_public(doc) for doc in await state.store.list()]})
+    by_model: dict[str, list[VersionDoc]] = {}
+    for version in await state.store.versions():
+        by_model.setdefault(version["name"], []).append(version)
+    return JSONResponse({"models": [_public(doc, by_model.get(doc["name"], [])) for doc in await state.store.list()]})
 
 
 async def get_model(request: Request) -> Response:
     state = require_admin(request)
-    return JSONResponse(_public(await state.store.get(request.path_params["name"])))
+    name = request.path_params["name"]
+    doc = await state.store.get(name)
+    return JSONResponse(_public(doc, await state.store.versions(name)))
+
+
+async def list_versions(request: Request) -> Response:
+    state = require_admin(request)
+    name = request.path_params["name"]
+    doc = await state.store.get(name)
+    return JSONResponse({"versions": [_public_version(doc, v) for v in await state.store.versions(name)]})
+
+
+async def get_version(request: Request) -> Response:
+    state = require_admin(request)
+    name = request.path_params["name"]
+    doc = await state.store.get(name)
+    return JSONResponse(_public_version(doc, await state.store.get_version(name, request.path_params["version"])))
+
+
+async def pin_version(request: Request) -> Response:
+    """``PUT /api/models/{name}/pin`` with ``{"version": N}``: serve version N
+    at the model's endpoint (a rollback); ``{"version": null}`` follows the latest."""
+    state = require_admin(request)
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, RecursionError):
+        body = None
+    version = body.get("version", ...) if isinstance(body, dict) else ...
+    if version is ... or not (version is None or (isinstance(version, int) and not isinstance(version, bool))):
+        raise InvalidInput('send {"version": N} to pin version N, or {"version": null} to follow the latest',
+                           input="version")
+    doc = await state.store.pin(request.path_params["name"], version)
+    return JSONResponse({"name": doc["name"], "version": default_version(doc), "pinned": doc["pinned"],
+                         "latest": doc["latest"]})
 
 
 async def delete_model(request: Request) -> Response:
     state = require_admin(request)
     doc = await state.store.delete(request.path_params["name"])
-    return JSONResponse({"deleted": doc["name"], "version": doc["version"]})
+    return JSONResponse({"deleted": doc["name"], "versions": doc["latest"]})
 
 
 routes = [
@@ -143,4 +188,7 @@ routes = [
     Route("/api/models", list_models, methods=["GET"]),
     Route("/api/models/{name}", get_model, methods=["GET"]),
     Route("/api/models/{name}", delete_model, methods=["DELETE"]),
+    Route("/api/models/{name}/versions", list_versions, methods=["GET"]),
+    Route("/api/models/{name}/versions/{version:int}", get_version, methods=["GET"]),
+    Route("/api/models/{name}/pin", pin_version, methods=["PUT"]),
 ]

@@ -7,7 +7,7 @@ from typing import Any, TypedDict
 
 from bson import ObjectId
 
-__all__ = ["KeyDoc", "ArtifactDoc", "ModelDoc"]
+__all__ = ["KeyDoc", "ArtifactDoc", "ModelDoc", "VersionDoc", "version_id", "default_version"]
 
 
 class KeyDoc(TypedDict):
@@ -29,13 +29,35 @@ class ArtifactDoc(TypedDict):
 
 
 class ModelDoc(TypedDict):
-    """A registered model (collection ``models``, ``_id`` = name)."""
+    """A registered model (collection ``models``, ``_id`` = name): its keys and
+    which version its endpoint serves, ``pinned`` if set, else ``latest``."""
+
+    _id: str
+    name: str
+    latest: int
+    pinned: int | None
+    keys: list[KeyDoc]
+    created_at: datetime
+    updated_at: datetime
+
+
+class VersionDoc(TypedDict):
+    """One version of a model (collection ``versions``, ``_id`` = ``name@version``):
+    what it is and its artifact."""
 
     _id: str
     name: str
     version: int
     manifest: dict[str, Any]
     artifact: ArtifactDoc
-    keys: list[KeyDoc]
     created_at: datetime
-    updated_at: datetime
+
+
+def version_id(name: str, version: int) -> str:
+    """A version document's ``_id``; ``@`` cannot occur in a model name."""
+    return f"{name}@{version}"
+
+
+def default_version(doc: ModelDoc) -> int:
+    """The version a model's endpoint serves."""
+    return doc["pinned"] or doc["latest"]

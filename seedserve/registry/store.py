@@ -1,8 +1,10 @@
-"""The model registry on MongoDB: documents in ``models``, artifacts in GridFS.
+"""The model registry on MongoDB: models in ``models``, their versions in
+``versions``, artifacts in GridFS.
 
 Every write leaves the registry whole: an artifact is uploaded before its
-document is inserted and removed again if the insert fails, and a delete
-removes the document (so serving stops) before the artifact.
+version document is inserted, the version before the model points at it, and
+each is removed again if a later step fails. A delete removes the model
+document first (so serving stops), then its versions, then their artifacts.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from typing import Any, cast
 from bson import ObjectId
 from gridfs import AsyncGridFSBucket
 from gridfs.errors import NoFile
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
-from seedserve.errors import AlreadyExists, InputTooLarge, NotFound, Unavailable
-from seedserve.registry.documents import ArtifactDoc, KeyDoc, ModelDoc
+from seedserve.errors import InputTooLarge, NotFound, Unavailable
+from seedserve.registry.documents import ArtifactDoc, KeyDoc, ModelDoc, VersionDoc, version_id
 
-__all__ = ["ModelStore", "connect", "new_model_doc"]
+__all__ = ["ModelStore", "connect"]
 
 logger = logging.getLogger("seedserve.registry")
 
@@ -47,6 +49,7 @@ class ModelStore:
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._models = db["models"]
+        self._versions = db["versions"]
         self._bucket = AsyncGridFSBucket(db, bucket_name="artifacts")
 
     async def ping(self) -> None:
@@ -69,27 +72,83 @@ class ModelStore:
         async with _database_errors():
             return await self._models.find_one({"_id": name}, {"_id": 1}) is not None
 
-    async def insert(self, doc: ModelDoc) -> None:
-        """Insert a new model; :class:`AlreadyExists` if the name is taken."""
+    async def versions(self, name: str | None = None) -> list[VersionDoc]:
+        """Every version of ``name`` (of every model if None), oldest first."""
+        async with _database_errors():
+            found = self._versions.find({} if name is None else {"name": name})
+            docs = [cast(VersionDoc, doc) async for doc in found]
+        return sorted(docs, key=lambda doc: (doc["name"], doc["version"]))
+
+    async def get_version(self, name: str, version: int) -> VersionDoc:
+        async with _database_errors():
+            doc = await self._versions.find_one({"_id": version_id(name, version)})
+        if doc is None:
+            raise NotFound(
+                f"model {name!r} has no version {version}; list them with GET /api/models/{name}/versions",
+                input="version",
+            )
+        return cast(VersionDoc, doc)
+
+    async def add_version(
+        self, name: str, manifest: dict[str, Any], artifact: ArtifactDoc, key: KeyDoc
+    ) -> tuple[int, bool]:
+        """Store ``artifact`` as the next version of ``name``, creating the
+        model (with ``key``) if it is new. Returns the version and whether the
+        model was created; the key is stored only then."""
+        now = datetime.now(UTC)
+        for _ in range(8):  # concurrent registrations of one name race for each number
+            async with _database_errors():
+                model = await self._models.find_one({"_id": name}, {"latest": 1})
+            version = (model["latest"] if model else 0) + 1
+            doc = VersionDoc(_id=version_id(name, version), name=name, version=version, manifest=manifest,
+                             artifact=artifact, created_at=now)
+            try:
+                async with _database_errors():
+                    await self._versions.insert_one(dict(doc))
+                break
+            except DuplicateKeyError:
+                continue
+        else:
+            raise Unavailable(f"too many concurrent registrations of {name!r}; retry")
         try:
             async with _database_errors():
-                await self._models.insert_one(dict(doc))
-        except DuplicateKeyError:
-            raise AlreadyExists(
-                f"a model named {doc['name']!r} is already registered; choose another name or delete it first",
-                input="name",
-            ) from None
+                result = await self._models.update_one(
+                    {"_id": name},
+                    {
+                        "$max": {"latest": version},
+                        "$set": {"updated_at": now},
+                        "$setOnInsert": {"name": name, "pinned": None, "keys": [dict(key)], "created_at": now},
+                    },
+                    upsert=True,
+                )
+        except BaseException:
+            await self._versions.delete_one({"_id": version_id(name, version)})
+            raise
+        return version, result.upserted_id is not None
+
+    async def pin(self, name: str, version: int | None) -> ModelDoc:
+        """Serve ``version`` at the model's endpoint, or the latest if None."""
+        if version is not None:
+            await self.get_version(name, version)
+        async with _database_errors():
+            doc = await self._models.find_one_and_update(
+                {"_id": name}, {"$set": {"pinned": version, "updated_at": datetime.now(UTC)}},
+                return_document=ReturnDocument.AFTER,
+            )
+        if doc is None:
+            raise NotFound(f"no model named {name!r}", input="name")
+        return cast(ModelDoc, doc)
 
     async def delete(self, name: str) -> ModelDoc:
-        """Remove a model and its artifact; returns what was removed."""
+        """Remove a model, its versions and their artifacts; returns the model."""
         async with _database_errors():
             doc = await self._models.find_one_and_delete({"_id": name})
             if doc is None:
                 raise NotFound(f"no model named {name!r}", input="name")
-            try:
-                await self._bucket.delete(doc["artifact"]["file_id"])
-            except NoFile:
-                pass
+        for version in await self.versions(name):
+            async with _database_errors():
+                await self._versions.delete_one({"_id": version["_id"]})
+            await self.delete_artifact(version["artifact"]["file_id"])
         return cast(ModelDoc, doc)
 
     async def put_artifact(self, chunks: AsyncIterable[bytes], *, filename: str, fmt: str, max_bytes: int) -> ArtifactDoc:
@@ -140,19 +199,3 @@ class ModelStore:
         async with _database_errors():
             doc = await self._models.find_one({"_id": name}, {"keys": 1})
         return [key["sha256"] for key in (doc or {}).get("keys", [])]
-
-
-def new_model_doc(name: str, manifest: dict[str, Any], artifact: ArtifactDoc, key: KeyDoc) -> ModelDoc:
-    """The document of a freshly registered model (version 1)."""
-    now = datetime.now(UTC)
-    return ModelDoc(
-        _id=name,
-        name=name,
-        version=1,
-        manifest=manifest,
-        artifact=artifact,
-        keys=[key],
-        created_at=now,
-        updated_at=now,
-    )
-

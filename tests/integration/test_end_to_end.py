@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from seedserve.client import Client, ManagerClient
-from seedserve.errors import AlreadyExists, InvalidArtifact, InvalidManifest, NotFound, Unauthenticated
+from seedserve.errors import InvalidArtifact, InvalidManifest, NotFound, Unauthenticated
 from tests.conftest import System
 from tests.helpers import MLP_MANIFEST, eventually, make_mlp, save_torchscript
 
@@ -154,10 +154,37 @@ def test_a_model_whose_outputs_do_not_match_the_manifest_is_refused(system: Syst
             manager.register(artifact, two_outputs)
 
 
-def test_registering_the_same_name_twice_is_a_409(system: System, tmp_path: Path) -> None:
-    _register(system, tmp_path, "twice")
-    with pytest.raises(AlreadyExists, match="already registered"):
-        _register(system, tmp_path, "twice", seed=1)
+def test_a_second_registration_is_version_2_and_a_pin_moves_the_endpoint_back(
+    system: System, tmp_path: Path, http: httpx.Client
+) -> None:
+    key, first = _register(system, tmp_path, "versioned")
+    no_new_key, second = _register(system, tmp_path, "versioned", seed=1)
+    assert no_new_key is None  # a new version keeps the model's keys
+    x = torch.randn(3, 16)
+    expected = {1: first(x).detach().numpy(), 2: second(x).detach().numpy()}
+
+    def answers(version: int, **route: int) -> None:
+        with Client(system.master_url, key, timeout=60) as client:
+            np.testing.assert_allclose(client.predict("versioned", x=x, **route)["y"], expected[version],
+                                       rtol=1e-5, atol=1e-6)
+
+    eventually(lambda: answers(2), timeout_s=90)  # the endpoint follows the latest version
+    eventually(lambda: answers(1, version=1), timeout_s=90)  # the old version, from zero replicas
+    answers(2, version=2)  # the default version's own route
+    with ManagerClient(system.manager_url, system.admin_token) as manager:
+        assert [v["version"] for v in manager.versions("versioned")] == [1, 2]
+        assert manager.pin("versioned", 1)["version"] == 1
+        eventually(lambda: answers(1), timeout_s=90)  # rolled back
+        eventually(lambda: answers(2, version=2), timeout_s=90)
+        with Client(system.master_url, key, timeout=60) as client:
+            oip = eventually(lambda: client.infer("versioned", version=2, x=x.numpy()), timeout_s=60)
+        np.testing.assert_allclose(oip["y"], expected[2], rtol=1e-5, atol=1e-6)
+        with pytest.raises(NotFound, match="no version 7"):
+            manager.pin("versioned", 7)
+        assert manager.get_model("versioned")["version"] == 1  # a refused pin changes nothing
+    missing = http.post(system.master_url + "/models/versioned/versions/7/predict", json={"x": [[0.0] * 16]},
+                        headers={"Authorization": f"Bearer {key}"})
+    assert missing.status_code == 404 and missing.json()["error"]["input"] == "version"
 
 
 def test_write_endpoints_need_the_admin_token(system: System, tmp_path: Path, http: httpx.Client) -> None:

@@ -268,7 +268,7 @@ def test_metrics_count_queries_by_model_and_status(system: System, tmp_path: Pat
 
     text = eventually(counted, timeout_s=120, interval_s=2)  # Ray's agents export every few seconds
     assert _sample_sum(text, "seedserve_request_latency_ms_count", 'model="metered"') >= 7
-    assert 'seedserve_replicas{model="metered"} 1' in text
+    assert 'seedserve_replicas{model="metered",version="1"} 1' in text
     assert "# TYPE seedserve_request_latency_ms histogram" in text
 
 

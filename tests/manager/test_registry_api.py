@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from seedserve.client import ManagerClient
-from seedserve.errors import InputTooLarge, NotFound
+from seedserve.errors import InputTooLarge, InvalidArtifact, NotFound
 from tests.helpers import MLP_MANIFEST, make_mlp, save_torchscript
 from tests.manager.conftest import Manager
 
@@ -87,4 +87,47 @@ def test_delete_removes_the_document_and_its_artifact(manager: Manager, tmp_path
             client.get_model("doomed")
         with pytest.raises(NotFound):
             client.delete_model("doomed")
+    assert _artifacts(manager) == before
+
+
+def test_versions_are_listed_pinned_and_deleted_with_their_model(manager: Manager, tmp_path: Path) -> None:
+    auth = {"Authorization": f"Bearer {manager.token}"}
+    before = _artifacts(manager)
+    with ManagerClient(manager.url, manager.token) as client:
+        key = client.register(save_torchscript(make_mlp(0), tmp_path / "a.pt"), {**MLP_MANIFEST, "name": "multi"})
+        assert key is not None
+        assert client.register(save_torchscript(make_mlp(1), tmp_path / "b.pt"), {**MLP_MANIFEST, "name": "multi"}) is None
+        versions = client.versions("multi")
+        assert [(v["version"], v["serving"]) for v in versions] == [(1, False), (2, True)]
+        assert versions[0]["artifact"]["sha256"] != versions[1]["artifact"]["sha256"]
+        shown = client.get_model("multi")
+        assert (shown["version"], shown["latest"], shown["pinned"], shown["versions"]) == (2, 2, None, [1, 2])
+        assert client.pin("multi", 1)["version"] == 1
+        assert client.get_model("multi")["version"] == 1
+        for bad in (b'{"version": "1"}', b'{"version": true}', b"{}", b"[1]", b"not json"):
+            response = httpx.put(manager.url + "/api/models/multi/pin", content=bad, headers=auth)
+            assert response.status_code == 400 and response.json()["error"]["input"] == "version", bad
+        with pytest.raises(NotFound, match="no version 5"):
+            client.pin("multi", 5)
+        assert client.get_model("multi")["version"] == 1  # refused pins changed nothing
+        assert client.pin("multi", None)["version"] == 2
+        assert httpx.get(manager.url + "/api/models/multi/versions/2", headers=auth).json()["serving"] is True
+        assert httpx.get(manager.url + "/api/models/multi/versions/9", headers=auth).status_code == 404
+        client.delete_model("multi")
+        with pytest.raises(NotFound):
+            client.versions("multi")
+    assert _artifacts(manager) == before
+    assert list(manager.db.versions.find({"name": "multi"})) == []
+
+
+def test_a_failing_new_version_stores_nothing(manager: Manager, tmp_path: Path) -> None:
+    with ManagerClient(manager.url, manager.token) as client:
+        client.register(save_torchscript(make_mlp(), tmp_path / "a.pt"), {**MLP_MANIFEST, "name": "stable"})
+        before = _artifacts(manager)
+        broken = tmp_path / "broken.pt"
+        broken.write_bytes(b"not a model")
+        with pytest.raises(InvalidArtifact):
+            client.register(broken, {**MLP_MANIFEST, "name": "stable"})
+        assert [v["version"] for v in client.versions("stable")] == [1]
+        assert client.get_model("stable")["latest"] == 1
     assert _artifacts(manager) == before

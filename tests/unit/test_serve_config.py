@@ -7,6 +7,7 @@ from seedserve.deployments.serve_config import (
     deployed_configs,
     master_application,
     model_application,
+    model_applications,
     model_apps_differ,
 )
 
@@ -75,3 +76,36 @@ def test_model_deployments_carry_the_manifests_scaling_and_admission() -> None:
     assert autoscaling["look_back_period_s"] == 2 and autoscaling["metrics_interval_s"] == 0.5
     # Serve passes the replica every query it could admit: two batches of 8, plus 10 queued, plus one to refuse.
     assert deployment["max_ongoing_requests"] == 16 + 10 + 1
+
+
+def _model(name: str, latest: int, pinned: int | None = None) -> dict[str, Any]:
+    return {"name": name, "latest": latest, "pinned": pinned}
+
+
+def _routes(models: list[dict[str, Any]], versions: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    apps = model_applications(models, versions, mongo_uri="mongodb://db", database="d")
+    return {app["route_prefix"]: (app["args"]["version"], app["deployments"][0]["autoscaling_config"]["min_replicas"])
+            for app in apps}
+
+
+def test_the_endpoint_serves_the_latest_version_and_every_other_version_has_its_own_route_scaled_to_zero() -> None:
+    versions = [_doc("a", 1), _doc("a", 2, sha="two"), _doc("b", 1)]
+    assert _routes([_model("a", 2), _model("b", 1)], versions) == {
+        "/models/a": (2, 0), "/models/a/versions/1": (1, 0), "/models/b": (1, 0),
+    }
+    apps = model_applications([_model("a", 2)], versions, mongo_uri="m", database="d")
+    assert [app["name"] for app in apps] == ["model-a", "model-a.v1"]
+    assert apps[1]["deployments"][0]["autoscaling_config"]["initial_replicas"] == 0
+
+
+def test_a_pin_moves_the_endpoint_and_gives_the_latest_its_own_route() -> None:
+    versions = [_doc("a", 1), _doc("a", 2, sha="two")]
+    routes = _routes([_model("a", 2, pinned=1)], versions)
+    assert routes["/models/a"][0] == 1 and routes["/models/a/versions/2"][0] == 2
+    unpinned = model_applications([_model("a", 2)], versions, mongo_uri="m", database="d")
+    pinned = model_applications([_model("a", 2, pinned=1)], versions, mongo_uri="m", database="d")
+    assert model_apps_differ(pinned, {app["name"]: app for app in unpinned})
+
+
+def test_a_model_whose_default_version_is_not_stored_yet_is_not_deployed() -> None:
+    assert _routes([_model("a", 2)], [_doc("a", 1)]) == {}
