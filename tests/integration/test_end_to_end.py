@@ -163,19 +163,20 @@ def test_a_second_registration_is_version_2_and_a_pin_moves_the_endpoint_back(
     x = torch.randn(3, 16)
     expected = {1: first(x).detach().numpy(), 2: second(x).detach().numpy()}
 
-    def answers(version: int, **route: int) -> None:
+    def answers(model_version: int, route: int | None = None) -> None:
+        """The endpoint (or ``route``'s versioned one) computes what ``model_version`` does."""
         with Client(system.master_url, key, timeout=60) as client:
-            np.testing.assert_allclose(client.predict("versioned", x=x, **route)["y"], expected[version],
+            np.testing.assert_allclose(client.predict("versioned", x=x, version=route)["y"], expected[model_version],
                                        rtol=1e-5, atol=1e-6)
 
     eventually(lambda: answers(2), timeout_s=90)  # the endpoint follows the latest version
-    eventually(lambda: answers(1, version=1), timeout_s=90)  # the old version, from zero replicas
-    answers(2, version=2)  # the default version's own route
+    eventually(lambda: answers(1, route=1), timeout_s=90)  # the old version, from zero replicas
+    answers(2, route=2)  # the default version's own route
     with ManagerClient(system.manager_url, system.admin_token) as manager:
         assert [v["version"] for v in manager.versions("versioned")] == [1, 2]
         assert manager.pin("versioned", 1)["version"] == 1
         eventually(lambda: answers(1), timeout_s=90)  # rolled back
-        eventually(lambda: answers(2, version=2), timeout_s=90)
+        eventually(lambda: answers(2, route=2), timeout_s=90)
         with Client(system.master_url, key, timeout=60) as client:
             oip = eventually(lambda: client.infer("versioned", version=2, x=x.numpy()), timeout_s=60)
         np.testing.assert_allclose(oip["y"], expected[2], rtol=1e-5, atol=1e-6)
