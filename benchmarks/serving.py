@@ -33,20 +33,15 @@ from pathlib import Path
 import httpx
 
 from benchmarks._model import MODELS, WORKLOADS, Workload
+from benchmarks._system import free_port, seedserve_up
 from benchmarks._wrk import Result, run_wrk
 from seedserve.cluster.processes import Child, start_child, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+_free_port = free_port
 
 
 def _headers_for(workload: Workload, headers: dict[str, str]) -> dict[str, str]:
@@ -81,35 +76,27 @@ def vanilla_serve(logs: Path, haproxy: bool) -> Iterator[tuple[str, dict[str, st
 def seedserve(logs: Path) -> Iterator[tuple[str, dict[str, str]]]:
     from seedserve.client import ManagerClient
 
-    data = Path(tempfile.mkdtemp(prefix="seedserve-bench-"))
-    ports = {name: _free_port() for name in ("MASTER", "MANAGER", "DB", "RAY", "DASHBOARD")}
-    env = {**os.environ, **{f"SEEDSERVE_{k}_PORT": str(v) for k, v in ports.items()},
-           "SEEDSERVE_DATA_DIR": str(data), "SEEDSERVE_INTERNAL_PORT_BASE": "26000"}
-    child = start_child("seedserve", [str(BIN / "seedserve"), "up"], logs / "seedserve.log", env=env)
-    try:
-        wait_until(lambda: "seedserve is up" in child.log.read_text(), 300, "seedserve up", child)
+    with seedserve_up(logs, port_base=26000) as running:
         import torch
 
         keys = {}
-        with ManagerClient(f"http://127.0.0.1:{ports['MANAGER']}", (data / "admin-token").read_text().strip()) as manager:
+        with ManagerClient(running.manager_url, running.token) as manager:
             for name, workload in WORKLOADS.items():
-                artifact = data / f"{name}.pt"
+                artifact = running.data_dir / f"{name}.pt"
                 torch.jit.script(MODELS[name]()).save(str(artifact))
                 keys[workload.path] = manager.register(artifact, workload.manifest)
         # Every model has its own key; the Authorization header is chosen per path below.
-        yield from _serving(child, f"http://127.0.0.1:{ports['MASTER']}", {"keys": json.dumps(keys)}, stop=False)
-    finally:
-        child.stop(60)
+        yield from _serving(None, running.master_url, {"keys": json.dumps(keys)}, stop=False)
 
 
-def _serving(child: Child, base: str, headers: dict[str, str], timeout_s: float = 120,
+def _serving(child: Child | None, base: str, headers: dict[str, str], timeout_s: float = 120,
              stop: bool = True) -> Iterator[tuple[str, dict[str, str]]]:
     try:
         wait_until(lambda: all(_answers_one(base, w, headers) for w in WORKLOADS.values()), timeout_s,
-                   f"{child.name} answering", child)
+                   f"{child.name if child else 'seedserve'} answering", child)
         yield base, headers
     finally:
-        if stop:
+        if stop and child is not None:
             child.stop(60)
 
 
