@@ -25,13 +25,17 @@ def options() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def register_and_query(model: torch.nn.Module, manifest: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+def register_and_query(
+    model: torch.nn.Module | Path, manifest: dict[str, Any], inputs: dict[str, Any]
+) -> dict[str, Any]:
+    """``model``: a module (registered as TorchScript) or an artifact file."""
     args = options()
     manifest = {**manifest, "name": args.name or f"{manifest['name']}-{int(time.time())}"}
     token = args.token or (args.data_dir / "admin-token").read_text().strip()
     with tempfile.TemporaryDirectory() as tmp:
-        artifact = Path(tmp) / "model.pt"
-        torch.jit.script(model).save(str(artifact))
+        artifact = model if isinstance(model, Path) else Path(tmp) / "model.pt"
+        if not isinstance(model, Path):
+            torch.jit.script(model).save(str(artifact))
         with ManagerClient(args.manager, token) as manager:
             key = manager.register(artifact, manifest)
     print(f"registered {manifest['name']}")

@@ -8,20 +8,29 @@ so both agree on what "the model runs" means.
 
 from __future__ import annotations
 
+import hashlib
 import io
-from collections.abc import Mapping, Sequence
+import types
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from seedserve.codecs import Decoded, Manifest, sample_inputs
-from seedserve.errors import InvalidArtifact, ModelError
+from seedserve.errors import InvalidArtifact, ModelError, SeedserveError
 
-__all__ = ["ARTIFACT_FORMATS", "load_model", "model_arguments", "sample_inputs", "run_model"]
+__all__ = ["ARTIFACT_FORMATS", "HANDLER_SCRIPT", "HANDLER_WEIGHTS", "Handler", "load_model", "model_arguments",
+           "sample_inputs", "run_model"]
 
-#: Artifact formats the registry accepts so far.
-ARTIFACT_FORMATS = ("torchscript",)
+#: Artifact formats the registry accepts: a TorchScript archive, a
+#: ``torch.export`` program (.pt2), or a handler package (a zip, see :class:`Handler`).
+ARTIFACT_FORMATS = ("torchscript", "export", "handler")
+
+#: The files of a handler package.
+HANDLER_SCRIPT = "handler.py"
+HANDLER_WEIGHTS = "weights.pt"
 
 _TORCH_DTYPES = {
     "float32": torch.float32,
@@ -36,21 +45,104 @@ _TORCH_DTYPES = {
 }
 
 
-def load_model(data: bytes, fmt: str) -> torch.jit.ScriptModule:
-    """Load an artifact's bytes. TorchScript archives hold no pickled Python
-    objects, so loading one runs no code from the upload."""
-    if fmt != "torchscript":
+def load_model(data: bytes, fmt: str) -> Callable[..., Any]:
+    """Load an artifact's bytes into something :func:`run_model` can call.
+
+    TorchScript archives and ``torch.export`` programs hold no pickled Python
+    objects, so loading one runs no code from the upload. A handler package
+    runs its script by design; its weights load with ``weights_only=True``, so
+    they cannot run code. Every format is loaded only in a test-load child
+    process of the manager and in the model's own replicas.
+    """
+    if fmt not in ARTIFACT_FORMATS:
         raise InvalidArtifact(f"artifact format {fmt!r} is not supported; use one of {ARTIFACT_FORMATS}", input="format")
+    if fmt == "handler":
+        return Handler.from_package(data)
     try:
+        if fmt == "export":
+            return torch.export.load(io.BytesIO(data)).module()
         model = torch.jit.load(io.BytesIO(data), map_location="cpu")
-    except Exception as exc:  # torch raises RuntimeError or a zip error for non-TorchScript files
+    except Exception as exc:  # torch raises RuntimeError or a zip error for files of another kind
+        how = ("torch.export.save(torch.export.export(model, sample_args), path)" if fmt == "export"
+               else "torch.jit.script(model).save(path)")
         raise InvalidArtifact(
-            "the artifact is not a TorchScript archive; export it with torch.jit.script(model).save(path) "
+            f"the artifact is not a {fmt} artifact; save it with {how} "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})",
             input="artifact",
         ) from exc
     model.eval()
     return model
+
+
+class Handler:
+    """A model packaged as a script: a zip holding ``handler.py`` and,
+    optionally, ``weights.pt`` (a state dict saved with ``torch.save``).
+
+    The script defines ``load(weights) -> model`` and ``predict(model, inputs)``,
+    and may define ``preprocess(inputs) -> inputs`` and
+    ``postprocess(outputs) -> outputs``. ``inputs`` are the decoded inputs by
+    name (numpy arrays, or dicts of them for graph and recommender inputs);
+    the outputs are tensors or arrays in the manifest's output order (one, a
+    tuple, or a dict). The script runs as its own module, in the model's
+    replicas only.
+    """
+
+    def __init__(self, module: types.ModuleType, model: Any) -> None:
+        self._module = module
+        self._model = model
+        self._preprocess = getattr(module, "preprocess", None)
+        self._postprocess = getattr(module, "postprocess", None)
+
+    @classmethod
+    def from_package(cls, data: bytes) -> Handler:
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as package:
+                names = set(package.namelist())
+                if HANDLER_SCRIPT not in names:
+                    raise InvalidArtifact(
+                        f"the handler package has no {HANDLER_SCRIPT}; it holds {sorted(names)[:10]}", input="artifact"
+                    )
+                source = package.read(HANDLER_SCRIPT)
+                weights_bytes = package.read(HANDLER_WEIGHTS) if HANDLER_WEIGHTS in names else None
+        except zipfile.BadZipFile as exc:
+            raise InvalidArtifact(
+                f"a handler package is a zip of {HANDLER_SCRIPT} (and optionally {HANDLER_WEIGHTS}); "
+                f"build one with seedserve.client.package_handler ({exc})",
+                input="artifact",
+            ) from None
+        weights: dict[str, Any] = {}
+        if weights_bytes is not None:
+            try:
+                weights = torch.load(io.BytesIO(weights_bytes), map_location="cpu", weights_only=True)
+            except Exception as exc:  # UnpicklingError for anything but tensors and plain containers
+                raise InvalidArtifact(
+                    f"{HANDLER_WEIGHTS} must be a state dict of tensors (it is loaded with weights_only=True, "
+                    f"so pickled objects are refused and never run): {str(exc).splitlines()[0][:300]}",
+                    input="artifact",
+                ) from None
+        module = types.ModuleType(f"seedserve_handler_{hashlib.sha256(source).hexdigest()[:12]}")
+        module.__file__ = HANDLER_SCRIPT
+        try:
+            exec(compile(source, HANDLER_SCRIPT, "exec"), module.__dict__)  # noqa: S102 - the package's own script
+            missing = [name for name in ("load", "predict") if not callable(getattr(module, name, None))]
+            if missing:
+                raise InvalidArtifact(f"{HANDLER_SCRIPT} must define {' and '.join(missing)}()", input="artifact")
+            model = module.load(weights)
+        except SeedserveError:
+            raise
+        except Exception as exc:
+            raise InvalidArtifact(
+                f"{HANDLER_SCRIPT} failed while loading: {type(exc).__name__}: {str(exc)[:500]}", input="artifact"
+            ) from exc
+        if isinstance(model, torch.nn.Module):
+            model.eval()
+        return cls(module, model)
+
+    def __call__(self, inputs: Mapping[str, Decoded]) -> Any:
+        if self._preprocess is not None:
+            inputs = self._preprocess(dict(inputs))
+        outputs = self._module.predict(self._model, inputs)
+        return outputs if self._postprocess is None else self._postprocess(outputs)
 
 
 def model_arguments(manifest: Manifest, decoded: Mapping[str, Decoded]) -> list[Any]:
@@ -69,7 +161,7 @@ def model_arguments(manifest: Manifest, decoded: Mapping[str, Decoded]) -> list[
     return arguments
 
 
-def run_model(model: torch.nn.Module, manifest: Manifest, arrays: Mapping[str, Decoded]) -> dict[str, Any]:
+def run_model(model: Callable[..., Any], manifest: Manifest, arrays: Mapping[str, Decoded]) -> dict[str, Any]:
     """Call ``model`` with the inputs in declared order; name its outputs.
 
     Returns arrays keyed by the declared output names. A count mismatch
@@ -78,14 +170,14 @@ def run_model(model: torch.nn.Module, manifest: Manifest, arrays: Mapping[str, D
     """
     try:
         with torch.inference_mode():
-            result = model(*model_arguments(manifest, arrays))
+            result = model(arrays) if isinstance(model, Handler) else model(*model_arguments(manifest, arrays))
     except Exception as exc:  # the model's own failure, reported as JSON with its message
         first_line = str(exc).strip().splitlines()[-1][:500] if str(exc).strip() else ""
         raise ModelError(f"the model failed on these inputs: {type(exc).__name__}: {first_line}") from exc
-    outputs = _as_sequence(result)
     names = [spec.name for spec in manifest.outputs]
+    outputs = _as_sequence(result, names)
     for spec, value in zip(manifest.outputs, outputs):
-        width = value.shape[-1] if isinstance(value, torch.Tensor) and value.ndim else None
+        width = value.shape[-1] if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim else None
         if spec.labels is not None and width != len(spec.labels):
             raise InvalidArtifact(
                 f"output {spec.name!r} has {width} scores per row but the manifest declares {len(spec.labels)} labels",
@@ -99,17 +191,20 @@ def run_model(model: torch.nn.Module, manifest: Manifest, arrays: Mapping[str, D
     return {name: _to_numpy(value, name) for name, value in zip(names, outputs)}
 
 
-def _as_sequence(result: Any) -> Sequence[Any]:
+def _as_sequence(result: Any, names: Sequence[str]) -> Sequence[Any]:
     if isinstance(result, (tuple, list)):
         return list(result)
     if isinstance(result, dict):
-        return list(result.values())
+        # By declared name when the names match, else in the model's order.
+        return [result[name] for name in names] if set(result) == set(names) else list(result.values())
     return [result]
 
 
 def _to_numpy(value: Any, name: str) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return value
     if isinstance(value, (int, float, bool)):
         return np.asarray(value)
     raise InvalidArtifact(f"output {name!r} is a {type(value).__name__}, not a tensor", input="outputs")

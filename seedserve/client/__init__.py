@@ -1,6 +1,7 @@
 """The Python SDK: :class:`Client` for queries, :class:`ManagerClient` for the registry."""
 
 from seedserve.client.client import AsyncClient, Client
+from seedserve.client.handler import package_handler
 from seedserve.client.manager import ManagerClient
 
-__all__ = ["AsyncClient", "Client", "ManagerClient"]
+__all__ = ["AsyncClient", "Client", "ManagerClient", "package_handler"]

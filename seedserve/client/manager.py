@@ -13,6 +13,8 @@ from seedserve.client._base import DEFAULT_TIMEOUT, SyncClient, raise_for_error,
 
 __all__ = ["ManagerClient"]
 
+_FORMATS_BY_SUFFIX = {".pt2": "export", ".zip": "handler"}
+
 
 class ManagerClient(SyncClient):
     """The manager's API with an admin (later: user) token."""
@@ -23,11 +25,14 @@ class ManagerClient(SyncClient):
         self._http = httpx.Client(timeout=timeout, transport=transport, headers=self._headers)
 
     def register(self, artifact_path: str | PathLike[str], manifest: dict[str, Any], *,
-                 format: str = "torchscript") -> str | None:
+                 format: str | None = None) -> str | None:
         """Register a model, or the next version of one already registered.
         Returns a new model's secret key (shown only this once); None for a
-        new version, which the model's existing keys serve."""
+        new version, which the model's existing keys serve. ``format``:
+        ``torchscript``, ``export`` (a ``torch.export`` .pt2) or ``handler``
+        (a zip from :func:`package_handler`); by default from the file's suffix."""
         path = Path(artifact_path)
+        format = format or _FORMATS_BY_SUFFIX.get(path.suffix.lower(), "torchscript")
         with path.open("rb") as artifact:
             files = {"artifact": (path.name, artifact, "application/octet-stream")}
             data = {"manifest": json.dumps(manifest), "format": format}

@@ -74,7 +74,8 @@ class ModelServer:
         self._version = version
         self._routes = {"/predict", f"/versions/{version}/predict"}
         artifact = await store.read_artifact(stored["artifact"]["file_id"])
-        self._model = load_model(artifact, stored["artifact"]["format"])
+        self._format = stored["artifact"]["format"]
+        self._model = load_model(artifact, self._format)
         # Warm-up: the first call of a TorchScript module compiles and is slow;
         # pay it here, before this replica takes traffic.
         sample = sample_inputs(self._manifest)
@@ -248,7 +249,7 @@ class ModelServer:
         return {
             "name": self._name,
             "versions": [str(self._version)],
-            "platform": "pytorch_torchscript",
+            "platform": {"torchscript": "pytorch_torchscript", "export": "pytorch_export"}.get(self._format, "python_handler"),
             "inputs": [oip_tensor_metadata(spec) for spec in self._manifest.inputs],
             "outputs": [{"name": o.name, "datatype": "FP32", "shape": [-1]} for o in self._manifest.outputs],
         }

@@ -5,6 +5,7 @@ or the error. The manager never loads uploaded artifacts in its own process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import sys
@@ -19,8 +20,9 @@ def main() -> int:
         from seedserve.runtime import load_model, run_model
 
         manifest = Manifest.model_validate_json(sys.stdin.read())
-        model = load_model(Path(path).read_bytes(), fmt)
-        outputs = run_model(model, manifest, sample_inputs(manifest))
+        with contextlib.redirect_stdout(sys.stderr):  # a handler script's prints must not hide the report
+            model = load_model(Path(path).read_bytes(), fmt)
+            outputs = run_model(model, manifest, sample_inputs(manifest))
         print(json.dumps({"ok": True, "outputs": {k: list(v.shape) for k, v in outputs.items()}}))
     except Exception as exc:  # report any failure of the model to the registrant
         message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"

@@ -235,3 +235,42 @@ def test_a_register_and_delete_cycle_costs_only_a_few_config_submissions(
     # One submission to add the model, one to remove it; a little slack for a
     # pass that raced a registration. Resubmitting on every pass would be far more.
     assert deploys() - before <= 4
+
+
+HANDLER = """
+import torch
+
+def load(weights):
+    model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
+    model.load_state_dict(weights)
+    return model
+
+def preprocess(inputs):
+    return torch.from_numpy(inputs["x"]).flip(1)
+
+def predict(model, x):
+    return model(x)
+"""
+
+
+def test_handler_packages_and_torch_export_programs_serve_what_they_compute(system: System, tmp_path: Path) -> None:
+    from seedserve.client import package_handler
+
+    network = make_mlp(seed=9)
+    script = tmp_path / "handler.py"
+    script.write_text(HANDLER)
+    handler = package_handler(script, tmp_path / "flip.zip", weights=network)
+    program = torch.export.export(network, (torch.randn(2, 16),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    exported = tmp_path / "exported.pt2"
+    torch.export.save(program, exported)
+    x = torch.randn(4, 16)
+    expected = {"flip-handler": network(x.flip(1)), "exported": network(x)}
+    with ManagerClient(system.manager_url, system.admin_token) as manager:
+        keys = {name: manager.register(artifact, {**MLP_MANIFEST, "name": name})  # format from the suffix
+                for name, artifact in (("flip-handler", handler), ("exported", exported))}
+        assert manager.get_model("flip-handler")["artifact"]["format"] == "handler"
+        assert manager.get_model("exported")["artifact"]["format"] == "export"
+    for name, key in keys.items():
+        with Client(system.master_url, key, timeout=60) as client:
+            outputs = eventually(lambda: client.predict(name, x=x), timeout_s=90)
+        np.testing.assert_allclose(outputs["y"], expected[name].detach().numpy(), rtol=1e-5, atol=1e-6)

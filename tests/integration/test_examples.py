@@ -16,7 +16,8 @@ from tests.conftest import System
 pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).parent.parent.parent / "examples"
-KINDS = ["image_classifier", "audio_classifier", "tabular_regressor", "text_classifier", "graph_model", "recommender"]
+KINDS = ["image_classifier", "audio_classifier", "tabular_regressor", "text_classifier", "graph_model", "recommender",
+         "handler_mlp"]
 
 
 @pytest.mark.parametrize("example", KINDS)

@@ -1,0 +1,124 @@
+"""Artifact formats besides TorchScript: torch.export programs and handler
+packages (a script with load / preprocess / predict / postprocess plus a
+state dict loaded with weights_only=True)."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seedserve.client import package_handler
+from seedserve.codecs import Manifest, sample_inputs
+from seedserve.errors import InvalidArtifact, ModelError
+from seedserve.runtime import load_model, run_model
+from tests.helpers import MLP_MANIFEST, make_mlp
+
+SCRIPT = """
+import torch
+
+calls = []
+
+def load(weights):
+    model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
+    model.load_state_dict(weights)
+    return model
+
+def preprocess(inputs):
+    calls.append("preprocess")
+    return torch.from_numpy(inputs["x"]) * 2
+
+def predict(model, x):
+    return model(x)
+
+def postprocess(y):
+    return {"second": y.argmax(1), "first": y}
+"""
+
+TWO_OUTPUTS = Manifest.model_validate({**MLP_MANIFEST, "outputs": [{"name": "first"}, {"name": "second"}]})
+
+
+def _package(tmp_path: Path, script: str = SCRIPT, weights: object = None) -> bytes:
+    path = tmp_path / "handler.py"
+    path.write_text(script)
+    return package_handler(path, tmp_path / "h.zip", weights=weights).read_bytes()  # type: ignore[arg-type]
+
+
+def test_a_handler_package_runs_its_own_pre_and_postprocessing_with_its_weights(tmp_path: Path) -> None:
+    network = make_mlp(seed=4)
+    model = load_model(_package(tmp_path, weights=network), "handler")
+    x = np.random.default_rng(1).standard_normal((3, 16)).astype(np.float32)
+    outputs = run_model(model, TWO_OUTPUTS, {"x": x})
+    expected = network(torch.from_numpy(x) * 2).detach().numpy()
+    np.testing.assert_allclose(outputs["first"], expected, rtol=1e-5, atol=1e-6)  # a dict maps by declared name
+    np.testing.assert_array_equal(outputs["second"], expected.argmax(1))
+
+
+def test_weights_that_would_run_code_are_refused_and_never_run(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+
+    class Exploit:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (Path.touch, (str(canary),))
+
+    buffer = io.BytesIO()
+    torch.save({"w": Exploit()}, buffer)
+    script = tmp_path / "handler.py"
+    script.write_text(SCRIPT)
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as package:
+        package.write(script, "handler.py")
+        package.writestr("weights.pt", buffer.getvalue())
+    assert pickle.loads(pickle.dumps(Exploit())) is None and canary.exists()  # the payload does run when unpickled
+    canary.unlink()
+    with pytest.raises(InvalidArtifact, match="weights_only"):
+        load_model((tmp_path / "evil.zip").read_bytes(), "handler")
+    assert not canary.exists()
+
+
+@pytest.mark.parametrize(("files", "message"), [
+    ({"model.py": "x = 1"}, "no handler.py"),
+    ({"handler.py": "def load(weights):\n    return None\n"}, "must define predict"),
+    ({"handler.py": "def load(weights):\n    raise ValueError('no GPU here')\ndef predict(m, x):\n    pass\n"},
+     "failed while loading: ValueError: no GPU here"),
+    ({"handler.py": "def load(:\n"}, "failed while loading: SyntaxError"),
+])
+def test_broken_handler_packages_are_refused_with_the_reason(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as package:
+        for name, text in files.items():
+            package.writestr(name, text)
+    with pytest.raises(InvalidArtifact, match=message):
+        load_model(buffer.getvalue(), "handler")
+
+
+def test_not_a_zip_is_refused_saying_how_to_build_one() -> None:
+    with pytest.raises(InvalidArtifact, match="package_handler"):
+        load_model(b"plain text", "handler")
+
+
+def test_a_handler_whose_predict_fails_reports_a_model_error(tmp_path: Path) -> None:
+    script = "def load(weights):\n    return None\ndef predict(model, inputs):\n    raise RuntimeError('shape mismatch')\n"
+    model = load_model(_package(tmp_path, script), "handler")
+    manifest = Manifest.model_validate(MLP_MANIFEST)
+    with pytest.raises(ModelError, match="shape mismatch"):
+        run_model(model, manifest, sample_inputs(manifest))
+
+
+def test_a_torch_export_program_computes_what_the_module_does(tmp_path: Path) -> None:
+    network = make_mlp(seed=5)
+    x = torch.randn(2, 16)
+    program = torch.export.export(network, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    model = load_model(buffer.getvalue(), "export")
+    manifest = Manifest.model_validate(MLP_MANIFEST)
+    y = torch.randn(5, 16)
+    np.testing.assert_allclose(run_model(model, manifest, {"x": y.numpy()})["y"], network(y).detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(InvalidArtifact, match="torch.export.save"):
+        load_model(b"not a program", "export")
