@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -108,6 +109,18 @@ class System:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def replicas(self, app: str, deployment: str = "ModelServer") -> list[dict[str, Any]]:
+        """The RUNNING replicas of ``app``'s ``deployment`` (with ``pid`` and
+        ``node_id``), as Serve's REST API reports them."""
+        from seedserve.deployments.serve_api import ray_auth_headers
+
+        dashboard = f"http://127.0.0.1:{self.env['SEEDSERVE_DASHBOARD_PORT']}"
+        details = httpx.get(f"{dashboard}/api/serve/applications/", headers=ray_auth_headers(), timeout=10).json()
+        application = details["applications"].get(app)
+        if application is None:
+            return []
+        return [r for r in application["deployments"][deployment]["replicas"] if r["state"] == "RUNNING"]
 
 
 @pytest.fixture(scope="session")
