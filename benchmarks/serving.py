@@ -4,7 +4,8 @@ in one run on one machine.
     .venv/bin/python -m benchmarks.serving [--seconds 10]
 
 Servers, one at a time so they do not share the CPUs:
-  1. bare Starlette with the model in process (uvicorn, one worker);
+  1. bare Starlette with the model in process (uvicorn, one worker), as written;
+  1b. the same, running the frozen + optimized TorchScript graph seedserve serves;
   2. vanilla Ray Serve, default settings (Python proxy);
   3. vanilla Ray Serve, HAProxy ingress + throughput-optimized (Ray's fastest);
   4. seedserve: the real `seedserve up`, the model registered through the manager,
@@ -57,10 +58,12 @@ def _answers_one(base: str, workload: Workload, headers: dict[str, str]) -> bool
 
 
 @contextmanager
-def bare_starlette(logs: Path) -> Iterator[tuple[str, dict[str, str]]]:
+def bare_starlette(logs: Path, optimized: bool = False) -> Iterator[tuple[str, dict[str, str]]]:
     port = _free_port()
     child = start_child("starlette", [sys.executable, "-m", "uvicorn", "benchmarks.bare_starlette:app", "--port",
-                                      str(port), "--no-access-log", "--log-level", "warning"], logs / "starlette.log")
+                                      str(port), "--no-access-log", "--log-level", "warning"],
+                        logs / f"starlette{'-optimized' if optimized else ''}.log",
+                        env={**os.environ, "BENCH_OPTIMIZED": "1" if optimized else "0"})
     yield from _serving(child, f"http://127.0.0.1:{port}", {})
 
 
@@ -102,6 +105,7 @@ def _serving(child: Child | None, base: str, headers: dict[str, str], timeout_s:
 
 SERVERS: dict[str, Callable[[Path], "contextmanager[tuple[str, dict[str, str]]]"]] = {  # type: ignore[type-arg]
     "bare Starlette (model in process)": bare_starlette,
+    "bare Starlette (frozen + optimized TorchScript, as seedserve runs it)": lambda logs: bare_starlette(logs, True),
     "vanilla Ray Serve (defaults)": lambda logs: vanilla_serve(logs, haproxy=False),
     "vanilla Ray Serve (HAProxy + throughput-optimized)": lambda logs: vanilla_serve(logs, haproxy=True),
     "seedserve": seedserve,
@@ -147,18 +151,23 @@ def _write(results: dict[str, dict[str, list[Result]]], args: argparse.Namespace
         {"meta": meta, "results": {w: {k: [asdict(r) for r in v] for k, v in by_server.items()}
                                    for w, by_server in results.items()}}, indent=2) + "\n")
     lines = [f"Measured {meta['date']} on {meta['cpus']} CPUs ({meta['machine']}), wrk -t1, "
-             f"{args.seconds} s per row, one replica per model; all servers in one run, one at a time."]
+             f"{args.seconds} s per row, one replica per model; all servers in one run, one at a time. "
+             "seedserve serves TorchScript frozen and optimized for inference (oneDNN) when that is equivalent and "
+             "faster; the second bare row runs that same graph, so its column isolates the serving path."]
     for workload, by_server in results.items():
-        bare = next(v for k, v in by_server.items() if k.startswith("bare"))
+        bare = by_server["bare Starlette (model in process)"]
+        same_graph = next((v for k, v in by_server.items() if k.startswith("bare Starlette (frozen")), bare)
         fastest = {c: max(v[i].requests_per_s for k, v in by_server.items() if k.startswith("vanilla"))
                    for i, c in enumerate(args.concurrency)}
         lines += ["", f"**{_TITLES[workload]}**", "",
-                  "| server | connections | req/s | p50 ms | p99 ms | errors | vs bare Starlette | vs fastest vanilla Ray Serve |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| server | connections | req/s | p50 ms | p99 ms | errors | vs bare Starlette "
+                  "| vs bare, same optimized graph | vs fastest vanilla Ray Serve |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, rows in by_server.items():
             for i, r in enumerate(rows):
                 lines.append(f"| {name} | {r.concurrency} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
                              f"| {r.errors} | {r.requests_per_s / bare[i].requests_per_s:.2f}x "
+                             f"| {r.requests_per_s / same_graph[i].requests_per_s:.2f}x "
                              f"| {r.requests_per_s / fastest[r.concurrency]:.2f}x |")
     (RESULTS / "serving.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

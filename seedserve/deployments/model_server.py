@@ -42,7 +42,7 @@ from seedserve.deployments._transport import parse_payload
 from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, mongo_uri_from, replica_capacity
 from seedserve.errors import InputTooLarge, ModelError, NotFound, SeedserveError, Timeout, http_status
 from seedserve.registry import ModelStore, connect
-from seedserve.runtime import load_model, run_model
+from seedserve.runtime import load_model, optimize_for_serving, run_model
 
 __all__ = ["ModelServer", "build"]
 
@@ -77,9 +77,16 @@ class ModelServer:
         self._format = stored["artifact"]["format"]
         self._model = load_model(artifact, self._format)
         # Warm-up: the first call of a TorchScript module compiles and is slow;
-        # pay it here, before this replica takes traffic.
+        # pay it here, before this replica takes traffic. Then serve the frozen,
+        # optimized graph if it is equivalent and no slower.
         sample = sample_inputs(self._manifest)
         run_model(self._model, self._manifest, sample)
+        if self._manifest.batching.max_batch_size == 1:
+            samples = [sample]
+        else:
+            samples = [sample, sample_inputs(self._manifest, self._manifest.batching.max_batch_size or 8)]
+        self._model, how = await asyncio.to_thread(optimize_for_serving, self._model, self._manifest, samples)
+        logger.info("model %s version %s %s", name, version, how)
         self._call_time = CallTime()
         for _ in range(5):
             self._timed_run(sample)

@@ -122,3 +122,24 @@ def test_a_torch_export_program_computes_what_the_module_does(tmp_path: Path) ->
                                rtol=1e-5, atol=1e-6)
     with pytest.raises(InvalidArtifact, match="torch.export.save"):
         load_model(b"not a program", "export")
+
+
+def test_serving_optimizes_a_torchscript_cnn_only_into_an_equivalent_graph() -> None:
+    from seedserve.runtime import optimize_for_serving
+
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(8, 2)).eval()
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(cnn), buffer)
+    model = load_model(buffer.getvalue(), "torchscript")
+    manifest = Manifest.model_validate({"name": "cnn", "inputs": [{"name": "x", "shape": [-1, 3, 16, 16]}],
+                                        "outputs": [{"name": "y"}]})
+    served, how = optimize_for_serving(model, manifest, [sample_inputs(manifest), sample_inputs(manifest, 4)],
+                                       repeats=1)
+    x = np.random.default_rng(2).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(run_model(served, manifest, {"x": x})["y"], cnn(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-4, atol=1e-5)
+    assert how.startswith(("frozen and optimized", "runs as loaded (the optimized graph is slower"))
+    handler_like, why = optimize_for_serving(cnn, manifest, [sample_inputs(manifest)])
+    assert handler_like is cnn and "not TorchScript" in why

@@ -1,0 +1,156 @@
+"""What a model does, op by op: every aten op one call runs, with its FLOPs
+(torch's own formulas), the bytes it reads and writes, and its kind.
+
+This is the profiler's ground truth: the FLOPs total, the activation traffic
+and the per-op latency prediction all come from one traced call.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import flop_registry
+
+__all__ = ["Op", "trace", "op_kind", "GEMM", "CONV", "MEMORY", "VIEW"]
+
+#: Op kinds, each with its own achieved rate in the calibration.
+GEMM, CONV, MEMORY, VIEW = "gemm", "conv", "memory", "view"
+
+_GEMM_OPS = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_scaled_dot_product_flash_attention_for_cpu"}
+_CONV_OPS = {"convolution", "_convolution", "mkldnn_convolution", "_slow_conv2d_forward"}
+# Ops that only reinterpret or alias memory: no traffic, only dispatch overhead.
+_VIEW_OPS = {"view", "_unsafe_view", "reshape", "expand", "t", "transpose", "permute", "unsqueeze", "squeeze",
+             "select", "slice", "alias", "detach", "as_strided", "unbind", "split", "split_with_sizes", "chunk",
+             "flatten", "unflatten", "size", "stride", "dim", "is_contiguous", "lift_fresh", "_to_copy_view"}
+
+
+#: Names of ops that do arithmetic worth counting; one without a formula makes the count incomplete.
+_COMPUTE = re.compile(r"mm|conv|linear|matmul|attention|transformer|lstm|gru|rnn|einsum")
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    kind: str
+    flops: int
+    bytes_read: int
+    bytes_written: int
+    #: Whether torch's formulas know this op's FLOPs (compute ops they miss are reported).
+    counted: bool
+
+    @property
+    def bytes(self) -> int:
+        return self.bytes_read + self.bytes_written
+
+
+def op_kind(name: str) -> str:
+    if name in _GEMM_OPS:
+        return GEMM
+    if name in _CONV_OPS:
+        return CONV
+    if name in _VIEW_OPS:
+        return VIEW
+    return MEMORY
+
+
+def _nbytes(values: Any) -> int:
+    leaves, _ = tree_flatten(values)
+    return sum(t.numel() * t.element_size() for t in leaves if isinstance(t, torch.Tensor))
+
+
+#: Gates per cell in oneDNN's RNN modes (RNN_RELU, RNN_TANH, LSTM, GRU).
+_RNN_GATES = {0: 1, 1: 1, 2: 4, 3: 3}
+
+
+def _rnn_layer_flops(args: tuple[Any, ...]) -> int:
+    """One oneDNN RNN layer (the CPU kernel of LSTM and GRU): per step and
+    sequence, every gate multiplies the input and the hidden state."""
+    x, weight_ih = args[0], args[1]
+    mode, batch_first = int(args[9]), bool(args[14])
+    steps, batch = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
+    gates_times_hidden, width = weight_ih.shape
+    hidden = gates_times_hidden // _RNN_GATES.get(mode, 1)
+    return 2 * steps * batch * gates_times_hidden * (width + hidden)
+
+
+def _attention_flops(args: tuple[Any, ...]) -> int:
+    """Scaled dot-product attention on CPU: Q K^T, then the weights times V."""
+    query, key, value = args[0], args[1], args[2]
+    *batch, length, width = query.shape
+    count = math.prod(batch)
+    return 2 * count * length * key.shape[-2] * (width + value.shape[-1])
+
+
+def _encoder_layer_flops(args: tuple[Any, ...]) -> int:
+    """The fused Transformer encoder layer (TorchScript's fast path): the QKV
+    and output projections, attention over all heads, and the feed-forward."""
+    src, embed = args[0], int(args[1])
+    ffn = args[14].shape[0]
+    batch, length = (src.shape[0], src.shape[1]) if src.dim() == 3 else (1, src.shape[0])
+    tokens = batch * length
+    return 2 * tokens * (3 * embed * embed + embed * embed + 2 * embed * ffn) + 4 * batch * length * length * embed
+
+
+#: FLOPs of compute ops torch's formulas do not know.
+_FORMULAS = {
+    "mkldnn_rnn_layer": _rnn_layer_flops,
+    "_scaled_dot_product_flash_attention_for_cpu": _attention_flops,
+    "_transformer_encoder_layer_fwd": _encoder_layer_flops,
+}
+
+
+class _Tracer(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[Op] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        packet = func._overloadpacket
+        formula = flop_registry.get(packet)
+        if formula is None:
+            # Composite ops (linear, conv2d, lstm...) run as their parts, which
+            # the formulas know; as torch's own FlopCounterMode does.
+            with self:
+                decomposed = func.decompose(*args, **kwargs)
+            if decomposed is not NotImplemented:
+                return decomposed
+        out = func(*args, **kwargs)
+        name = packet.__name__
+        flops = 0
+        if formula is not None:
+            flops = int(formula(*args, **kwargs, out_val=out))
+        elif name in _FORMULAS:
+            flops, formula = _FORMULAS[name](args), True
+        kind = op_kind(name)
+        self.ops.append(Op(name, kind, flops, 0 if kind == VIEW else _nbytes((args, kwargs)),
+                           0 if kind == VIEW else _nbytes(out), formula is not None or not _COMPUTE.search(name)))
+        return out
+
+
+@contextmanager
+def _plain_attention() -> Iterator[None]:
+    """Run attention as its matrix products, not the fused fast path whose
+    FLOPs no counter knows."""
+    previous = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(previous)
+
+
+def trace(call: Callable[[], Any]) -> list[Op]:
+    """The aten ops of one ``call()`` (in inference mode)."""
+    tracer = _Tracer()
+    with torch.inference_mode(), _plain_attention(), tracer:
+        call()
+    return tracer.ops
