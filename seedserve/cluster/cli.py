@@ -99,3 +99,44 @@ def status(host: str | None, master_port: int | None, manager_port: int | None) 
         for component, state in report.get("components", {}).items():
             click.echo(f"  {component:12} {json.dumps(state) if not isinstance(state, str) else state}")
     sys.exit(0 if healthy else 1)
+
+
+@main.command()
+@click.option("--type", "worker_type", help="Worker type to store the result for [env SEEDSERVE_WORKER_TYPE; default cpu-local].")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch threads, as the replicas on this node run (one per replica by default).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory of `seedserve up` (for its database).")
+@click.option("--dry-run", is_flag=True, help="Print the fitted parameters; store nothing.")
+def calibrate(worker_type: str | None, threads: int, data_dir: Path | None, dry_run: bool) -> None:
+    """Measure this node (GEMM, convolution, recurrent and copy sweeps) and
+    store the fitted latency model for its worker type, which the manager's
+    predictions then use. Run it on a node of that type; takes under a minute."""
+    import asyncio
+
+    import torch
+
+    from seedserve.profiler.calibrate import calibrate as run_calibration
+    from seedserve.registry import ModelStore, connect
+
+    settings = _settings(data_dir=data_dir)
+    name = worker_type or settings.worker_type
+    torch.set_num_threads(threads)
+    click.echo(f"calibrating worker type {name!r} with {threads} thread(s)...", err=True)
+    result = run_calibration(name)
+    summary = {kind: fit.model_dump() for kind, fit in result.kinds.items()}
+    click.echo(json.dumps({"worker_type": name, "call_overhead_s": result.call_overhead_s, "kinds": summary}, indent=2))
+    if dry_run:
+        return
+
+    async def store() -> None:
+        client = connect(settings.resolved_mongo_uri)
+        try:
+            await ModelStore(client[settings.database]).put_calibration(name, result.model_dump(mode="json"))
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(store())
+    except Exception as exc:  # the database is not running: say where it was looked for
+        raise click.ClickException(f"could not store the calibration in {settings.resolved_mongo_uri}: {exc}") from exc
+    click.echo(f"stored the calibration of {name!r}", err=True)

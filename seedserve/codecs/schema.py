@@ -7,7 +7,7 @@ the model servers read it back from the stored document.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -124,6 +124,15 @@ class Batching(_Strict):
     max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
 
 
+class Objective(_Strict):
+    """What the model must meet, for the worker recommendation: a latency
+    percentile (``p50`` or ``p99``, in ms) at an expected peak load."""
+
+    latency_ms: float = Field(gt=0, le=600_000)
+    percentile: Literal["p50", "p99"] = "p99"
+    peak_rps: float = Field(default=1.0, gt=0, le=10_000_000)
+
+
 class Manifest(_Strict):
     """What a model is: name, inputs, outputs and how to serve it."""
 
@@ -133,6 +142,7 @@ class Manifest(_Strict):
     outputs: list[OutputSpec] = Field(min_length=1, max_length=64)
     scaling: Scaling = Scaling()
     batching: Batching = Batching()
+    objective: Objective | None = None
     max_body_bytes: int = Field(default=16 * 2**20, gt=0, le=512 * 2**20)
 
     @field_validator("inputs", "outputs")

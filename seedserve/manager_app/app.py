@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from seedserve import __version__
 from seedserve.errors import SeedserveError, Unavailable, http_status
-from seedserve.manager_app import models
+from seedserve.manager_app import models, profiles
 from seedserve.manager_app.limits import BodyLimit
 from seedserve.manager_app.state import ManagerState
 from seedserve.registry import ModelStore, connect
@@ -59,7 +59,7 @@ def create_app(settings: Settings, admin_token: str) -> Starlette:
         await client.close()
 
     app = Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"]), *models.routes],
+        routes=[Route("/healthz", healthz, methods=["GET"]), *models.routes, *profiles.routes],
         middleware=[Middleware(BodyLimit, max_bytes=settings.max_artifact_bytes + (1 << 20))],
         exception_handlers={SeedserveError: _domain_error, HTTPException: _http_error},
         lifespan=lifespan,

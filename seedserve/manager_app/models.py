@@ -18,6 +18,7 @@ from starlette.routing import Route
 from seedserve.codecs import Manifest, parse_manifest
 from seedserve.errors import InvalidArtifact, InvalidInput, InvalidManifest
 from seedserve.manager_app.probe import probe_artifact
+from seedserve.manager_app.profiles import insight
 from seedserve.manager_app.state import require_admin
 from seedserve.registry import KeyDoc, ModelDoc, VersionDoc, default_version, hash_key, new_key
 from seedserve.runtime import ARTIFACT_FORMATS
@@ -39,7 +40,7 @@ async def register(request: Request) -> Response:
         with tempfile.TemporaryDirectory(prefix="seedserve-upload-") as tmp:
             path = Path(tmp) / "artifact"
             await _save(upload, path, state.settings.max_artifact_bytes)
-            outputs = await probe_artifact(path, fmt, manifest)
+            outputs, profile = await probe_artifact(path, fmt, manifest)
             artifact = await state.store.put_artifact(
                 _chunks(path), filename=manifest.name, fmt=fmt, max_bytes=state.settings.max_artifact_bytes
             )
@@ -47,13 +48,14 @@ async def register(request: Request) -> Response:
     key_doc = KeyDoc(id="k1", label="default", sha256=hash_key(key), created_at=datetime.now(UTC))
     try:
         version, created = await state.store.add_version(
-            manifest.name, manifest.model_dump(mode="json"), artifact, key_doc
+            manifest.name, manifest.model_dump(mode="json"), artifact, key_doc, profile
         )
     except BaseException:
         # No half registrations: the artifact goes when its version cannot be stored.
         await state.store.delete_artifact(artifact["file_id"])
         raise
-    body: dict[str, Any] = {"name": manifest.name, "version": version, "outputs": outputs}
+    body: dict[str, Any] = {"name": manifest.name, "version": version, "outputs": outputs,
+                            **await insight(state.store, manifest, profile)}
     if created:
         body |= {"key": key, "key_id": key_doc["id"], "message": "store this key now: it is shown only once"}
     else:
@@ -140,10 +142,16 @@ async def list_models(request: Request) -> Response:
 
 
 async def get_model(request: Request) -> Response:
+    """The model, with its serving version's profile, predictions and recommendation."""
     state = require_admin(request)
     name = request.path_params["name"]
     doc = await state.store.get(name)
-    return JSONResponse(_public(doc, await state.store.versions(name)))
+    versions = await state.store.versions(name)
+    shown = _public(doc, versions)
+    current = next((v for v in versions if v["version"] == shown["version"]), None)
+    if current is not None:
+        shown |= await insight(state.store, Manifest.model_validate(current["manifest"]), current.get("profile"))
+    return JSONResponse(shown)
 
 
 async def list_versions(request: Request) -> Response:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from seedserve.codecs import Manifest
 from seedserve.errors import InvalidArtifact
@@ -15,8 +16,9 @@ __all__ = ["probe_artifact"]
 
 async def probe_artifact(
     path: Path, fmt: str, manifest: Manifest, *, timeout_s: float = 120.0, max_memory_bytes: int = 16 * 2**30
-) -> dict[str, list[int]]:
-    """Load and run the artifact once on a sample; returns output shapes by name."""
+) -> tuple[dict[str, list[int]], dict[str, Any]]:
+    """Load and run the artifact once on a sample, and profile it; returns
+    output shapes by name and the profile (or ``{"error": ...}``)."""
     process = await asyncio.create_subprocess_exec(
         # The child caps its own memory: preexec_fn is unsafe in a threaded server.
         sys.executable, "-m", "seedserve.manager_app._probe", str(path), fmt, str(max_memory_bytes),
@@ -42,4 +44,4 @@ async def probe_artifact(
         ) from None
     if not report["ok"]:
         raise InvalidArtifact(f"the model failed on a sample input: {report['error']}", input=report.get("input") or "artifact")
-    return dict(report["outputs"])
+    return dict(report["outputs"]), dict(report.get("profile") or {"error": "not profiled"})

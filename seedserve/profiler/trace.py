@@ -19,12 +19,19 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
-__all__ = ["Op", "trace", "op_kind", "GEMM", "CONV", "MEMORY", "VIEW"]
+__all__ = ["Decompose", "Op", "trace", "op_kind", "GEMM", "CONV", "DWCONV", "RNN", "MEMORY", "VIEW", "KINDS"]
 
-#: Op kinds, each with its own achieved rate in the calibration.
-GEMM, CONV, MEMORY, VIEW = "gemm", "conv", "memory", "view"
+#: Op kinds, each with its own achieved rate in the calibration: matrix
+#: products, dense and grouped (depthwise) convolutions, recurrent layers,
+#: memory-bound ops (elementwise, pooling, norms, gathers), and views.
+GEMM, CONV, DWCONV, RNN, MEMORY, VIEW = "gemm", "conv", "dwconv", "rnn", "memory", "view"
+KINDS = (GEMM, CONV, DWCONV, RNN, MEMORY, VIEW)
 
-_GEMM_OPS = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_scaled_dot_product_flash_attention_for_cpu"}
+_GEMM_OPS = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_scaled_dot_product_flash_attention_for_cpu",
+             "_transformer_encoder_layer_fwd", "_native_multi_head_attention"}
+_RNN_OPS = {"mkldnn_rnn_layer"}
+# Gathers read only the rows they pick, not the whole table they are given.
+_GATHER_OPS = {"embedding", "_embedding_bag", "embedding_bag", "index_select"}
 _CONV_OPS = {"convolution", "_convolution", "mkldnn_convolution", "_slow_conv2d_forward"}
 # Ops that only reinterpret or alias memory: no traffic, only dispatch overhead.
 _VIEW_OPS = {"view", "_unsafe_view", "reshape", "expand", "t", "transpose", "permute", "unsqueeze", "squeeze",
@@ -51,11 +58,13 @@ class Op:
         return self.bytes_read + self.bytes_written
 
 
-def op_kind(name: str) -> str:
+def op_kind(name: str, groups: int = 1) -> str:
     if name in _GEMM_OPS:
         return GEMM
     if name in _CONV_OPS:
-        return CONV
+        return CONV if groups == 1 else DWCONV
+    if name in _RNN_OPS:
+        return RNN
     if name in _VIEW_OPS:
         return VIEW
     return MEMORY
@@ -99,12 +108,30 @@ def _encoder_layer_flops(args: tuple[Any, ...]) -> int:
     return 2 * tokens * (3 * embed * embed + embed * embed + 2 * embed * ffn) + 4 * batch * length * length * embed
 
 
+def _native_attention_flops(args: tuple[Any, ...]) -> int:
+    """The fused multi-head attention (TorchScript's fast path): Q, K, V and
+    output projections, and attention over all heads."""
+    query, key, embed = args[0], args[1], int(args[3])
+    batch = query.shape[0] if query.dim() == 3 else 1
+    length, source = query.shape[-2], key.shape[-2]
+    projections = 2 * batch * embed * embed * (2 * length + 2 * source)
+    return projections + 4 * batch * length * source * embed
+
+
 #: FLOPs of compute ops torch's formulas do not know.
 _FORMULAS = {
+    "_native_multi_head_attention": _native_attention_flops,
     "mkldnn_rnn_layer": _rnn_layer_flops,
     "_scaled_dot_product_flash_attention_for_cpu": _attention_flops,
     "_transformer_encoder_layer_fwd": _encoder_layer_flops,
 }
+
+
+def _gather_bytes(name: str, args: tuple[Any, ...]) -> int:
+    """Bytes of the indices a gather reads (the rows it picks are as many
+    bytes as its output, counted there)."""
+    indices = args[2] if name == "index_select" else args[1]
+    return int(indices.numel() * indices.element_size()) if isinstance(indices, torch.Tensor) else 0
 
 
 class _Tracer(TorchDispatchMode):
@@ -130,10 +157,30 @@ class _Tracer(TorchDispatchMode):
             flops = int(formula(*args, **kwargs, out_val=out))
         elif name in _FORMULAS:
             flops, formula = _FORMULAS[name](args), True
-        kind = op_kind(name)
-        self.ops.append(Op(name, kind, flops, 0 if kind == VIEW else _nbytes((args, kwargs)),
-                           0 if kind == VIEW else _nbytes(out), formula is not None or not _COMPUTE.search(name)))
+        kind = op_kind(name, int(args[8]) if name in _CONV_OPS and len(args) > 8 else 1)
+        written = 0 if kind == VIEW else _nbytes(out)
+        if kind == VIEW:
+            read = 0
+        elif name in _GATHER_OPS:
+            read = _gather_bytes(name, args) + written
+        else:
+            read = _nbytes((args, kwargs))
+        self.ops.append(Op(name, kind, flops, read, written, formula is not None or not _COMPUTE.search(name)))
         return out
+
+
+class Decompose(TorchDispatchMode):
+    """Runs composite ops as their parts, so that a counting mode entered
+    before this one sees matrix products and convolutions, not ``linear``."""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func._overloadpacket not in flop_registry:
+            with self:
+                decomposed = func.decompose(*args, **kwargs)
+            if decomposed is not NotImplemented:
+                return decomposed
+        return func(*args, **kwargs)
 
 
 @contextmanager

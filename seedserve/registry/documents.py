@@ -50,6 +50,8 @@ class VersionDoc(TypedDict):
     version: int
     manifest: dict[str, Any]
     artifact: ArtifactDoc
+    #: The profiler's report (seedserve.profiler.profile.ModelProfile), or {"error": ...}.
+    profile: dict[str, Any] | None
     created_at: datetime
 
 

@@ -50,6 +50,7 @@ class ModelStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._models = db["models"]
         self._versions = db["versions"]
+        self._calibrations = db["calibrations"]
         self._bucket = AsyncGridFSBucket(db, bucket_name="artifacts")
 
     async def ping(self) -> None:
@@ -90,7 +91,8 @@ class ModelStore:
         return cast(VersionDoc, doc)
 
     async def add_version(
-        self, name: str, manifest: dict[str, Any], artifact: ArtifactDoc, key: KeyDoc
+        self, name: str, manifest: dict[str, Any], artifact: ArtifactDoc, key: KeyDoc,
+        profile: dict[str, Any] | None = None,
     ) -> tuple[int, bool]:
         """Store ``artifact`` as the next version of ``name``, creating the
         model (with ``key``) if it is new. Returns the version and whether the
@@ -101,7 +103,7 @@ class ModelStore:
                 model = await self._models.find_one({"_id": name}, {"latest": 1})
             version = (model["latest"] if model else 0) + 1
             doc = VersionDoc(_id=version_id(name, version), name=name, version=version, manifest=manifest,
-                             artifact=artifact, created_at=now)
+                             artifact=artifact, profile=profile, created_at=now)
             try:
                 async with _database_errors():
                     await self._versions.insert_one(dict(doc))
@@ -191,6 +193,15 @@ class ModelStore:
         async with _database_errors():
             stream = await self._bucket.open_download_stream(file_id)
             return cast(bytes, await stream.read())
+
+    async def calibrations(self) -> dict[str, dict[str, Any]]:
+        """The latest calibration of each worker type, by type name."""
+        async with _database_errors():
+            return {doc["_id"]: doc async for doc in self._calibrations.find({})}
+
+    async def put_calibration(self, worker_type: str, calibration: dict[str, Any]) -> None:
+        async with _database_errors():
+            await self._calibrations.replace_one({"_id": worker_type}, {"_id": worker_type, **calibration}, upsert=True)
 
     async def key_hashes(self, name: str) -> list[str]:
         """The stored key hashes of ``name`` (empty if the model is gone)."""

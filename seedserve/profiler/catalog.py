@@ -1,0 +1,65 @@
+"""The worker catalog (``configs/workers.yaml``): each worker type's peak
+compute and bandwidth, memory, price, and the Ray resource its nodes advertise."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field
+
+__all__ = ["Catalog", "WorkerType", "load_catalog", "DEFAULT_CATALOG"]
+
+#: ``configs/workers.yaml`` of the source tree, or ``SEEDSERVE_WORKERS_CATALOG``
+#: (an installed package has no source tree: the image sets it).
+DEFAULT_CATALOG = Path(os.environ.get("SEEDSERVE_WORKERS_CATALOG")
+                       or Path(__file__).resolve().parents[2] / "configs" / "workers.yaml")
+
+
+class WorkerType(BaseModel):
+    name: str
+    device: Literal["cpu", "gpu"]
+    description: str
+    peak_fp32: float = Field(gt=0, description="FLOP/s")
+    peak_fp16: float = Field(gt=0, description="FLOP/s")
+    bandwidth: float = Field(gt=0, description="bytes/s")
+    memory: float = Field(gt=0, description="bytes")
+    price_per_hour: float = Field(ge=0, description="USD")
+    price_note: str | None = None
+    as_of: str
+    resource: str
+
+
+class Efficiency(BaseModel):
+    compute: float = Field(gt=0, le=1)
+    bandwidth: float = Field(gt=0, le=1)
+
+
+class Overhead(BaseModel):
+    call: float
+    op: float
+
+
+class Defaults(BaseModel):
+    uncalibrated_efficiency: Efficiency
+    uncalibrated_overhead_s: dict[Literal["cpu", "gpu"], Overhead]
+
+
+class Catalog(BaseModel):
+    defaults: Defaults
+    price_source: str
+    types: list[WorkerType]
+
+    def get(self, name: str) -> WorkerType:
+        for worker in self.types:
+            if worker.name == name:
+                return worker
+        raise KeyError(name)
+
+
+@cache
+def load_catalog(path: Path = DEFAULT_CATALOG) -> Catalog:
+    return Catalog.model_validate(yaml.safe_load(path.read_text()))

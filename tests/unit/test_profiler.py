@@ -1,0 +1,115 @@
+"""The profiler: FLOPs of reference layers against their analytic counts
+(and ptflops' independent count), and the worker recommendation's three cases."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from seedserve.codecs.schema import Objective
+from seedserve.profiler.catalog import load_catalog
+from seedserve.profiler.predict import assumed_calibration, predict, recommend
+from seedserve.profiler.profile import ModelProfile, profile_model
+
+
+class _RNN(nn.Module):
+    def __init__(self, cell: type[nn.Module]) -> None:
+        super().__init__()
+        self.rnn = cell(24, 40, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0]
+
+
+class _Attention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(32, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention(x, x, x, need_weights=False)[0]
+
+
+def _profile(module: nn.Module, shape: tuple[int, ...], scripted: bool = True) -> ModelProfile:
+    model = torch.jit.script(module.eval()) if scripted else module.eval()
+    return profile_model(model, lambda n: (torch.randn(n, *shape),), lambda m, args: m(*args), (1, 3))
+
+
+B = 3  # the second profiled batch size
+CASES = {
+    # name: (module, input shape without batch, analytic FLOPs at batch B: 2 per multiply-add)
+    "linear": (nn.Linear(48, 20), (48,), 2 * B * 48 * 20),
+    "conv2d": (nn.Conv2d(3, 8, 3), (3, 12, 12), 2 * B * 8 * 10 * 10 * 3 * 3 * 3),
+    "depthwise conv2d": (nn.Conv2d(16, 16, 3, padding=1, groups=16), (16, 10, 10), 2 * B * 16 * 10 * 10 * 3 * 3),
+    "lstm": (_RNN(nn.LSTM), (7, 24), 2 * B * 7 * 4 * 40 * (24 + 40)),
+    "gru": (_RNN(nn.GRU), (7, 24), 2 * B * 7 * 3 * 40 * (24 + 40)),
+    # in projections (q, k, v), scores and weighted sum over all heads, output projection
+    "attention": (_Attention(), (5, 32), 2 * B * 5 * 32 * 32 * 3 + 2 * B * 5 * 5 * 32 * 2 + 2 * B * 5 * 32 * 32),
+    "small model": (nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)),
+                    (3, 6, 6), 2 * B * (4 * 6 * 6 * 27 + 144 * 5)),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_flops_equal_the_analytic_count(name: str) -> None:
+    module, shape, expected = CASES[name]
+    for scripted in (True, False):
+        profile = _profile(module, shape, scripted=scripted)
+        assert profile.at(B).flops == expected, (name, scripted)
+        assert profile.at(1).flops * B == expected
+        assert not profile.at(B).uncounted_ops
+
+
+def test_ptflops_counts_the_same_products_plus_the_bias_additions() -> None:
+    profile = _profile(nn.Linear(48, 20), (48,))
+    assert profile.at(B).ptflops_macs == B * (48 * 20 + 20)
+    conv = _profile(nn.Conv2d(3, 8, 3), (3, 12, 12))
+    assert conv.at(B).ptflops_macs == B * 8 * 10 * 10 * (3 * 3 * 3 + 1)
+
+
+def test_parameters_and_weight_bytes() -> None:
+    profile = _profile(nn.Linear(48, 20), (48,))
+    assert profile.parameters == 48 * 20 + 20
+    assert profile.weight_bytes == 4 * (48 * 20 + 20)
+    assert profile.at(1).activation_bytes >= 4 * 20
+
+
+def _recommendation(module: nn.Module, shape: tuple[int, ...], objective: Objective):  # type: ignore[no-untyped-def]
+    catalog = load_catalog()
+    calibrations = {w.name: assumed_calibration(w, catalog) for w in catalog.types}
+    return recommend(_profile(module, shape), objective, catalog, calibrations), catalog
+
+
+def test_a_tiny_model_with_a_loose_target_gets_the_cheapest_cpu_type() -> None:
+    recommendation, catalog = _recommendation(nn.Linear(16, 4), (16,), Objective(latency_ms=50, peak_rps=10))
+    assert recommendation.choice is not None
+    chosen = catalog.get(recommendation.choice.worker_type)
+    cpu_prices = [w.price_per_hour for w in catalog.types if w.device == "cpu"]
+    assert chosen.device == "cpu" and chosen.price_per_hour == min(cpu_prices)
+    assert "cheapest" in recommendation.reasoning
+
+
+def test_a_large_model_with_a_tight_target_gets_a_gpu_type() -> None:
+    big = nn.Sequential(*(layer for _ in range(4) for layer in (nn.Linear(2048, 2048), nn.ReLU())))
+    recommendation, catalog = _recommendation(big, (2048,), Objective(latency_ms=1.0, peak_rps=2000))
+    assert recommendation.choice is not None, recommendation.reasoning
+    assert catalog.get(recommendation.choice.worker_type).device == "gpu"
+    cpu = [o for o in recommendation.options if catalog.get(o.worker_type).device == "cpu"]
+    assert cpu and not any(o.meets for o in cpu)
+
+
+def test_an_impossible_target_is_refused_with_the_reason() -> None:
+    recommendation, _ = _recommendation(nn.Linear(16, 4), (16,), Objective(latency_ms=0.0001, percentile="p50"))
+    assert recommendation.choice is None
+    assert recommendation.reasoning.startswith("no worker type meets p50 <= 0.0001 ms")
+    assert "fastest" in recommendation.reasoning
+
+
+def test_predictions_say_what_they_assume() -> None:
+    catalog = load_catalog()
+    worker = catalog.get("nvidia-t4")
+    prediction = predict(_profile(nn.Linear(16, 4), (16,)), worker, assumed_calibration(worker, catalog), 8)
+    assert not prediction.calibrated and prediction.latency_ms > 0
+    assert any("uncalibrated" in a for a in prediction.assumptions)
+    assert any("scaled" in a for a in prediction.assumptions)
