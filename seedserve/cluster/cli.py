@@ -108,9 +108,10 @@ def status(host: str | None, master_port: int | None, manager_port: int | None) 
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory of `seedserve up` (for its database).")
 @click.option("--dry-run", is_flag=True, help="Print the fitted parameters; store nothing.")
 def calibrate(worker_type: str | None, threads: int, data_dir: Path | None, dry_run: bool) -> None:
-    """Measure this node (GEMM, convolution, recurrent and copy sweeps) and
-    store the fitted latency model for its worker type, which the manager's
-    predictions then use. Run it on a node of that type; takes under a minute."""
+    """Measure this node (GEMM, convolution, recurrent, gather and
+    elementwise sweeps) and store the latency model for its worker type,
+    which the manager's predictions then use. Run it on a node of that type;
+    takes a minute or two."""
     import asyncio
 
     import torch

@@ -9,6 +9,7 @@ thread count replicas use.
 
 from __future__ import annotations
 
+import itertools
 import math
 import platform
 import statistics
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from seedserve.profiler.trace import CONV, DWCONV, GEMM, MEMORY, RNN, trace
+from seedserve.profiler.trace import CONV, DWCONV, GATHER, GEMM, MEMORY, RNN, trace
 
 __all__ = ["Calibration", "KindFit", "calibrate", "fit_kind"]
 
@@ -34,6 +35,8 @@ class KindFit(BaseModel):
 
 
 class Calibration(BaseModel):
+    """The latency model of one worker type (see seedserve.profiler.predict)."""
+
     worker_type: str
     calibrated: bool
     host: str
@@ -42,8 +45,9 @@ class Calibration(BaseModel):
     call_overhead_s: float
     view_overhead_s: float
     kinds: dict[str, KindFit]
-    #: The sweep's points per kind: (flops, bytes, seconds), for inspection.
-    points: dict[str, list[tuple[int, int, float]]] = {}
+    #: The sweeps' points per kind: (flops, bytes, seconds per op, op name,
+    #: reduction length). The predictor looks each op up among them.
+    points: dict[str, list[tuple[int, int, float, str, int]]] = {}
 
 
 def _median_s(call: Callable[[], Any], repeats: int, budget_s: float = 0.3) -> float:
@@ -91,49 +95,120 @@ class _RNN(torch.nn.Module):
         return self.rnn(x)[0]
 
 
+class _Bag(torch.nn.Module):
+    def __init__(self, rows: int, dim: int) -> None:
+        super().__init__()
+        self.bag = torch.nn.EmbeddingBag(rows, dim, mode="mean")
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.bag(ids, offsets)
+
+
+class _Gather(torch.nn.Module):
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return x.index_select(0, index)
+
+
+class _Scatter(torch.nn.Module):
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x).index_add_(0, index, x)
+
+
 def _point(module: torch.nn.Module, args: tuple[torch.Tensor, ...], kind: str, base_s: float,
-           repeats: int) -> tuple[int, int, float] | None:
-    """One sweep point: the kind's ops in one call, and the call's time less the call overhead."""
+           repeats: int) -> tuple[int, int, float, str, int] | None:
+    """One sweep point: the kind's ops in one call, and the call's time less the call overhead, per op."""
     scripted = _scripted(module)
     ops = [op for op in trace(lambda: scripted(*args)) if op.kind == kind]
     if not ops:
         return None
     with torch.inference_mode():
-        seconds = _median_s(lambda: scripted(*args), repeats) - base_s
-    return sum(op.flops for op in ops), sum(op.bytes for op in ops), max(seconds, 1e-8) / len(ops)
+        seconds = _median_s(lambda: scripted(*args), repeats, budget_s=0.15) - base_s
+    main = max(ops, key=lambda op: (op.flops, op.bytes))
+    return (sum(op.flops for op in ops) // len(ops), sum(op.bytes for op in ops) // len(ops),
+            max(seconds, 1e-8) / len(ops), main.name, main.reduction)
+
+
+class _Add(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + x
+
+
+class _Mean(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean([2, 3])
+
+
+def _memory_op(op: str, channels: int, width: int) -> torch.nn.Module:
+    """One memory-bound op on a 4-d activation (a module each: branching
+    inside one scripted module would add interpreter time to every point)."""
+    return {
+        "clone": _Clone, "add": _Add, "mean": _Mean, "relu": torch.nn.ReLU, "hardtanh": torch.nn.ReLU6,
+        "gelu": torch.nn.GELU, "sigmoid": torch.nn.Sigmoid,
+        "batch_norm": lambda: torch.nn.BatchNorm2d(channels), "max_pool2d": lambda: torch.nn.MaxPool2d(2),
+        "layer_norm": lambda: torch.nn.LayerNorm(width), "softmax": lambda: torch.nn.Softmax(-1),
+    }[op]()
 
 
 def _sweeps() -> dict[str, Iterable[tuple[torch.nn.Module, tuple[torch.Tensor, ...]]]]:
+    limit = 3e9  # FLOPs per point: large enough to reach the plateau, short enough to sweep in a minute
     gemm = ((torch.nn.Linear(k, n), (torch.randn(m, k),))
-            for m in (1, 8, 64, 256) for k, n in ((64, 64), (256, 256), (1024, 1024), (512, 2048)))
-    conv = ((torch.nn.Conv2d(c, c2, 3, padding=1), (torch.randn(b, c, hw, hw),))
-            for b in (1, 8) for c, c2 in ((3, 16), (16, 32), (64, 64), (128, 128)) for hw in (8, 32, 64)
-            if b * c * hw * hw <= 8 * 64 * 32 * 32)
+            for m in (1, 4, 16, 64, 256)
+            for k, n in ((16, 64), (64, 64), (128, 256), (256, 256), (512, 512), (1024, 1024), (1024, 4096),
+                         (4096, 1024), (2048, 2048))
+            if 2 * m * k * n <= limit)
+    conv = ((torch.nn.Conv2d(c, c2, k, padding=k // 2), (torch.randn(b, c, hw, hw),))
+            for b in (1, 4, 16) for k in (1, 3)
+            for c, c2 in ((3, 16), (3, 32), (16, 32), (32, 64), (64, 64), (64, 128), (128, 256), (256, 256))
+            for hw in (8, 16, 32, 64, 128)
+            if 2 * b * c2 * hw * hw * c * k * k <= limit and not (k == 1 and c == 3))
     dwconv = ((torch.nn.Conv2d(c, c, 3, padding=1, groups=c), (torch.randn(b, c, hw, hw),))
-              for b in (1, 8) for c in (16, 64, 256) for hw in (14, 56))
+              for b in (1, 4, 16) for c in (16, 64, 256, 512) for hw in (7, 14, 28, 56, 112)
+              if b * c * hw * hw <= 2**24)
     rnn = ((_RNN(cell, w, h), (torch.randn(b, t, w),))
-           for cell in (torch.nn.LSTM, torch.nn.GRU) for w, h in ((32, 64), (128, 256)) for b in (1, 8) for t in (8, 32))
-    memory = ((_Clone(), (torch.randn(n),)) for n in (256, 4096, 65536, 2**20, 2**22))
-    return {GEMM: gemm, CONV: conv, DWCONV: dwconv, RNN: rnn, MEMORY: memory}
+           for cell in (torch.nn.LSTM, torch.nn.GRU) for w, h in ((32, 64), (64, 128), (128, 256))
+           for b in (1, 16) for t in (8, 32))
+    memory = ((_memory_op(op, c, hw), (torch.randn(b, c, hw, hw),))
+              for op in ("clone", "relu", "hardtanh", "add", "batch_norm", "max_pool2d", "mean", "layer_norm",
+                         "softmax", "gelu", "sigmoid")
+              for b, c, hw in ((1, 16, 4), (1, 16, 16), (1, 32, 32), (4, 32, 32), (4, 64, 64), (16, 64, 64),
+                               (16, 32, 128)))
+    bags = ((_Bag(rows, dim), (torch.randint(0, rows, (b * per,)), torch.arange(0, b * per, per)))
+            for rows, dim in ((10_000, 32), (200_000, 128)) for b in (1, 16) for per in (10, 100))
+    # Random-access row gathers and scatters (message passing), 4 edges per node.
+    rows_moved = ((module(), (torch.randn(n * (4 if module is _Gather else 1), d), torch.randint(0, n, (4 * n,))))
+                  for module in (_Gather, _Scatter) for n in (64, 512, 4096, 16384) for d in (16, 64, 256))
+    gather = itertools.chain(bags, _scatter_args(rows_moved))
+    return {GEMM: gemm, CONV: conv, DWCONV: dwconv, RNN: rnn, GATHER: gather, MEMORY: memory}
 
 
-def fit_kind(points: list[tuple[int, int, float]], bytes_per_s: float | None = None) -> KindFit:
+def _scatter_args(points: Iterable[tuple[torch.nn.Module, tuple[torch.Tensor, ...]]]
+                  ) -> Iterable[tuple[torch.nn.Module, tuple[torch.Tensor, ...]]]:
+    """Scatters add one row per index: their source has as many rows as indices."""
+    for module, (x, index) in points:
+        if isinstance(module, _Scatter):
+            x = torch.randn(index.numel(), x.shape[1])
+            index = torch.randint(0, max(1, index.numel() // 4), (index.numel(),))
+        yield module, (x, index)
+
+
+def fit_kind(points: list[tuple[int, int, float]] | list[tuple[int, int, float, str, int]],
+             bytes_per_s: float | None = None) -> KindFit:
     """The op cost model that best fits ``points`` in relative error: a grid
     over the rate, the overhead from the median residual at each rate."""
     if bytes_per_s is None:  # memory-bound ops: bytes alone
         best = None
         for rate in (10 ** (7 + i / 20) for i in range(100)):
-            overhead = max(0.0, statistics.median(t - b / rate for _, b, t in points))
-            error = statistics.mean(abs(math.log((overhead + b / rate) / t)) for _, b, t in points)
+            overhead = max(0.0, statistics.median(p[2] - p[1] / rate for p in points))
+            error = statistics.mean(abs(math.log((overhead + p[1] / rate) / p[2])) for p in points)
             if best is None or error < best[0]:
                 best = (error, KindFit(overhead_s=overhead, flops_per_s=None, bytes_per_s=rate))
         assert best is not None
         return best[1]
     best = None
     for rate in (10 ** (8 + i / 20) for i in range(100)):
-        floor = [max(f / rate, b / bytes_per_s) for f, b, _ in points]
-        overhead = max(0.0, statistics.median(t - x for (_, _, t), x in zip(points, floor)))
-        error = statistics.mean(abs(math.log((overhead + x) / t)) for (_, _, t), x in zip(points, floor))
+        floor = [max(p[0] / rate, p[1] / bytes_per_s) for p in points]
+        overhead = max(0.0, statistics.median(p[2] - x for p, x in zip(points, floor)))
+        error = statistics.mean(abs(math.log((overhead + x) / p[2])) for p, x in zip(points, floor))
         if best is None or error < best[0]:
             best = (error, KindFit(overhead_s=overhead, flops_per_s=rate, bytes_per_s=bytes_per_s))
     assert best is not None
@@ -147,15 +222,16 @@ def calibrate(worker_type: str, repeats: int = 5) -> Calibration:
         x = torch.zeros(1)
         call_s = _median_s(lambda: identity(x), repeats)
         view_s = max(0.0, (_median_s(lambda: views(x), repeats) - call_s) / (32 * 3))
-    points: dict[str, list[tuple[int, int, float]]] = {}
+    points: dict[str, list[tuple[int, int, float, str, int]]] = {}
     for kind, sweep in _sweeps().items():
         points[kind] = [p for module, args in sweep if (p := _point(module, args, kind, call_s, repeats))]
     memory = fit_kind(points[MEMORY])
-    kinds = {MEMORY: memory}
+    kinds = {MEMORY: memory, GATHER: fit_kind(points[GATHER])}
     for kind in (GEMM, CONV, DWCONV, RNN):
         kinds[kind] = fit_kind(points[kind], memory.bytes_per_s)
     return Calibration(
         worker_type=worker_type, calibrated=True, host=platform.node(), threads=torch.get_num_threads(),
         measured_at=datetime.now(UTC), call_overhead_s=call_s, view_overhead_s=view_s, kinds=kinds, points=points,
     )
+
 

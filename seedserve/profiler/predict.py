@@ -10,7 +10,9 @@ default efficiency and are marked uncalibrated.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
+from typing import Any
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
@@ -19,9 +21,10 @@ from seedserve.codecs.schema import Objective
 from seedserve.profiler.calibrate import Calibration, KindFit
 from seedserve.profiler.catalog import Catalog, WorkerType
 from seedserve.profiler.profile import BatchProfile, ModelProfile
-from seedserve.profiler.trace import GEMM, KINDS, MEMORY, VIEW
+from seedserve.profiler.trace import GATHER, GEMM, KINDS, MEMORY, VIEW
 
-__all__ = ["Objective", "Prediction", "Recommendation", "assumed_calibration", "predict_s", "predict", "recommend"]
+__all__ = ["Objective", "Prediction", "Recommendation", "TERMS", "assumed_calibration", "predict", "predict_s",
+           "recommend", "terms_s"]
 
 #: p99 / p50 of a replica's latency when nothing is measured yet (queueing
 #: and scheduler noise on a shared node); replaced by the measured ratio once traffic flows.
@@ -53,20 +56,89 @@ def assumed_calibration(worker: WorkerType, catalog: Catalog) -> Calibration:
                        view_overhead_s=overhead.op / 4, kinds=kinds)
 
 
-def predict_s(batch: BatchProfile, calibration: Calibration) -> tuple[float, float, float, float]:
-    """(total, compute-bound part, memory-bound part, fixed overheads) in seconds."""
-    compute = memory = overhead = 0.0
-    for kind, flops, size in batch.ops:
+#: The terms of a call's predicted time.
+TERMS = ("call", "op_overhead", "views", "gemm", "conv", "dwconv", "rnn", "memory")
+
+
+def terms_s(batch: BatchProfile, calibration: Calibration) -> dict[str, float]:
+    """The unweighted terms of one call, in seconds: the fixed cost per call
+    and per view, and per op kind the time of its ops. An op's time is looked
+    up among the calibration's sweep points of its kind (compute ops by FLOPs
+    and reduction length, memory ops by bytes and name); a type without
+    points (uncalibrated) uses the roofline of its kind's fit."""
+    terms = dict.fromkeys(TERMS, 0.0)
+    for kind, flops, size, name, reduction in batch.ops:
         fit = calibration.kinds.get(kind) or calibration.kinds[GEMM if flops else MEMORY]
-        overhead += fit.overhead_s
+        points = calibration.points.get(kind) or []
+        if kind == GATHER and not any(p[3] == name for p in points):
+            # A gather the sweeps did not run (index_select...) moves bytes like an elementwise op.
+            kind, fit, points = MEMORY, calibration.kinds[MEMORY], calibration.points.get(MEMORY) or []
+        looked_up = _lookup_s(points, fit, flops, size, name, reduction)
+        if looked_up is not None:
+            terms[kind if kind in terms else "memory"] += looked_up
+            continue
+        terms["op_overhead"] += fit.overhead_s
         flop_s = flops / fit.flops_per_s if fit.flops_per_s and flops else 0.0
         byte_s = size / fit.bytes_per_s
-        if flop_s >= byte_s:
-            compute += flop_s
+        if flop_s >= byte_s and kind in terms:
+            terms[kind] += flop_s
         else:
-            memory += byte_s
-    overhead += calibration.call_overhead_s + batch.views * calibration.view_overhead_s
-    return compute + memory + overhead, compute, memory, overhead
+            terms["memory"] += max(flop_s, byte_s)
+    terms["call"] = calibration.call_overhead_s
+    terms["views"] = batch.views * calibration.view_overhead_s
+    return terms
+
+
+_PLAIN_ELEMENTWISE = {"clone", "add", "relu", "hardtanh"}
+
+
+def _lookup_s(points: Sequence[Sequence[Any]], fit: KindFit, flops: int, size: int, name: str,
+              reduction: int) -> float | None:
+    if not points:
+        return None
+    if fit.flops_per_s is not None and flops > 0:
+        # The 3 nearest sweep points in (log FLOPs, log reduction, log bytes):
+        # bytes tell a weight-bound GEMV from a GEMM of the same FLOPs. Each
+        # scales its variable time to this op's FLOPs above the kind's fixed cost.
+        def distance(p: Sequence[Any]) -> float:
+            return ((math.log10(max(p[0], 1)) - math.log10(flops)) ** 2
+                    + (math.log10(max(p[4], 1)) - math.log10(max(reduction, 1))) ** 2
+                    + (math.log10(max(p[1], 1)) - math.log10(max(size, 1))) ** 2)
+
+        near = sorted((p for p in points if p[0] > 0), key=distance)[:3]
+        if not near:
+            return None
+        estimates = [fit.overhead_s + max(p[2] - fit.overhead_s, 1e-9) * flops / p[0] for p in near]
+        return math.exp(statistics.fmean(math.log(e) for e in estimates))
+    same = [p for p in points if p[3] == name]
+    # An op the sweeps did not run is priced as a plain elementwise op.
+    plain = [p for p in points if p[3] in _PLAIN_ELEMENTWISE]
+    pool = same if len(same) >= 2 else (plain or list(points))
+    by_size: dict[float, list[float]] = {}
+    for p in pool:
+        by_size.setdefault(math.log(max(p[1], 1)), []).append(math.log(p[2]))
+    xs = sorted(by_size)
+    ys = [statistics.median(by_size[x]) for x in xs]
+    x = math.log(max(size, 1))
+    if x >= xs[-1]:
+        return math.exp(ys[-1]) * max(size, 1) / math.exp(xs[-1])
+    if x <= xs[0]:
+        return math.exp(ys[0])
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        if x0 <= x <= x1:
+            return math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+    return None
+
+
+def predict_s(batch: BatchProfile, calibration: Calibration,
+              weights: Mapping[str, float] | None = None) -> tuple[float, float, float, float]:
+    """(total, compute-bound part, memory-bound part, fixed overheads) in
+    seconds; ``weights`` scale the terms (the benchmark tries fitted ones)."""
+    weights = weights or {}
+    weighted = {name: value * weights.get(name, 1.0) for name, value in terms_s(batch, calibration).items()}
+    compute = sum(weighted[k] for k in ("gemm", "conv", "dwconv", "rnn"))
+    overhead = weighted["call"] + weighted["op_overhead"] + weighted["views"]
+    return compute + weighted["memory"] + overhead, compute, weighted["memory"], overhead
 
 
 def predict(profile: ModelProfile, worker: WorkerType, calibration: Calibration, batch_size: int = 1) -> Prediction:

@@ -39,8 +39,8 @@ class BatchProfile(BaseModel):
     #: Bytes read plus written by every op: the call's memory traffic.
     traffic_bytes: int
     by_kind: list[KindSummary]
-    #: Every op that is not a view, as (kind, flops, bytes), for the latency model.
-    ops: list[tuple[str, int, int]]
+    #: Every op that is not a view, as (kind, flops, bytes, name, reduction), for the latency model.
+    ops: list[tuple[str, int, int, str, int]]
     views: int
     uncounted_ops: list[str]
 
@@ -64,7 +64,7 @@ class ModelProfile(BaseModel):
             "flops": int(base.flops * factor),
             "ptflops_macs": None if base.ptflops_macs is None else int(base.ptflops_macs * factor),
             "activation_bytes": int(base.activation_bytes * factor),
-            "ops": [(kind, int(flops * factor), int(size * factor)) for kind, flops, size in base.ops],
+            "ops": [(kind, int(flops * factor), int(size * factor), name, k) for kind, flops, size, name, k in base.ops],
         })
 
 
@@ -127,7 +127,7 @@ def _summarize(size: int, ops: list[Op], macs: int | None) -> BatchProfile:
         activation_bytes=sum(op.bytes_written for op in ops),
         traffic_bytes=sum(op.bytes for op in ops),
         by_kind=[KindSummary(kind=k, ops=v[0], flops=v[1], bytes=v[2]) for k in KINDS if (v := kinds.get(k))],
-        ops=[(op.kind, op.flops, op.bytes) for op in ops if op.kind != VIEW],
+        ops=[(op.kind, op.flops, op.bytes, op.name, op.reduction) for op in ops if op.kind != VIEW],
         views=sum(op.kind == VIEW for op in ops),
         uncounted_ops=sorted({op.name for op in ops if not op.counted}),
     )

@@ -19,19 +19,20 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
-__all__ = ["Decompose", "Op", "trace", "op_kind", "GEMM", "CONV", "DWCONV", "RNN", "MEMORY", "VIEW", "KINDS"]
+__all__ = ["Decompose", "Op", "trace", "op_kind", "GEMM", "CONV", "DWCONV", "RNN", "GATHER", "MEMORY", "VIEW", "KINDS"]
 
 #: Op kinds, each with its own achieved rate in the calibration: matrix
 #: products, dense and grouped (depthwise) convolutions, recurrent layers,
-#: memory-bound ops (elementwise, pooling, norms, gathers), and views.
-GEMM, CONV, DWCONV, RNN, MEMORY, VIEW = "gemm", "conv", "dwconv", "rnn", "memory", "view"
-KINDS = (GEMM, CONV, DWCONV, RNN, MEMORY, VIEW)
+#: gathers (embedding lookups), memory-bound ops (elementwise, pooling,
+#: norms), and views.
+GEMM, CONV, DWCONV, RNN, GATHER, MEMORY, VIEW = "gemm", "conv", "dwconv", "rnn", "gather", "memory", "view"
+KINDS = (GEMM, CONV, DWCONV, RNN, GATHER, MEMORY, VIEW)
 
 _GEMM_OPS = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_scaled_dot_product_flash_attention_for_cpu",
              "_transformer_encoder_layer_fwd", "_native_multi_head_attention"}
 _RNN_OPS = {"mkldnn_rnn_layer"}
 # Gathers read only the rows they pick, not the whole table they are given.
-_GATHER_OPS = {"embedding", "_embedding_bag", "embedding_bag", "index_select"}
+_GATHER_OPS = {"embedding", "_embedding_bag", "embedding_bag", "index_select", "index_add"}
 _CONV_OPS = {"convolution", "_convolution", "mkldnn_convolution", "_slow_conv2d_forward"}
 # Ops that only reinterpret or alias memory: no traffic, only dispatch overhead.
 _VIEW_OPS = {"view", "_unsafe_view", "reshape", "expand", "t", "transpose", "permute", "unsqueeze", "squeeze",
@@ -52,6 +53,9 @@ class Op:
     bytes_written: int
     #: Whether torch's formulas know this op's FLOPs (compute ops they miss are reported).
     counted: bool
+    #: Length of the dot products a compute op takes (its reduction dimension);
+    #: 0 for other ops. Short reductions run far below peak.
+    reduction: int = 0
 
     @property
     def bytes(self) -> int:
@@ -65,6 +69,8 @@ def op_kind(name: str, groups: int = 1) -> str:
         return CONV if groups == 1 else DWCONV
     if name in _RNN_OPS:
         return RNN
+    if name in _GATHER_OPS:
+        return GATHER
     if name in _VIEW_OPS:
         return VIEW
     return MEMORY
@@ -128,10 +134,71 @@ _FORMULAS = {
 
 
 def _gather_bytes(name: str, args: tuple[Any, ...]) -> int:
-    """Bytes of the indices a gather reads (the rows it picks are as many
-    bytes as its output, counted there)."""
-    indices = args[2] if name == "index_select" else args[1]
-    return int(indices.numel() * indices.element_size()) if isinstance(indices, torch.Tensor) else 0
+    """Bytes a gather or scatter moves besides its output: the indices, and
+    for a scatter (index_add) the rows it adds, read and written."""
+    indices = args[2] if name in ("index_select", "index_add") else args[1]
+    moved = int(indices.numel() * indices.element_size()) if isinstance(indices, torch.Tensor) else 0
+    if name == "index_add" and isinstance(args[3], torch.Tensor):
+        moved += 2 * args[3].numel() * args[3].element_size()
+    return moved
+
+
+def _reduction(name: str, kind: str, args: tuple[Any, ...]) -> int:
+    try:
+        if kind in (CONV, DWCONV):
+            weight = args[1]
+            return int(math.prod(weight.shape[1:]))
+        if name in ("addmm", "baddbmm"):
+            return int(args[1].shape[-1])
+        if name == "mkldnn_rnn_layer":
+            return int(args[1].shape[1] + args[2].shape[1])
+        if kind == GEMM and isinstance(args[0], torch.Tensor):
+            return int(args[0].shape[-1])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        pass
+    return 0
+
+
+def _gemm(name: str, m: int, k: int, n: int, batch: int = 1) -> Op:
+    return Op(name, GEMM, 2 * batch * m * k * n, 4 * batch * (m * k + k * n), 4 * batch * m * n, True, k)
+
+
+def _pass(name: str, elements: int, reads: int = 1) -> Op:
+    return Op(name, MEMORY, 0, 4 * elements * reads, 4 * elements, True)
+
+
+def _attention_parts(batch: int, length: int, source: int, embed: int, heads: int) -> list[Op]:
+    head = embed // max(heads, 1)
+    return [
+        _gemm("addmm", batch * length, embed, embed), _gemm("addmm", batch * source, embed, embed),
+        _gemm("addmm", batch * source, embed, embed),
+        _gemm("bmm", length, head, source, batch * heads), _pass("_softmax", batch * heads * length * source),
+        _gemm("bmm", length, source, head, batch * heads), _gemm("addmm", batch * length, embed, embed),
+    ]
+
+
+def _encoder_layer_parts(args: tuple[Any, ...]) -> list[Op]:
+    src, embed, heads, ffn = args[0], int(args[1]), int(args[2]), int(args[14].shape[0])
+    batch, length = (src.shape[0], src.shape[1]) if src.dim() == 3 else (1, src.shape[0])
+    tokens = batch * length
+    return [*_attention_parts(batch, length, length, embed, heads),
+            _pass("add", tokens * embed, 2), _pass("native_layer_norm", tokens * embed),
+            _gemm("addmm", tokens, embed, ffn), _pass("relu", tokens * ffn), _gemm("addmm", tokens, ffn, embed),
+            _pass("add", tokens * embed, 2), _pass("native_layer_norm", tokens * embed)]
+
+
+def _native_attention_parts(args: tuple[Any, ...]) -> list[Op]:
+    query, key, embed, heads = args[0], args[1], int(args[3]), int(args[4])
+    batch = query.shape[0] if query.dim() == 3 else 1
+    return _attention_parts(batch, query.shape[-2], key.shape[-2], embed, heads)
+
+
+#: Fused layers (TorchScript's fast paths) recorded as the ops they fuse, so
+#: that each is priced like its unfused twin; their FLOPs sum to the formulas above.
+_FUSED_PARTS = {
+    "_transformer_encoder_layer_fwd": _encoder_layer_parts,
+    "_native_multi_head_attention": _native_attention_parts,
+}
 
 
 class _Tracer(TorchDispatchMode):
@@ -161,11 +228,18 @@ class _Tracer(TorchDispatchMode):
         written = 0 if kind == VIEW else _nbytes(out)
         if kind == VIEW:
             read = 0
+        elif name == "index_add":  # a scatter: its output is the whole table, but it touches only the rows it adds
+            written = 0
+            read = _gather_bytes(name, args)
         elif name in _GATHER_OPS:
             read = _gather_bytes(name, args) + written
         else:
             read = _nbytes((args, kwargs))
-        self.ops.append(Op(name, kind, flops, read, written, formula is not None or not _COMPUTE.search(name)))
+        if name in _FUSED_PARTS:  # price a fused layer as the products and passes it runs
+            self.ops.extend(_FUSED_PARTS[name](args))
+            return out
+        self.ops.append(Op(name, kind, flops, read, written, formula is not None or not _COMPUTE.search(name),
+                           _reduction(name, kind, args)))
         return out
 
 

@@ -113,3 +113,14 @@ def test_predictions_say_what_they_assume() -> None:
     assert not prediction.calibrated and prediction.latency_ms > 0
     assert any("uncalibrated" in a for a in prediction.assumptions)
     assert any("scaled" in a for a in prediction.assumptions)
+
+
+def test_the_calibration_fit_recovers_a_known_rate_and_overhead() -> None:
+    from seedserve.profiler.calibrate import fit_kind
+
+    rate, overhead, bandwidth = 5e10, 2e-5, 1e10
+    points = [(f, b, overhead + max(f / rate, b / bandwidth)) for f, b in
+              ((10**6, 10**4), (10**7, 10**5), (10**8, 10**6), (10**9, 10**6), (10**5, 10**6))]
+    fit = fit_kind(points, bandwidth)
+    assert fit.flops_per_s == pytest.approx(rate, rel=0.13)  # the grid has 20 steps per decade
+    assert fit.overhead_s == pytest.approx(overhead, rel=0.3)
