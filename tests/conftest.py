@@ -3,6 +3,7 @@ seedserve system started with the real ``seedserve up``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -153,3 +154,18 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
 def http() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=60) as client:
         yield client
+
+
+@pytest.fixture
+def registered(system: System) -> Iterator[list[str]]:
+    """Names of models a test registers (it appends them); deleted afterwards,
+    since replicas reserve CPU on the 2-CPU node."""
+    from seedserve.client import ManagerClient
+    from seedserve.errors import NotFound
+
+    names: list[str] = []
+    yield names
+    with ManagerClient(system.manager_url, system.admin_token) as manager:
+        for name in names:
+            with contextlib.suppress(NotFound):  # the test failed before registering it
+                manager.delete_model(name)

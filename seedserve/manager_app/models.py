@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from seedserve.codecs import Manifest, parse_manifest
 from seedserve.errors import InvalidArtifact, InvalidInput, InvalidManifest
 from seedserve.manager_app.probe import probe_artifact
 from seedserve.manager_app.profiles import insight
-from seedserve.manager_app.state import require_admin
+from seedserve.manager_app.state import ManagerState, require_admin
 from seedserve.registry import KeyDoc, ModelDoc, VersionDoc, default_version, hash_key, new_key
 from seedserve.runtime import ARTIFACT_FORMATS
 
@@ -28,9 +30,11 @@ __all__ = ["routes"]
 _CHUNK = 1 << 20
 
 
-async def register(request: Request) -> Response:
-    """A new model (version 1, with a key), or the next version of an existing one."""
-    state = require_admin(request)
+@asynccontextmanager
+async def probed_upload(request: Request, state: ManagerState) -> AsyncIterator[Probed]:
+    """The registration form (``manifest``, ``format``, ``artifact``): the
+    artifact saved under its size limit to a temporary file, test-loaded and
+    profiled in a child process. The file lives until the block ends."""
     async with request.form(max_files=1, max_fields=8, max_part_size=1 << 20) as form:
         manifest = _manifest_field(form.get("manifest"))
         fmt = _format_field(form.get("format"))
@@ -41,9 +45,27 @@ async def register(request: Request) -> Response:
             path = Path(tmp) / "artifact"
             await _save(upload, path, state.settings.max_artifact_bytes)
             outputs, profile = await probe_artifact(path, fmt, manifest)
-            artifact = await state.store.put_artifact(
-                _chunks(path), filename=manifest.name, fmt=fmt, max_bytes=state.settings.max_artifact_bytes
-            )
+            yield Probed(manifest, fmt, path, outputs, profile)
+
+
+@dataclass(frozen=True)
+class Probed:
+    manifest: Manifest
+    format: str
+    path: Path
+    outputs: dict[str, list[int]]
+    profile: dict[str, Any]
+
+
+async def register(request: Request) -> Response:
+    """A new model (version 1, with a key), or the next version of an existing one."""
+    state = require_admin(request)
+    async with probed_upload(request, state) as probed:
+        manifest, outputs, profile = probed.manifest, probed.outputs, probed.profile
+        artifact = await state.store.put_artifact(
+            _chunks(probed.path), filename=manifest.name, fmt=probed.format,
+            max_bytes=state.settings.max_artifact_bytes,
+        )
     key = new_key()
     key_doc = KeyDoc(id="k1", label="default", sha256=hash_key(key), created_at=datetime.now(UTC))
     try:

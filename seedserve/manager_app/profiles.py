@@ -4,18 +4,14 @@ profiles an artifact without registering it."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from seedserve.codecs import Manifest
-from seedserve.errors import InvalidInput
 from seedserve.manager_app.state import require_admin
 from seedserve.profiler.calibrate import Calibration
 from seedserve.profiler.catalog import load_catalog
@@ -56,21 +52,13 @@ async def insight(store: ModelStore, manifest: Manifest, profile: dict[str, Any]
 
 async def profile_artifact(request: Request) -> Response:
     """Profile an artifact (multipart: ``manifest``, ``artifact``, ``format``) and store nothing."""
-    from seedserve.manager_app.models import _format_field, _manifest_field, _save
-    from seedserve.manager_app.probe import probe_artifact
+    from seedserve.manager_app.models import probed_upload
 
     state = require_admin(request)
-    async with request.form(max_files=1, max_fields=8, max_part_size=1 << 20) as form:
-        manifest = _manifest_field(form.get("manifest"))
-        fmt = _format_field(form.get("format"))
-        upload = form.get("artifact")
-        if not isinstance(upload, UploadFile):
-            raise InvalidInput("missing file part 'artifact' (the model file)", input="artifact")
-        with tempfile.TemporaryDirectory(prefix="seedserve-profile-") as tmp:
-            path = Path(tmp) / "artifact"
-            await _save(upload, path, state.settings.max_artifact_bytes)
-            outputs, profile = await probe_artifact(path, fmt, manifest)
-    return JSONResponse({"name": manifest.name, "outputs": outputs, **await insight(state.store, manifest, profile)})
+    async with probed_upload(request, state) as probed:
+        pass  # nothing is stored: the temporary file goes with the block
+    return JSONResponse({"name": probed.manifest.name, "outputs": probed.outputs,
+                         **await insight(state.store, probed.manifest, probed.profile)})
 
 
 routes = [Route("/api/profile", profile_artifact, methods=["POST"])]

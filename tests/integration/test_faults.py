@@ -4,19 +4,17 @@ registered comes back and serves every registration it acknowledged."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from seedserve.client import Client, ManagerClient
-from seedserve.errors import NotFound, SeedserveError
+from seedserve.errors import SeedserveError
 from tests.conftest import System
 from tests.helpers import MLP_MANIFEST, eventually, make_mlp, save_torchscript
 
@@ -24,16 +22,6 @@ pytestmark = pytest.mark.integration
 
 #: What the issue asks: queries succeed again this soon after the kill.
 RECOVERY_DEADLINE_S = 30.0
-
-
-@pytest.fixture
-def registered(system: System) -> Iterator[list[str]]:
-    names: list[str] = []
-    yield names
-    with ManagerClient(system.manager_url, system.admin_token) as manager:
-        for name in names:
-            with contextlib.suppress(NotFound):
-                manager.delete_model(name)
 
 
 class Load(threading.Thread):

@@ -5,11 +5,9 @@ under load and back down after it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +17,6 @@ import pytest
 import torch
 
 from seedserve.client import AsyncClient, Client, ManagerClient
-from seedserve.deployments.serve_api import ray_auth_headers
-from seedserve.errors import NotFound
 from tests.conftest import VENV_BIN, System
 from tests.helpers import eventually
 
@@ -60,17 +56,6 @@ def _register(system: System, tmp_path: Path, model: torch.nn.Module, name: str,
             "outputs": [{"name": "y"}],
             **manifest,
         })
-
-
-@pytest.fixture
-def registered(system: System) -> Iterator[list[str]]:
-    """Names registered by the test; deleted afterwards."""
-    names: list[str] = []
-    yield names
-    with ManagerClient(system.manager_url, system.admin_token) as manager:
-        for name in names:
-            with contextlib.suppress(NotFound):  # the test failed before registering it
-                manager.delete_model(name)
 
 
 def _serving(system: System, name: str, key: str, width: int) -> None:
@@ -148,18 +133,8 @@ def test_a_query_past_the_request_timeout_gets_504(system: System, tmp_path: Pat
     assert "request_timeout_s" in response.json()["error"]["message"]
 
 
-def _running(system: System, app: str, deployment: str = "ModelServer") -> list[dict[str, Any]]:
-    """The RUNNING replicas of ``app``'s ``deployment``, as Serve's REST API reports them."""
-    dashboard = f"http://127.0.0.1:{system.env['SEEDSERVE_DASHBOARD_PORT']}"
-    details = httpx.get(f"{dashboard}/api/serve/applications/", headers=ray_auth_headers(), timeout=10).json()
-    application = details["applications"].get(app)
-    if application is None:
-        return []
-    return [r for r in application["deployments"][deployment]["replicas"] if r["state"] == "RUNNING"]
-
-
 def _running_replicas(system: System, name: str) -> int:
-    return len(_running(system, f"model-{name}"))
+    return len(system.replicas(f"model-{name}"))
 
 
 def test_load_adds_a_replica_and_idleness_removes_it(system: System, tmp_path: Path, registered: list[str]) -> None:
@@ -246,7 +221,7 @@ def _assert_in(text: str, part: str) -> None:
 
 
 def _replica_nodes(system: System, app: str, deployment: str = "ModelServer") -> set[str]:
-    return {r["node_id"] for r in _running(system, app if app == "master" else f"model-{app}", deployment)}
+    return {r["node_id"] for r in system.replicas(app if app == "master" else f"model-{app}", deployment)}
 
 
 def test_metrics_count_queries_by_model_and_status(system: System, tmp_path: Path, registered: list[str]) -> None:
