@@ -140,6 +140,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             # Away from the default block (20000) so a running system does not collide.
             "SEEDSERVE_INTERNAL_PORT_BASE": "23000",
             "SEEDSERVE_RECONCILE_INTERVAL_S": "1.0",
+            # Replicas report measured latency every 2 s instead of 30.
+            "SEEDSERVE_LATENCY_REPORT_S": "2",
         }
     )
     env.pop("SEEDSERVE_MONGO_URI", None)

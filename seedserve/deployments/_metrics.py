@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 import httpx
 from ray.serve import metrics
 
-__all__ = ["ModelMetrics", "gather", "node_metric_urls"]
+__all__ = ["CallLog", "ModelMetrics", "gather", "node_metric_urls"]
 
 _LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000]
 _BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -112,3 +112,31 @@ async def gather(urls: list[str], extra: Iterable[str] = ()) -> str:
         families.setdefault(family, []).append(line)
     body = [line for group in families.values() for line in sorted(group, key=lambda l: not l.startswith("# "))]
     return "\n".join([*body, *extra]) + "\n"
+
+
+class CallLog:
+    """The replica's recent model calls (seconds, items), reported to the
+    registry as measured latency beside the profiler's prediction."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self._recent: collections.deque[tuple[float, int]] = collections.deque(maxlen=size)
+        self.calls = 0
+        self._reported = 0
+
+    def add(self, seconds: float, items: int) -> None:
+        self._recent.append((seconds, items))
+        self.calls += 1
+
+    def stats(self) -> dict[str, float] | None:
+        """p50 and p99 of recent calls (ms) and their mean items, or None if
+        nothing ran since the last report."""
+        if self.calls == self._reported or not self._recent:
+            return None
+        self._reported = self.calls
+        ordered = sorted(seconds for seconds, _ in self._recent)
+        return {
+            "p50_ms": ordered[len(ordered) // 2] * 1e3,
+            "p99_ms": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1e3,
+            "mean_items": sum(n for _, n in self._recent) / len(self._recent),
+            "calls": float(self.calls),
+        }

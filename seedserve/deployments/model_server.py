@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,7 +28,7 @@ from seedserve.codecs.batching import items, merge, signature, split
 from seedserve.codecs.outputs import encode_outputs
 from seedserve.codecs.registry import Decoded
 from seedserve.deployments._admission import Admission, CallTime
-from seedserve.deployments._metrics import ModelMetrics
+from seedserve.deployments._metrics import CallLog, ModelMetrics
 from seedserve.deployments._query import (
     KeyCache,
     bearer_key,
@@ -65,7 +66,8 @@ class ModelServer:
     (503 when the replica is full), decoded, batched with others when the
     model allows it, run, and encoded, all within the request timeout (504)."""
 
-    async def __init__(self, name: str, version: int, mongo_uri: str, database: str, key_refresh_s: float = 2.0) -> None:
+    async def __init__(self, name: str, version: int, mongo_uri: str, database: str, key_refresh_s: float = 2.0,
+                       report_s: float = 30.0) -> None:
         self._name = name
         store = ModelStore(connect(mongo_uri)[database])
         doc = await store.get(name)
@@ -88,6 +90,7 @@ class ModelServer:
         self._model, how = await asyncio.to_thread(optimize_for_serving, self._model, self._manifest, samples)
         logger.info("model %s version %s %s", name, version, how)
         self._call_time = CallTime()
+        self._calls = CallLog()
         for _ in range(5):
             self._timed_run(sample)
         self.batch_size = self._batch_size()
@@ -107,6 +110,7 @@ class ModelServer:
         )
         self._refresh = asyncio.get_running_loop().create_task(self._keys.refresh_forever())
         self._flush = asyncio.get_running_loop().create_task(self._metrics.flush_forever())
+        self._report = asyncio.get_running_loop().create_task(self._report_forever(store, report_s))
         logger.info("model %s version %s ready (batch size %d)", name, self._version, self.batch_size)
 
     def _batch_size(self) -> int:
@@ -226,7 +230,24 @@ class ModelServer:
         try:
             return run_model(self._model, self._manifest, arrays)
         finally:
-            self._call_time.add(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self._call_time.add(elapsed)
+            self._calls.add(elapsed, items(arrays))
+
+    async def _report_forever(self, store: ModelStore, interval_s: float) -> None:
+        """Every ``interval_s``, the latency of recent model calls into the
+        version's registry entry, under this node's worker type, where the
+        manager shows it beside the predicted latency."""
+        worker_type = await asyncio.to_thread(node_worker_type)
+        while True:
+            await asyncio.sleep(interval_s)
+            stats = self._calls.stats()
+            if stats is None or worker_type is None:
+                continue
+            try:
+                await store.record_measured(self._name, self._version, worker_type, stats)
+            except SeedserveError:  # the database is away: the next report carries newer numbers
+                logger.warning("could not record measured latency for %s", self._name, exc_info=True)
 
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=0.0, batch_size_fn=_batch_items)
     async def _infer_batch(
@@ -262,7 +283,8 @@ class ModelServer:
         }
 
     def check_health(self) -> None:
-        for task, what in ((self._refresh, "the key refresh task"), (self._flush, "the metrics flush task")):
+        for task, what in ((self._refresh, "the key refresh task"), (self._flush, "the metrics flush task"),
+                           (self._report, "the latency report task")):
             if task.done() and task.exception() is not None:
                 raise RuntimeError(f"{what} died") from task.exception()
 
@@ -270,5 +292,19 @@ class ModelServer:
 def build(args: dict[str, Any]) -> Application:
     """Application builder for ``import_path: seedserve.deployments.model_server:build``."""
     return ModelServer.bind(
-        args["name"], int(args["version"]), mongo_uri_from(args), args["database"], float(args.get("key_refresh_s", 2.0))
+        args["name"], int(args["version"]), mongo_uri_from(args), args["database"], float(args.get("key_refresh_s", 2.0)),
+        float(os.environ.get("SEEDSERVE_LATENCY_REPORT_S", "30")),
     )
+
+
+def node_worker_type() -> str | None:
+    """The worker type this replica's Ray node advertises (its ``worker:<type>`` resource)."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id:
+            for resource in node.get("Resources") or {}:
+                if resource.startswith("worker:"):
+                    return str(resource.removeprefix("worker:"))
+    return None

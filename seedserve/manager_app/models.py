@@ -172,7 +172,8 @@ async def get_model(request: Request) -> Response:
     shown = _public(doc, versions)
     current = next((v for v in versions if v["version"] == shown["version"]), None)
     if current is not None:
-        shown |= await insight(state.store, Manifest.model_validate(current["manifest"]), current.get("profile"))
+        shown |= await insight(state.store, Manifest.model_validate(current["manifest"]), current.get("profile"),
+                               current.get("measured"))
     return JSONResponse(shown)
 
 

@@ -25,11 +25,14 @@ __all__ = ["insight", "routes"]
 PREDICTED_BATCHES = (1, 8)
 
 
-async def insight(store: ModelStore, manifest: Manifest, profile: dict[str, Any] | None) -> dict[str, Any]:
+async def insight(store: ModelStore, manifest: Manifest, profile: dict[str, Any] | None,
+                  measured: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The profile as the API shows it (ops summarized by kind), the predicted
-    latency on every worker type, and the recommendation if the manifest has an objective."""
+    latency on every worker type (with what replicas measured there, once
+    traffic has flowed), and the recommendation if the manifest has an objective."""
+    measured = measured or {}
     if not profile or "error" in profile:
-        return {"profile": profile, "predictions": [], "recommendation": None}
+        return {"profile": profile, "predictions": [], "recommendation": None, "measured": measured}
     parsed = ModelProfile.model_validate(profile)
     catalog = load_catalog()
     stored = await store.calibrations()
@@ -39,15 +42,22 @@ async def insight(store: ModelStore, manifest: Manifest, profile: dict[str, Any]
             calibrations[worker.name] = Calibration.model_validate(stored[worker.name])
         except (KeyError, ValidationError):
             calibrations[worker.name] = assumed_calibration(worker, catalog)
-    predictions = [predict(parsed, worker, calibrations[worker.name], batch).model_dump(mode="json")
-                   for worker in catalog.types for batch in PREDICTED_BATCHES]
+    predictions = []
+    for worker in catalog.types:
+        seen = measured.get(worker.name)
+        for batch in PREDICTED_BATCHES:
+            prediction = predict(parsed, worker, calibrations[worker.name], batch)
+            if seen is not None and batch == 1:  # beside the batch-1 prediction, with the batch size it ran at
+                prediction.measured_p50_ms = seen.get("p50_ms")
+                prediction.measured_mean_items = seen.get("mean_items")
+            predictions.append(prediction.model_dump(mode="json"))
     recommendation = None
     if manifest.objective is not None:
         recommendation = recommend(parsed, manifest.objective, catalog, calibrations).model_dump(mode="json")
     shown = parsed.model_dump(mode="json")
     for batch in shown["batches"]:
         batch.pop("ops")
-    return {"profile": shown, "predictions": predictions, "recommendation": recommendation}
+    return {"profile": shown, "predictions": predictions, "recommendation": recommendation, "measured": measured}
 
 
 async def profile_artifact(request: Request) -> Response:

@@ -41,6 +41,9 @@ class Prediction(BaseModel):
     memory_ms: float
     overhead_ms: float
     assumptions: list[str]
+    #: Measured by replicas on this worker type (median call, at their mean batch size), when traffic has flowed.
+    measured_p50_ms: float | None = None
+    measured_mean_items: float | None = None
 
 
 def assumed_calibration(worker: WorkerType, catalog: Catalog) -> Calibration:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from bson import ObjectId
 
@@ -52,6 +52,8 @@ class VersionDoc(TypedDict):
     artifact: ArtifactDoc
     #: The profiler's report (seedserve.profiler.profile.ModelProfile), or {"error": ...}.
     profile: dict[str, Any] | None
+    #: Worker type -> latency of model calls measured by its replicas (p50_ms, p99_ms, mean_items, calls).
+    measured: NotRequired[dict[str, dict[str, Any]]]
     created_at: datetime
 
 

@@ -194,6 +194,18 @@ class ModelStore:
             stream = await self._bucket.open_download_stream(file_id)
             return cast(bytes, await stream.read())
 
+    async def record_measured(self, name: str, version: int, worker_type: str, stats: dict[str, float]) -> None:
+        """A replica's measured call latency for one version on one worker type."""
+        async with _database_errors():
+            doc = await self._versions.find_one({"_id": version_id(name, version)}, {"measured": 1})
+            if doc is None:
+                return  # deleted meanwhile
+            measured = dict(doc.get("measured") or {})
+            measured[worker_type] = {**stats, "updated_at": datetime.now(UTC).isoformat()}
+            # The whole map is set (read, modify, write): a $set of a whole field is the update form
+            # every server here handles, where the embedded one garbles $push into arrays of documents.
+            await self._versions.update_one({"_id": version_id(name, version)}, {"$set": {"measured": measured}})
+
     async def calibrations(self) -> dict[str, dict[str, Any]]:
         """The latest calibration of each worker type, by type name."""
         async with _database_errors():

@@ -274,3 +274,24 @@ def test_handler_packages_and_torch_export_programs_serve_what_they_compute(syst
         with Client(system.master_url, key, timeout=60) as client:
             outputs = eventually(lambda: client.predict(name, x=x), timeout_s=90)
         np.testing.assert_allclose(outputs["y"], expected[name].detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_latency_measured_on_live_traffic_shows_beside_the_prediction(system: System, tmp_path: Path) -> None:
+    key, _ = _register(system, tmp_path, "measured-mlp")
+    _served(system, "measured-mlp", key)
+    with Client(system.master_url, key) as client:
+        for _ in range(20):
+            client.predict("measured-mlp", x=np.zeros((2, 16), np.float32))
+
+    def reported() -> dict[str, object]:
+        with ManagerClient(system.manager_url, system.admin_token) as manager:
+            shown = manager.get_model("measured-mlp")
+        assert "cpu-local" in shown["measured"], shown["measured"]
+        return shown
+
+    shown = eventually(reported, timeout_s=60)
+    measured = shown["measured"]["cpu-local"]
+    assert measured["calls"] >= 20 and 0 < measured["p50_ms"] <= measured["p99_ms"]
+    assert measured["mean_items"] == pytest.approx(2.0, abs=0.5)  # this test's queries had 2 rows (warm-up calls 1)
+    beside = next(p for p in shown["predictions"] if p["worker_type"] == "cpu-local" and p["batch_size"] == 1)
+    assert beside["measured_p50_ms"] == measured["p50_ms"] and beside["latency_ms"] > 0
