@@ -64,10 +64,10 @@ def load_model(data: bytes, fmt: str) -> Callable[..., Any]:
             return torch.export.load(io.BytesIO(data)).module()
         model = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception as exc:  # torch raises RuntimeError or a zip error for files of another kind
-        how = ("torch.export.save(torch.export.export(model, sample_args), path)" if fmt == "export"
-               else "torch.jit.script(model).save(path)")
+        what, how = (("torch.export program", "torch.export.save(torch.export.export(model, sample_args), path)")
+                     if fmt == "export" else ("TorchScript archive", "torch.jit.script(model).save(path)"))
         raise InvalidArtifact(
-            f"the artifact is not a {fmt} artifact; save it with {how} "
+            f"the artifact is not a {what}; save it with {how} "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})",
             input="artifact",
         ) from exc

@@ -86,13 +86,15 @@ class ModelServer:
         if self._manifest.batching.max_batch_size == 1:
             samples = [sample]
         else:
-            samples = [sample, sample_inputs(self._manifest, self._manifest.batching.max_batch_size or 8)]
+            # A batch of at most 16 items: enough to compare the graphs, bounded for any manifest.
+            samples = [sample, sample_inputs(self._manifest, min(self._manifest.batching.max_batch_size or 8, 16))]
         self._model, how = await asyncio.to_thread(optimize_for_serving, self._model, self._manifest, samples)
         logger.info("model %s version %s %s", name, version, how)
         self._call_time = CallTime()
         self._calls = CallLog()
         for _ in range(5):
             self._timed_run(sample)
+        self._calls = CallLog()  # measured latency reports queries only, not the warm-up
         self.batch_size = self._batch_size()
         self._batching_asked = (self._manifest.batching.max_batch_size or 1) > 1
         if self.batch_size > 1:
@@ -238,15 +240,17 @@ class ModelServer:
         """Every ``interval_s``, the latency of recent model calls into the
         version's registry entry, under this node's worker type, where the
         manager shows it beside the predicted latency."""
-        worker_type = await asyncio.to_thread(node_worker_type)
+        worker_type = None
         while True:
             await asyncio.sleep(interval_s)
-            stats = self._calls.stats()
-            if stats is None or worker_type is None:
-                continue
+            # A report is only information: no failure here may stop the task
+            # (the health check would then restart a replica that serves fine).
             try:
-                await store.record_measured(self._name, self._version, worker_type, stats)
-            except SeedserveError:  # the database is away: the next report carries newer numbers
+                worker_type = worker_type or await asyncio.to_thread(node_worker_type)
+                stats = self._calls.stats()
+                if stats is not None and worker_type is not None:
+                    await store.record_measured(self._name, self._version, worker_type, stats)
+            except Exception:  # the database or Ray's state API is away: the next report carries newer numbers
                 logger.warning("could not record measured latency for %s", self._name, exc_info=True)
 
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=0.0, batch_size_fn=_batch_items)
