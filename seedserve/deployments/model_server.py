@@ -93,7 +93,7 @@ class ModelServer:
         self._call_time = CallTime()
         self._calls = CallLog()
         for _ in range(5):
-            self._timed_run(sample)
+            self._timed_run(sample, 1)
         self._calls = CallLog()  # measured latency reports queries only, not the warm-up
         self.batch_size = self._batch_size()
         self._batching_asked = (self._manifest.batching.max_batch_size or 1) > 1
@@ -216,25 +216,26 @@ class ModelServer:
             if isinstance(result, SeedserveError):
                 raise result
             return result
-        return await self._run(arrays)
+        return await self._run(arrays, count)
 
-    async def _run(self, arrays: dict[str, Decoded]) -> dict[str, np.ndarray]:
+    async def _run(self, arrays: dict[str, Decoded], count: int) -> dict[str, np.ndarray]:
         """One model call: on the event loop when calls are quick (a thread hop
         would cost more than the call), else on the model's thread so that the
         replica keeps reading and decoding other queries meanwhile."""
         if self._call_time.seconds < _INLINE_CALL_S:
-            return self._timed_run(arrays)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed_run, arrays)
+            return self._timed_run(arrays, count)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed_run, arrays, count)
 
-    def _timed_run(self, arrays: Mapping[str, Decoded]) -> dict[str, np.ndarray]:
-        # Timed where it runs, so time spent waiting for the thread is not counted.
+    def _timed_run(self, arrays: Mapping[str, Decoded], count: int) -> dict[str, np.ndarray]:
+        # Timed where it runs, so time spent waiting for the thread is not counted;
+        # ``count`` is the call's items, known to the caller.
         start = time.perf_counter()
         try:
             return run_model(self._model, self._manifest, arrays)
         finally:
             elapsed = time.perf_counter() - start
             self._call_time.add(elapsed)
-            self._calls.add(elapsed, items(arrays))
+            self._calls.add(elapsed, count)
 
     async def _report_forever(self, store: ModelStore, interval_s: float) -> None:
         """Every ``interval_s``, the latency of recent model calls into the
@@ -266,7 +267,8 @@ class ModelServer:
             shares: list[dict[str, np.ndarray]] | list[SeedserveError]
             self._metrics.batch(sum(queries[i][1] for i in members))
             try:
-                outputs = await self._run(merge([queries[i][0] for i in members]))
+                outputs = await self._run(merge([queries[i][0] for i in members]),
+                                          sum(queries[i][1] for i in members))
                 shares = split(outputs, [queries[i][1] for i in members])
             except SeedserveError as exc:  # the model failed on the merged batch: each query hears it
                 shares = [exc] * len(members)
