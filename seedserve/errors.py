@@ -22,6 +22,8 @@ __all__ = [
     "Unauthenticated",
     "NotFound",
     "AlreadyExists",
+    "Forbidden",
+    "RateLimited",
     "Unavailable",
     "Overloaded",
     "Timeout",
@@ -99,6 +101,22 @@ class Unauthenticated(SeedserveError):
     code = "unauthenticated"
 
 
+class Forbidden(SeedserveError):
+    """The caller is known but the request lacks what it needs (a CSRF token)."""
+
+    code = "forbidden"
+
+
+class RateLimited(SeedserveError):
+    """Too many attempts (failed sign-ins, wrong keys); ``retry_after_s`` goes out as ``Retry-After``."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int, **details: Any) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, **details)
+        self.retry_after_s = retry_after_s
+
+
 class NotFound(SeedserveError):
     """No such model (or not one the caller may see)."""
 
@@ -149,6 +167,8 @@ HTTP_STATUS: dict[type[SeedserveError], int] = {
     InvalidManifest: 422,
     InvalidArtifact: 422,
     Unauthenticated: 401,
+    Forbidden: 403,
+    RateLimited: 429,
     NotFound: 404,
     AlreadyExists: 409,
     Overloaded: 503,

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the master and the manager listen on.")
     master_port: int = Field(default=8000, ge=1, le=65535, description="HTTP port of the master (queries).")
     manager_port: int = Field(default=8080, ge=1, le=65535, description="HTTP port of the manager (API, dashboard).")
+    master_url: str | None = Field(
+        default=None,
+        description="Where the manager reaches the master (dashboard, 'try it'). Unset: http://<host>:<master_port>.",
+    )
     mongo_uri: str | None = Field(
         default=None,
         description="MongoDB URI. Unset: `seedserve up` starts the embedded MongoDB-wire server.",
@@ -88,6 +92,11 @@ class Settings(BaseSettings):
     def resolved_mongo_uri(self) -> str:
         """The MongoDB URI in use: the configured one or the embedded server's."""
         return self.mongo_uri or f"mongodb://127.0.0.1:{self.db_port}"
+
+    @property
+    def resolved_master_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return self.master_url or f"http://{host}:{self.master_port}"
 
     @property
     def admin_token_file(self) -> Path:

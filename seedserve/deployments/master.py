@@ -49,6 +49,7 @@ class Master:
             "/v2/health/live": self._live,
             "/v2/health/ready": self._ready,
             "/metrics": self._metrics,
+            "/cluster": self._cluster,
         }
 
     async def __call__(self, request: Request) -> Response:
@@ -95,6 +96,30 @@ class Master:
                 replicas.append(f'seedserve_replicas{{model="{model}",version="{version}"}} {count}')
         text = await gather(node_metric_urls(nodes), replicas)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    async def _cluster(self) -> Response:
+        """Nodes (worker types, resources) and each model application's status
+        and replicas, for the manager's dashboard."""
+        nodes = await asyncio.to_thread(ray.nodes)
+        state = self._reconciler.state
+        shown_nodes = [
+            {
+                "id": node["NodeID"][:12],
+                "address": node["NodeManagerAddress"],
+                "alive": bool(node["Alive"]),
+                "worker_types": sorted(r.removeprefix("worker:") for r in node["Resources"] if r.startswith("worker:")),
+                "resources": {k: v for k, v in sorted(node["Resources"].items()) if not k.startswith("node:")},
+            }
+            for node in nodes
+        ]
+        models: dict[str, dict[str, Any]] = {}
+        for app, status in sorted(state.applications.items()):
+            if app.startswith(MODEL_APP_PREFIX):
+                model, _, version = app.removeprefix(MODEL_APP_PREFIX).partition(".v")
+                entry = models.setdefault(model, {"serving": state.serving.get(model), "applications": []})
+                entry["applications"].append({"version": int(version) if version else state.serving.get(model),
+                                              "status": status, "replicas": state.replicas.get(app, 0)})
+        return JSONResponse({"nodes": shown_nodes, "models": models})
 
     async def _server_metadata(self) -> Response:
         return JSONResponse({"name": "seedserve", "version": __version__, "extensions": []})

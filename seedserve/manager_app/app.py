@@ -11,14 +11,19 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from seedserve import __version__
 from seedserve.errors import SeedserveError, Unavailable, http_status
-from seedserve.manager_app import models, profiles
+from seedserve.manager_app import accounts, dashboard, keys, live, models, profiles
+from seedserve.manager_app.auth import FailureLimiter
 from seedserve.manager_app.limits import BodyLimit
+from seedserve.manager_app.master_view import MasterView
+from seedserve.manager_app.openapi import openapi_document
 from seedserve.manager_app.state import ManagerState
 from seedserve.registry import ModelStore, connect
+from seedserve.registry.accounts import AccountStore
 from seedserve.settings import Settings
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -37,9 +42,14 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": status, "version": __version__, "components": {"manager": "ok", "database": database}})
 
 
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SeedserveError)
-    headers = {"Retry-After": "5"} if isinstance(exc, Unavailable) else None
+    retry = getattr(exc, "retry_after_s", 5 if isinstance(exc, Unavailable) else None)
+    headers = None if retry is None else {"Retry-After": str(retry)}
     return JSONResponse(exc.to_body(), status_code=http_status(exc), headers=headers)
 
 
@@ -52,19 +62,37 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings, admin_token: str) -> Starlette:
     """The manager app over the database that ``settings`` names."""
     client = connect(settings.resolved_mongo_uri)
+    store = ModelStore(client[settings.database])
+    master = MasterView(settings.resolved_master_url)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await store.adopt_unowned()
+        except Unavailable:
+            logger.warning("the database is unreachable at start-up; models without an owner stay hidden")
         yield
+        await master.close()
         await client.close()
 
     app = Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"]), *models.routes, *profiles.routes],
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+            *accounts.routes,
+            *models.routes,
+            *keys.routes,
+            *live.routes,
+            *profiles.routes,
+            *dashboard.routes,
+            Mount("/static", StaticFiles(packages=[("seedserve.manager_app", "static")]), name="static"),
+        ],
         middleware=[Middleware(BodyLimit, max_bytes=settings.max_artifact_bytes + (1 << 20))],
         exception_handlers={SeedserveError: _domain_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
-    app.state.seedserve = ManagerState(settings, ModelStore(client[settings.database]), admin_token)
+    accounts_store = AccountStore(client[settings.database])
+    app.state.seedserve = ManagerState(settings, store, accounts_store, admin_token, master, FailureLimiter())
     return app
 
 

@@ -21,7 +21,9 @@ from seedserve.codecs import Manifest, parse_manifest
 from seedserve.errors import InvalidArtifact, InvalidInput, InvalidManifest
 from seedserve.manager_app.probe import probe_artifact
 from seedserve.manager_app.profiles import insight
-from seedserve.manager_app.state import ManagerState, require_admin
+from seedserve.manager_app.auth import caller
+from seedserve.manager_app.keys import key_view
+from seedserve.manager_app.state import ManagerState
 from seedserve.registry import KeyDoc, ModelDoc, VersionDoc, default_version, hash_key, new_key
 from seedserve.runtime import ARTIFACT_FORMATS
 
@@ -59,7 +61,7 @@ class Probed:
 
 async def register(request: Request) -> Response:
     """A new model (version 1, with a key), or the next version of an existing one."""
-    state = require_admin(request)
+    state, who = await caller(request)
     async with probed_upload(request, state) as probed:
         manifest, outputs, profile = probed.manifest, probed.outputs, probed.profile
         artifact = await state.store.put_artifact(
@@ -70,7 +72,7 @@ async def register(request: Request) -> Response:
     key_doc = KeyDoc(id="k1", label="default", sha256=hash_key(key), created_at=datetime.now(UTC))
     try:
         version, created = await state.store.add_version(
-            manifest.name, manifest.model_dump(mode="json"), artifact, key_doc, profile
+            manifest.name, manifest.model_dump(mode="json"), artifact, key_doc, profile, owner=who.user
         )
     except BaseException:
         # No half registrations: the artifact goes when its version cannot be stored.
@@ -132,7 +134,7 @@ def _public(doc: ModelDoc, versions: list[VersionDoc]) -> dict[str, Any]:
         "manifest": current["manifest"] if current else None,
         "artifact": _artifact(current) if current else None,
         "versions": [v["version"] for v in versions],
-        "keys": [{"id": k["id"], "label": k["label"], "created_at": k["created_at"].isoformat()} for k in doc["keys"]],
+        "keys": [key_view(k) for k in doc["keys"]],
         "created_at": doc["created_at"].isoformat(),
         "endpoints": {"predict": f"/models/{name}/predict",
                       "version_predict": f"/models/{name}/versions/{{version}}/predict"},
@@ -156,18 +158,16 @@ def _public_version(doc: ModelDoc, version: VersionDoc) -> dict[str, Any]:
 
 
 async def list_models(request: Request) -> Response:
-    state = require_admin(request)
-    by_model: dict[str, list[VersionDoc]] = {}
-    for version in await state.store.versions():
-        by_model.setdefault(version["name"], []).append(version)
-    return JSONResponse({"models": [_public(doc, by_model.get(doc["name"], [])) for doc in await state.store.list()]})
+    state, who = await caller(request)
+    docs = await state.store.list(who.user)
+    return JSONResponse({"models": [_public(doc, await state.store.versions(doc["name"])) for doc in docs]})
 
 
 async def get_model(request: Request) -> Response:
     """The model, with its serving version's profile, predictions and recommendation."""
-    state = require_admin(request)
+    state, who = await caller(request)
     name = request.path_params["name"]
-    doc = await state.store.get(name)
+    doc = await state.store.get(name, who.user)
     versions = await state.store.versions(name)
     shown = _public(doc, versions)
     current = next((v for v in versions if v["version"] == shown["version"]), None)
@@ -178,23 +178,25 @@ async def get_model(request: Request) -> Response:
 
 
 async def list_versions(request: Request) -> Response:
-    state = require_admin(request)
+    state, who = await caller(request)
     name = request.path_params["name"]
-    doc = await state.store.get(name)
+    doc = await state.store.get(name, who.user)
     return JSONResponse({"versions": [_public_version(doc, v) for v in await state.store.versions(name)]})
 
 
 async def get_version(request: Request) -> Response:
-    state = require_admin(request)
+    state, who = await caller(request)
     name = request.path_params["name"]
-    doc = await state.store.get(name)
+    doc = await state.store.get(name, who.user)
     return JSONResponse(_public_version(doc, await state.store.get_version(name, request.path_params["version"])))
 
 
 async def pin_version(request: Request) -> Response:
     """``PUT /api/models/{name}/pin`` with ``{"version": N}``: serve version N
     at the model's endpoint (a rollback); ``{"version": null}`` follows the latest."""
-    state = require_admin(request)
+    state, who = await caller(request)
+    name = request.path_params["name"]
+    await state.store.get(name, who.user)  # 404 before the body is looked at
     try:
         body = json.loads(await request.body())
     except (ValueError, RecursionError):
@@ -203,14 +205,14 @@ async def pin_version(request: Request) -> Response:
     if version is ... or not (version is None or (isinstance(version, int) and not isinstance(version, bool))):
         raise InvalidInput('send {"version": N} to pin version N, or {"version": null} to follow the latest',
                            input="version")
-    doc = await state.store.pin(request.path_params["name"], version)
+    doc = await state.store.pin(name, version, who.user)
     return JSONResponse({"name": doc["name"], "version": default_version(doc), "pinned": doc["pinned"],
                          "latest": doc["latest"]})
 
 
 async def delete_model(request: Request) -> Response:
-    state = require_admin(request)
-    doc = await state.store.delete(request.path_params["name"])
+    state, who = await caller(request)
+    doc = await state.store.delete(request.path_params["name"], who.user)
     return JSONResponse({"deleted": doc["name"], "versions": doc["latest"]})
 
 

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from seedserve.codecs import Manifest
-from seedserve.manager_app.state import require_admin
+from seedserve.manager_app.auth import caller
 from seedserve.profiler.calibrate import Calibration
 from seedserve.profiler.catalog import load_catalog
 from seedserve.profiler.predict import assumed_calibration, predict, recommend
@@ -64,7 +64,7 @@ async def profile_artifact(request: Request) -> Response:
     """Profile an artifact (multipart: ``manifest``, ``artifact``, ``format``) and store nothing."""
     from seedserve.manager_app.models import probed_upload
 
-    state = require_admin(request)
+    state, _ = await caller(request)
     async with probed_upload(request, state) as probed:
         pass  # nothing is stored: the temporary file goes with the block
     return JSONResponse({"name": probed.manifest.name, "outputs": probed.outputs,

@@ -1,33 +1,25 @@
-"""What the manager's handlers share: settings, the store, the admin check."""
+"""What the manager's handlers share: settings, the stores, the master's view."""
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
-from starlette.requests import Request
-
-from seedserve.errors import Unauthenticated
+from seedserve.manager_app.auth import FailureLimiter
+from seedserve.manager_app.master_view import MasterView
 from seedserve.registry import ModelStore
+from seedserve.registry.accounts import AccountStore
 from seedserve.settings import Settings
 
-__all__ = ["ManagerState", "require_admin"]
+__all__ = ["ManagerState"]
 
 
 @dataclass(frozen=True)
 class ManagerState:
     settings: Settings
     store: ModelStore
+    accounts: AccountStore
+    #: The admin token signs in as the ``admin`` account.
     admin_token: str
-
-
-def require_admin(request: Request) -> ManagerState:
-    """The app state, once the request carries the admin token."""
-    state: ManagerState = request.app.state.seedserve
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthenticated("missing token; send 'Authorization: Bearer <admin token>' (see <data dir>/admin-token)")
-    if not hmac.compare_digest(token.strip().encode(), state.admin_token.encode()):
-        raise Unauthenticated("the token is not valid; use the admin token from <data dir>/admin-token")
-    return state
+    master: MasterView
+    #: Failed sign-ins, per client address and per username.
+    sign_in_failures: FailureLimiter

@@ -34,9 +34,13 @@ class ModelDoc(TypedDict):
 
     _id: str
     name: str
+    #: The account that registered it; only they see and manage it.
+    owner: str
     latest: int
     pinned: int | None
     keys: list[KeyDoc]
+    #: Bumped by each change of ``keys`` (optimistic concurrency).
+    keys_rev: NotRequired[int]
     created_at: datetime
     updated_at: datetime
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -23,12 +23,19 @@ from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
-from seedserve.errors import InputTooLarge, NotFound, Unavailable
+from seedserve.errors import AlreadyExists, InputTooLarge, NotFound, Unavailable
 from seedserve.registry.documents import ArtifactDoc, KeyDoc, ModelDoc, VersionDoc, version_id
 
-__all__ = ["ModelStore", "connect"]
+__all__ = ["ADMIN", "ModelStore", "connect", "database_errors"]
 
 logger = logging.getLogger("seedserve.registry")
+
+#: The account that the admin token (``<data dir>/admin-token``) signs in as.
+ADMIN = "admin"
+
+
+def _name_taken(name: str) -> AlreadyExists:
+    return AlreadyExists(f"the model name {name!r} is taken by another account; choose another name", input="name")
 
 
 def connect(uri: str, timeout_ms: int = 5000) -> AsyncMongoClient[dict[str, Any]]:
@@ -37,7 +44,7 @@ def connect(uri: str, timeout_ms: int = 5000) -> AsyncMongoClient[dict[str, Any]
 
 
 @asynccontextmanager
-async def _database_errors() -> AsyncIterator[None]:
+async def database_errors() -> AsyncIterator[None]:
     try:
         yield
     except ConnectionFailure as exc:
@@ -55,33 +62,42 @@ class ModelStore:
 
     async def ping(self) -> None:
         """Raise :class:`Unavailable` unless the database answers."""
-        async with _database_errors():
+        async with database_errors():
             await self._models.database.command("ping")
 
-    async def list(self) -> list[ModelDoc]:
-        async with _database_errors():
-            return [cast(ModelDoc, doc) async for doc in self._models.find({}).sort("_id", 1)]
+    async def list(self, owner: str | None = None) -> list[ModelDoc]:
+        """Every model, or ``owner``'s."""
+        async with database_errors():
+            found = self._models.find({} if owner is None else {"owner": owner}).sort("_id", 1)
+            return [cast(ModelDoc, doc) async for doc in found]
 
-    async def get(self, name: str) -> ModelDoc:
-        async with _database_errors():
+    async def get(self, name: str, owner: str | None = None) -> ModelDoc:
+        """The model ``name``; with ``owner``, only if it is theirs: another
+        user's model is as absent as one never registered."""
+        async with database_errors():
             doc = await self._models.find_one({"_id": name})
-        if doc is None:
-            raise NotFound(f"no model named {name!r}; list models with GET /api/models", input="name")
+        if doc is None or (owner is not None and doc.get("owner", ADMIN) != owner):
+            raise NotFound(f"you have no model named {name!r}; list yours with GET /api/models", input="name")
         return cast(ModelDoc, doc)
 
+    async def adopt_unowned(self) -> None:
+        """Give models registered before accounts existed to the admin account."""
+        async with database_errors():
+            await self._models.update_many({"owner": {"$exists": False}}, {"$set": {"owner": ADMIN}})
+
     async def exists(self, name: str) -> bool:
-        async with _database_errors():
+        async with database_errors():
             return await self._models.find_one({"_id": name}, {"_id": 1}) is not None
 
     async def versions(self, name: str | None = None) -> list[VersionDoc]:
         """Every version of ``name`` (of every model if None), oldest first."""
-        async with _database_errors():
+        async with database_errors():
             found = self._versions.find({} if name is None else {"name": name})
             docs = [cast(VersionDoc, doc) async for doc in found]
         return sorted(docs, key=lambda doc: (doc["name"], doc["version"]))
 
     async def get_version(self, name: str, version: int) -> VersionDoc:
-        async with _database_errors():
+        async with database_errors():
             doc = await self._versions.find_one({"_id": version_id(name, version)})
         if doc is None:
             raise NotFound(
@@ -92,20 +108,23 @@ class ModelStore:
 
     async def add_version(
         self, name: str, manifest: dict[str, Any], artifact: ArtifactDoc, key: KeyDoc,
-        profile: dict[str, Any] | None = None,
+        profile: dict[str, Any] | None = None, *, owner: str = ADMIN,
     ) -> tuple[int, bool]:
         """Store ``artifact`` as the next version of ``name``, creating the
-        model (with ``key``) if it is new. Returns the version and whether the
-        model was created; the key is stored only then."""
+        model (owned by ``owner``, with ``key``) if it is new. Returns the
+        version and whether the model was created; the key is stored only then.
+        A name another user holds is refused before anything is written."""
         now = datetime.now(UTC)
         for _ in range(8):  # concurrent registrations of one name race for each number
-            async with _database_errors():
-                model = await self._models.find_one({"_id": name}, {"latest": 1})
+            async with database_errors():
+                model = await self._models.find_one({"_id": name}, {"latest": 1, "owner": 1})
+            if model is not None and model.get("owner", ADMIN) != owner:
+                raise _name_taken(name)
             version = (model["latest"] if model else 0) + 1
             doc = VersionDoc(_id=version_id(name, version), name=name, version=version, manifest=manifest,
                              artifact=artifact, profile=profile, created_at=now)
             try:
-                async with _database_errors():
+                async with database_errors():
                     await self._versions.insert_one(dict(doc))
                 break
             except DuplicateKeyError:
@@ -113,42 +132,63 @@ class ModelStore:
         else:
             raise Unavailable(f"too many concurrent registrations of {name!r}; retry")
         try:
-            async with _database_errors():
+            async with database_errors():
                 result = await self._models.update_one(
-                    {"_id": name},
+                    {"_id": name, "owner": owner},
                     {
                         "$max": {"latest": version},
                         "$set": {"updated_at": now},
-                        "$setOnInsert": {"name": name, "pinned": None, "keys": [dict(key)], "created_at": now},
+                        "$setOnInsert": {"name": name, "pinned": None, "keys": [dict(key)], "keys_rev": 0,
+                                         "created_at": now},
                     },
                     upsert=True,
                 )
-        except BaseException:
+        except BaseException as exc:
             await self._versions.delete_one({"_id": version_id(name, version)})
+            if isinstance(exc, DuplicateKeyError):  # another user created the name meanwhile
+                raise _name_taken(name) from None
             raise
         return version, result.upserted_id is not None
 
-    async def pin(self, name: str, version: int | None) -> ModelDoc:
+    async def update_keys(self, name: str, owner: str, change: Callable[[list[KeyDoc]], list[KeyDoc]]) -> list[KeyDoc]:
+        """Replace the keys of ``owner``'s model ``name`` by ``change(keys)``.
+        Optimistic: a concurrent change makes this one start over."""
+        for _ in range(8):
+            doc = await self.get(name, owner)
+            keys = change([cast(KeyDoc, dict(key)) for key in doc["keys"]])
+            async with database_errors():
+                # The whole array is set: the embedded server garbles $push into arrays of documents.
+                result = await self._models.update_one(
+                    {"_id": name, "keys_rev": doc.get("keys_rev")},
+                    {"$set": {"keys": [dict(key) for key in keys], "updated_at": datetime.now(UTC)},
+                     "$inc": {"keys_rev": 1}},
+                )
+            if result.matched_count:
+                return keys
+        raise Unavailable(f"the keys of {name!r} are changing concurrently; retry")
+
+    async def pin(self, name: str, version: int | None, owner: str = ADMIN) -> ModelDoc:
         """Serve ``version`` at the model's endpoint, or the latest if None."""
+        await self.get(name, owner)
         if version is not None:
             await self.get_version(name, version)
-        async with _database_errors():
+        async with database_errors():
             doc = await self._models.find_one_and_update(
-                {"_id": name}, {"$set": {"pinned": version, "updated_at": datetime.now(UTC)}},
+                {"_id": name, "owner": owner}, {"$set": {"pinned": version, "updated_at": datetime.now(UTC)}},
                 return_document=ReturnDocument.AFTER,
             )
         if doc is None:
-            raise NotFound(f"no model named {name!r}", input="name")
+            raise NotFound(f"you have no model named {name!r}", input="name")
         return cast(ModelDoc, doc)
 
-    async def delete(self, name: str) -> ModelDoc:
-        """Remove a model, its versions and their artifacts; returns the model."""
-        async with _database_errors():
-            doc = await self._models.find_one_and_delete({"_id": name})
+    async def delete(self, name: str, owner: str = ADMIN) -> ModelDoc:
+        """Remove ``owner``'s model, its versions and their artifacts; returns the model."""
+        async with database_errors():
+            doc = await self._models.find_one_and_delete({"_id": name, "owner": owner})
             if doc is None:
-                raise NotFound(f"no model named {name!r}", input="name")
+                raise NotFound(f"you have no model named {name!r}", input="name")
         for version in await self.versions(name):
-            async with _database_errors():
+            async with database_errors():
                 await self._versions.delete_one({"_id": version["_id"]})
             await self.delete_artifact(version["artifact"]["file_id"])
         return cast(ModelDoc, doc)
@@ -157,7 +197,7 @@ class ModelStore:
         """Stream ``chunks`` into GridFS, refusing more than ``max_bytes``."""
         digest = hashlib.sha256()
         size = 0
-        async with _database_errors():
+        async with database_errors():
             upload = self._bucket.open_upload_stream(filename, metadata={"format": fmt})
             try:
                 async for chunk in chunks:
@@ -184,19 +224,19 @@ class ModelStore:
 
     async def delete_artifact(self, file_id: ObjectId) -> None:
         try:
-            async with _database_errors():
+            async with database_errors():
                 await self._bucket.delete(file_id)
         except NoFile:
             pass
 
     async def read_artifact(self, file_id: ObjectId) -> bytes:
-        async with _database_errors():
+        async with database_errors():
             stream = await self._bucket.open_download_stream(file_id)
             return cast(bytes, await stream.read())
 
     async def record_measured(self, name: str, version: int, worker_type: str, stats: dict[str, float]) -> None:
         """A replica's measured call latency for one version on one worker type."""
-        async with _database_errors():
+        async with database_errors():
             doc = await self._versions.find_one({"_id": version_id(name, version)}, {"measured": 1})
             if doc is None:
                 return  # deleted meanwhile
@@ -208,17 +248,17 @@ class ModelStore:
 
     async def calibrations(self) -> dict[str, dict[str, Any]]:
         """The latest calibration of each worker type, by type name."""
-        async with _database_errors():
+        async with database_errors():
             return {doc["_id"]: doc async for doc in self._calibrations.find({})}
 
     async def put_calibration(self, worker_type: str, calibration: dict[str, Any]) -> None:
-        async with _database_errors():
+        async with database_errors():
             await self._calibrations.replace_one({"_id": worker_type}, {"_id": worker_type, **calibration}, upsert=True)
 
     async def key_hashes(self, name: str) -> list[str]:
         """The stored key hashes of ``name`` (empty if the model is gone)."""
         # Project the whole array: the embedded server ignores dotted projections
         # like "keys.sha256" and would return no keys at all.
-        async with _database_errors():
+        async with database_errors():
             doc = await self._models.find_one({"_id": name}, {"keys": 1})
         return [key["sha256"] for key in (doc or {}).get("keys", [])]

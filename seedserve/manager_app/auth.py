@@ -1,0 +1,117 @@
+"""Who is calling: an API token (``Authorization: Bearer``), or a dashboard
+session cookie with a CSRF token on every request that changes something.
+
+Tokens and sessions resolve to a username; every handler scopes what it reads
+and writes to that user, and answers 404 for anything else.
+"""
+
+from __future__ import annotations
+
+import collections
+import hmac
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from seedserve.errors import Forbidden, RateLimited, Unauthenticated
+from seedserve.registry.accounts import TOKEN_PREFIX, Session
+from seedserve.registry.store import ADMIN
+
+if TYPE_CHECKING:
+    from seedserve.manager_app.state import ManagerState
+
+__all__ = ["Caller", "FailureLimiter", "SESSION_COOKIE", "CSRF_HEADER", "authenticate", "caller", "check_csrf",
+           "current_session", "set_session_cookie"]
+
+SESSION_COOKIE = "seedserve_session"
+CSRF_HEADER = "x-csrf-token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated user, and their dashboard session if that is how they came."""
+
+    user: str
+    session: Session | None = None
+
+
+async def current_session(request: Request) -> tuple[str, Session] | None:
+    """The request's live session (id, document), signed in or not."""
+    state: ManagerState = request.app.state.seedserve
+    sid = request.cookies.get(SESSION_COOKIE)
+    if not sid:
+        return None
+    session = await state.accounts.session(sid)
+    return None if session is None else (sid, session)
+
+
+def check_csrf(session: Session, token: str | None) -> None:
+    """Refuse a state-changing request whose CSRF token is not its session's."""
+    if not token or not hmac.compare_digest(token.encode(), session["csrf"].encode()):
+        raise Forbidden("missing or wrong CSRF token; reload the page and try again", input="csrf_token")
+
+
+async def authenticate(request: Request) -> Caller:
+    """The caller of an ``/api`` request, or :class:`Unauthenticated`."""
+    state: ManagerState = request.app.state.seedserve
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token:
+        if hmac.compare_digest(token.encode(), state.admin_token.encode()):
+            return Caller(ADMIN)
+        user = await state.accounts.token_user(token) if token.startswith(TOKEN_PREFIX) else None
+        if user is None:
+            raise Unauthenticated("the token is not valid (revoked?); create one with `seedserve login`")
+        return Caller(user)
+    found = await current_session(request)
+    if found is not None and found[1]["user"] is not None:
+        session = found[1]
+        if request.method not in _SAFE_METHODS:
+            check_csrf(session, request.headers.get(CSRF_HEADER))
+        return Caller(session["user"], session)
+    raise Unauthenticated(
+        "sign in: send 'Authorization: Bearer <API token>' (create one with `seedserve login`), or use the dashboard"
+    )
+
+
+async def caller(request: Request) -> tuple[ManagerState, Caller]:
+    """The app state and the authenticated caller."""
+    return request.app.state.seedserve, await authenticate(request)
+
+
+def set_session_cookie(response: Response, request: Request, sid: str, max_age_s: int) -> None:
+    response.set_cookie(SESSION_COOKIE, sid, max_age=max_age_s, path="/", httponly=True, samesite="lax",
+                        secure=request.url.scheme == "https")
+
+
+class FailureLimiter:
+    """At most ``limit`` failures per key in a sliding ``window_s``; past it,
+    :meth:`check` raises 429 with when to retry. In memory, per manager process."""
+
+    def __init__(self, limit: int = 10, window_s: float = 60.0) -> None:
+        self._limit = limit
+        self._window_s = window_s
+        self._failures: dict[str, collections.deque[float]] = {}
+
+    def check(self, *keys: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            failures = self._failures.get(key)
+            if not failures:
+                continue
+            while failures and failures[0] <= now - self._window_s:
+                failures.popleft()
+            if len(failures) >= self._limit:
+                retry = int(failures[0] + self._window_s - now) + 1
+                raise RateLimited(f"too many failed sign-ins; retry in {retry} s", retry_after_s=retry)
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            self._failures.setdefault(key, collections.deque()).append(now)
+        if len(self._failures) > 100_000:  # bounded memory under a spray of usernames
+            self._failures.clear()

@@ -1,0 +1,107 @@
+"""``/api/models/{name}/keys``: a model's secret keys. Several per model, each
+labelled; shown once, stored as a hash; rotate (a new secret under the same
+label, the old one revoked) and revoke. The master drops a revoked key within
+its key-cache lifetime (5 s)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from seedserve.errors import InvalidInput, NotFound
+from seedserve.manager_app._json import json_object
+from seedserve.manager_app.accounts import label_field
+from seedserve.manager_app.auth import caller
+from seedserve.registry import KeyDoc, hash_key, new_key
+
+__all__ = ["routes", "key_view"]
+
+#: Keys per model, so that a script cannot grow a model's document without bound.
+MAX_KEYS = 32
+
+
+def key_view(key: KeyDoc) -> dict[str, Any]:
+    return {"id": key["id"], "label": key["label"], "created_at": key["created_at"].isoformat()}
+
+
+def _fresh(label: str) -> tuple[str, KeyDoc]:
+    secret = new_key()
+    return secret, KeyDoc(id="k_" + secrets.token_hex(6), label=label, sha256=hash_key(secret),
+                          created_at=datetime.now(UTC))
+
+
+def _missing(name: str, key_id: str) -> NotFound:
+    return NotFound(f"model {name!r} has no key {key_id!r}; list them with GET /api/models/{name}/keys",
+                    input="key_id")
+
+
+async def list_keys(request: Request) -> Response:
+    state, who = await caller(request)
+    doc = await state.store.get(request.path_params["name"], who.user)
+    return JSONResponse({"keys": [key_view(key) for key in doc["keys"]]})
+
+
+async def create_key(request: Request) -> Response:
+    """``{"label": "..."}`` → a new key, shown once."""
+    state, who = await caller(request)
+    name = request.path_params["name"]
+    await state.store.get(name, who.user)  # 404 before the body is looked at
+    label = label_field(await json_object(request), "default")
+    secret, key = _fresh(label)
+
+    def add(keys: list[KeyDoc]) -> list[KeyDoc]:
+        if len(keys) >= MAX_KEYS:
+            raise InvalidInput(f"model {name!r} has {MAX_KEYS} keys already; revoke one first", input="label")
+        return [*keys, key]
+
+    await state.store.update_keys(name, who.user, add)
+    return JSONResponse({**key_view(key), "key": secret, "message": "store this key now: it is shown only once"},
+                        status_code=201)
+
+
+async def rotate_key(request: Request) -> Response:
+    """A new secret under the key's label; the old key stops working."""
+    state, who = await caller(request)
+    name, key_id = request.path_params["name"], request.path_params["key_id"]
+    secret: str = ""
+    created: KeyDoc | None = None
+
+    def rotate(keys: list[KeyDoc]) -> list[KeyDoc]:
+        nonlocal secret, created
+        old = next((k for k in keys if k["id"] == key_id), None)
+        if old is None:
+            raise _missing(name, key_id)
+        secret, created = _fresh(old["label"])
+        return [created if k["id"] == key_id else k for k in keys]
+
+    await state.store.update_keys(name, who.user, rotate)
+    assert created is not None
+    return JSONResponse({**key_view(created), "key": secret, "replaces": key_id,
+                         "message": "store this key now: it is shown only once; the old key is revoked"},
+                        status_code=201)
+
+
+async def revoke_key(request: Request) -> Response:
+    state, who = await caller(request)
+    name, key_id = request.path_params["name"], request.path_params["key_id"]
+
+    def revoke(keys: list[KeyDoc]) -> list[KeyDoc]:
+        if not any(k["id"] == key_id for k in keys):
+            raise _missing(name, key_id)
+        return [k for k in keys if k["id"] != key_id]
+
+    await state.store.update_keys(name, who.user, revoke)
+    return JSONResponse({"revoked": key_id})
+
+
+routes = [
+    Route("/api/models/{name}/keys", list_keys, methods=["GET"]),
+    Route("/api/models/{name}/keys", create_key, methods=["POST"]),
+    Route("/api/models/{name}/keys/{key_id}/rotate", rotate_key, methods=["POST"]),
+    Route("/api/models/{name}/keys/{key_id}", revoke_key, methods=["DELETE"]),
+]
