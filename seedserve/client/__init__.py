@@ -2,6 +2,6 @@
 
 from seedserve.client.client import AsyncClient, Client
 from seedserve.client.handler import package_handler
-from seedserve.client.manager import ManagerClient
+from seedserve.client.manager import AsyncManagerClient, ManagerClient
 
-__all__ = ["AsyncClient", "Client", "ManagerClient", "package_handler"]
+__all__ = ["AsyncClient", "AsyncManagerClient", "Client", "ManagerClient", "package_handler"]

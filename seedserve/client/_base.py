@@ -16,9 +16,15 @@ DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 class BaseClient:
     """Base URL, auth header and error decoding; subclasses only send."""
 
-    def __init__(self, url: str, secret: str) -> None:
+    def __init__(self, url: str, secret: str | None) -> None:
         self.base_url = url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {secret}"}
+        self._headers: dict[str, str] = {}
+        if secret is not None:
+            self.use_token(secret)
+
+    def use_token(self, secret: str) -> None:
+        """Send ``secret`` as the bearer token from now on."""
+        self._headers["Authorization"] = f"Bearer {secret}"
 
     def _url(self, path: str) -> str:
         return self.base_url + path

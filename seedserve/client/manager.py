@@ -1,66 +1,228 @@
-"""Client for the manager's API: register, list, show and delete models."""
+"""Clients for the manager's API: accounts and tokens, models, versions, keys,
+profiles and the cluster. :class:`ManagerClient` and :class:`AsyncManagerClient`
+share every operation; only sending differs.
+
+>>> manager = ManagerClient("http://127.0.0.1:8080")
+>>> manager.login("ada", "correct horse battery")   # an API token, now in use
+>>> key = manager.register("mlp.pt", manifest)
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Self
 
 import httpx
 
-from seedserve.client._base import DEFAULT_TIMEOUT, SyncClient, raise_for_error, unreachable
+from seedserve.client._base import DEFAULT_TIMEOUT, BaseClient, raise_for_error, unreachable
 
-__all__ = ["ManagerClient"]
+__all__ = ["ManagerClient", "AsyncManagerClient", "artifact_format"]
 
 _FORMATS_BY_SUFFIX = {".pt2": "export", ".zip": "handler"}
 
+#: Called with (bytes sent so far, total bytes) while an artifact uploads.
+Progress = Callable[[int, int], None]
 
-class ManagerClient(SyncClient):
-    """The manager's API with an admin (later: user) token."""
 
-    def __init__(self, url: str, token: str, *, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-                 transport: httpx.BaseTransport | None = None) -> None:
-        super().__init__(url, token)
-        self._http = httpx.Client(timeout=timeout, transport=transport, headers=self._headers)
+def artifact_format(path: Path) -> str:
+    """The artifact format a file's suffix implies: ``.pt2`` export, ``.zip`` handler, else TorchScript."""
+    return _FORMATS_BY_SUFFIX.get(path.suffix.lower(), "torchscript")
+
+
+class _Reading:
+    """A file that reports how much of it has been read (the upload's progress)."""
+
+    def __init__(self, file: IO[bytes], total: int, progress: Progress) -> None:
+        self._file, self._total, self._progress, self._sent = file, total, progress, 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._file.read(size)
+        self._sent += len(chunk)
+        self._progress(self._sent, self._total)
+        return chunk
+
+    def __getattr__(self, name: str) -> Any:  # fileno, seek, tell: httpx sizes the part with them
+        return getattr(self._file, name)
+
+
+class _Operations(BaseClient):
+    """Every operation of the manager's API, once. ``_call`` sends; in the
+    async client it returns a coroutine, so each method there is awaited."""
+
+    def _call(self, method: str, path: str, pick: Callable[[Any], Any] | None = None, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    # accounts
+
+    def signup(self, username: str, password: str) -> Any:
+        """Create an account."""
+        return self._call("POST", "/api/users", json={"username": username, "password": password})
+
+    def create_token(self, label: str = "api", *, username: str | None = None, password: str | None = None) -> Any:
+        """A new API token (its ``token`` is shown only this once). Signed in,
+        or with ``username`` and ``password``."""
+        body: dict[str, Any] = {"label": label}
+        if username is not None or password is not None:
+            body |= {"username": username, "password": password}
+        return self._call("POST", "/api/tokens", json=body)
+
+    def tokens(self) -> Any:
+        return self._call("GET", "/api/tokens", lambda b: b["tokens"])
+
+    def revoke_token(self, token_id: str) -> Any:
+        return self._call("DELETE", f"/api/tokens/{token_id}")
+
+    def me(self) -> Any:
+        return self._call("GET", "/api/me")
+
+    # models and versions
+
+    def list_models(self) -> Any:
+        return self._call("GET", "/api/models", lambda b: b["models"])
+
+    def get_model(self, name: str) -> Any:
+        """The model with its profile, predicted latency per worker type and recommendation."""
+        return self._call("GET", f"/api/models/{name}")
+
+    def versions(self, name: str) -> Any:
+        """Every version of ``name``, oldest first."""
+        return self._call("GET", f"/api/models/{name}/versions", lambda b: b["versions"])
+
+    def get_version(self, name: str, version: int) -> Any:
+        return self._call("GET", f"/api/models/{name}/versions/{version}")
+
+    def pin(self, name: str, version: int | None) -> Any:
+        """Serve ``version`` at the model's endpoint (a rollback), or the latest if None."""
+        return self._call("PUT", f"/api/models/{name}/pin", json={"version": version})
+
+    def delete_model(self, name: str) -> Any:
+        return self._call("DELETE", f"/api/models/{name}")
+
+    def register_model(self, artifact_path: str | PathLike[str], manifest: dict[str, Any], *,
+                       format: str | None = None, progress: Progress | None = None) -> Any:
+        """Register a model, or the next version of one you own; the whole
+        answer (version, profile, predictions, and for a new model its key).
+        ``progress(sent, total)`` is called as the artifact uploads."""
+        return self._upload("/api/models", artifact_path, manifest, format, progress, None)
 
     def register(self, artifact_path: str | PathLike[str], manifest: dict[str, Any], *,
-                 format: str | None = None) -> str | None:
-        """Register a model, or the next version of one already registered.
-        Returns a new model's secret key (shown only this once); None for a
-        new version, which the model's existing keys serve. ``format``:
-        ``torchscript``, ``export`` (a ``torch.export`` .pt2) or ``handler``
-        (a zip from :func:`package_handler`); by default from the file's suffix."""
-        path = Path(artifact_path)
-        format = format or _FORMATS_BY_SUFFIX.get(path.suffix.lower(), "torchscript")
-        with path.open("rb") as artifact:
-            files = {"artifact": (path.name, artifact, "application/octet-stream")}
-            data = {"manifest": json.dumps(manifest), "format": format}
-            body = self._send("POST", "/api/models", files=files, data=data)
-        return None if body["key"] is None else str(body["key"])
+                 format: str | None = None, progress: Progress | None = None) -> Any:
+        """Register a model, or the next version of one you own. Returns a new
+        model's secret key (shown only this once); None for a new version,
+        which the model's existing keys serve. ``format``: ``torchscript``,
+        ``export`` (a ``torch.export`` .pt2) or ``handler`` (a zip from
+        :func:`package_handler`); by default from the file's suffix."""
+        return self._upload("/api/models", artifact_path, manifest, format, progress, lambda b: b["key"])
 
-    def list_models(self) -> list[dict[str, Any]]:
-        return list(self._send("GET", "/api/models")["models"])
+    def profile(self, artifact_path: str | PathLike[str], manifest: dict[str, Any], *,
+                format: str | None = None) -> Any:
+        """Profile an artifact without registering it: FLOPs, predicted latency, recommendation."""
+        return self._upload("/api/profile", artifact_path, manifest, format, None, None)
 
-    def get_model(self, name: str) -> dict[str, Any]:
-        return dict(self._send("GET", f"/api/models/{name}"))
+    # keys
 
-    def versions(self, name: str) -> list[dict[str, Any]]:
-        """Every version of ``name``, oldest first."""
-        return list(self._send("GET", f"/api/models/{name}/versions")["versions"])
+    def keys(self, name: str) -> Any:
+        return self._call("GET", f"/api/models/{name}/keys", lambda b: b["keys"])
 
-    def pin(self, name: str, version: int | None) -> dict[str, Any]:
-        """Serve ``version`` at the model's endpoint (a rollback), or the latest if None."""
-        return dict(self._send("PUT", f"/api/models/{name}/pin", json={"version": version}))
+    def create_key(self, name: str, label: str = "default") -> Any:
+        """A new key for ``name``; its ``key`` is shown only this once."""
+        return self._call("POST", f"/api/models/{name}/keys", json={"label": label})
 
-    def delete_model(self, name: str) -> None:
-        self._send("DELETE", f"/api/models/{name}")
+    def rotate_key(self, name: str, key_id: str) -> Any:
+        """A new secret under the key's label; the old key stops working."""
+        return self._call("POST", f"/api/models/{name}/keys/{key_id}/rotate")
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+    def revoke_key(self, name: str, key_id: str) -> Any:
+        return self._call("DELETE", f"/api/models/{name}/keys/{key_id}")
+
+    # cluster
+
+    def cluster(self) -> Any:
+        """Nodes, worker types, and your models' status, replicas and live numbers."""
+        return self._call("GET", "/api/cluster")
+
+    def _upload(self, path: str, artifact_path: str | PathLike[str], manifest: dict[str, Any], format: str | None,
+                progress: Progress | None, pick: Callable[[Any], Any] | None) -> Any:
+        file_path = Path(artifact_path)
+        file = file_path.open("rb")
+        body: Any = file if progress is None else _Reading(file, file_path.stat().st_size, progress)
+        files = {"artifact": (file_path.name, body, "application/octet-stream")}
+        data = {"manifest": json.dumps(manifest), "format": format or artifact_format(file_path)}
+        return self._call("POST", path, pick, files=files, data=data, _close=file)
+
+
+class ManagerClient(_Operations):
+    """The manager's API over one ``httpx.Client``. ``token``: an API token
+    (or the admin token); without one, :meth:`login` gets one."""
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__(url, token)
+        self._http = httpx.Client(timeout=timeout, transport=transport)
+
+    def login(self, username: str, password: str, label: str = "sdk") -> str:
+        """Sign in: create an API token, use it from now on, and return it."""
+        token = str(self.create_token(label, username=username, password=password)["token"])
+        self.use_token(token)
+        return token
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, pick: Callable[[Any], Any] | None = None, *,
+              _close: IO[bytes] | None = None, **kwargs: Any) -> Any:
         url = self._url(path)
         try:
-            response = self._http.request(method, url, **kwargs)
+            response = self._http.request(method, url, headers=self._headers, **kwargs)
         except httpx.TransportError as exc:
             raise unreachable(url, exc) from exc
-        return raise_for_error(response)
+        finally:
+            if _close is not None:
+                _close.close()
+        body = raise_for_error(response)
+        return body if pick is None else pick(body)
 
+
+class AsyncManagerClient(_Operations):
+    """The asynchronous twin of :class:`ManagerClient`: the same methods, awaited."""
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__(url, token)
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+
+    async def login(self, username: str, password: str, label: str = "sdk") -> str:
+        token = str((await self.create_token(label, username=username, password=password))["token"])
+        self.use_token(token)
+        return token
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _call(self, method: str, path: str, pick: Callable[[Any], Any] | None = None, *,
+                    _close: IO[bytes] | None = None, **kwargs: Any) -> Any:
+        url = self._url(path)
+        try:
+            response = await self._http.request(method, url, headers=self._headers, **kwargs)
+        except httpx.TransportError as exc:
+            raise unreachable(url, exc) from exc
+        finally:
+            if _close is not None:
+                _close.close()
+        body = raise_for_error(response)
+        return body if pick is None else pick(body)

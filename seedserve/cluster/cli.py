@@ -14,6 +14,7 @@ import click
 import httpx
 from pydantic import ValidationError
 
+from seedserve.cluster.registry_cli import commands as registry_commands
 from seedserve.settings import Settings
 
 __all__ = ["main"]
@@ -141,3 +142,7 @@ def calibrate(worker_type: str | None, threads: int, data_dir: Path | None, dry_
     except Exception as exc:  # the database is not running: say where it was looked for
         raise click.ClickException(f"could not store the calibration in {settings.resolved_mongo_uri}: {exc}") from exc
     click.echo(f"stored the calibration of {name!r}", err=True)
+
+
+for _command in registry_commands:
+    main.add_command(_command)

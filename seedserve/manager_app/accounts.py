@@ -25,9 +25,9 @@ async def sign_in(state: ManagerState, request: Request, username: Any, password
     client address and per username (429), and say nothing about which was wrong."""
     client = request.client.host if request.client else "?"
     name = username if isinstance(username, str) else ""
-    state.sign_in_failures.check(f"ip:{client}", f"user:{name}")
+    state.sign_in_failures.check(ip=client, user=name)
     if not isinstance(password, str) or not name or not await state.accounts.verify_password(name, password):
-        state.sign_in_failures.failed(f"ip:{client}", f"user:{name}")
+        state.sign_in_failures.failed(ip=client, user=name)
         raise Unauthenticated("wrong username or password")
     return name
 

@@ -89,29 +89,32 @@ def set_session_cookie(response: Response, request: Request, sid: str, max_age_s
 
 
 class FailureLimiter:
-    """At most ``limit`` failures per key in a sliding ``window_s``; past it,
-    :meth:`check` raises 429 with when to retry. In memory, per manager process."""
+    """At most ``limits[scope]`` failures per key of that scope in a sliding
+    ``window_s`` (a client address may fail more often than one username);
+    past it, :meth:`check` raises 429 with when to retry. In memory, per
+    manager process."""
 
-    def __init__(self, limit: int = 10, window_s: float = 60.0) -> None:
-        self._limit = limit
+    def __init__(self, limits: dict[str, int] | None = None, window_s: float = 60.0) -> None:
+        self._limits = limits or {"ip": 100, "user": 10}
         self._window_s = window_s
-        self._failures: dict[str, collections.deque[float]] = {}
+        self._failures: dict[tuple[str, str], collections.deque[float]] = {}
 
-    def check(self, *keys: str) -> None:
+    def check(self, **keys: str) -> None:
+        """``keys``: scope -> key, e.g. ``ip="10.0.0.1", user="ada"``."""
         now = time.monotonic()
-        for key in keys:
-            failures = self._failures.get(key)
+        for scope, key in keys.items():
+            failures = self._failures.get((scope, key))
             if not failures:
                 continue
             while failures and failures[0] <= now - self._window_s:
                 failures.popleft()
-            if len(failures) >= self._limit:
+            if len(failures) >= self._limits[scope]:
                 retry = int(failures[0] + self._window_s - now) + 1
                 raise RateLimited(f"too many failed sign-ins; retry in {retry} s", retry_after_s=retry)
 
-    def failed(self, *keys: str) -> None:
+    def failed(self, **keys: str) -> None:
         now = time.monotonic()
-        for key in keys:
-            self._failures.setdefault(key, collections.deque()).append(now)
         if len(self._failures) > 100_000:  # bounded memory under a spray of usernames
             self._failures.clear()
+        for scope, key in keys.items():
+            self._failures.setdefault((scope, key), collections.deque()).append(now)

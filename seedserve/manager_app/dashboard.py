@@ -179,6 +179,8 @@ async def model_page(request: Request) -> Response:
         master=cluster["master"], master_url=state.master.url, examples=_examples(name, manifest, state.master.url),
         chart=_chart(info["predictions"]),
         try_values={spec.name: json.dumps(_placeholder(spec)[0]) for spec in manifest.inputs},
+        declared={spec.name: spec.model_dump(mode="json", exclude={"name", "kind"}, exclude_defaults=True)
+                  for spec in manifest.inputs},
     )
 
 

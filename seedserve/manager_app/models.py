@@ -33,12 +33,15 @@ _CHUNK = 1 << 20
 
 
 @asynccontextmanager
-async def probed_upload(request: Request, state: ManagerState) -> AsyncIterator[Probed]:
+async def probed_upload(request: Request, state: ManagerState, owner: str | None = None) -> AsyncIterator[Probed]:
     """The registration form (``manifest``, ``format``, ``artifact``): the
     artifact saved under its size limit to a temporary file, test-loaded and
-    profiled in a child process. The file lives until the block ends."""
+    profiled in a child process. The file lives until the block ends. With
+    ``owner``, a name another account holds is refused before the work."""
     async with request.form(max_files=1, max_fields=8, max_part_size=1 << 20) as form:
         manifest = _manifest_field(form.get("manifest"))
+        if owner is not None:
+            await state.store.check_name_free(manifest.name, owner)
         fmt = _format_field(form.get("format"))
         upload = form.get("artifact")
         if not isinstance(upload, UploadFile):
@@ -62,7 +65,7 @@ class Probed:
 async def register(request: Request) -> Response:
     """A new model (version 1, with a key), or the next version of an existing one."""
     state, who = await caller(request)
-    async with probed_upload(request, state) as probed:
+    async with probed_upload(request, state, owner=who.user) as probed:
         manifest, outputs, profile = probed.manifest, probed.outputs, probed.profile
         artifact = await state.store.put_artifact(
             _chunks(probed.path), filename=manifest.name, fmt=probed.format,

@@ -89,6 +89,13 @@ class ModelStore:
         async with database_errors():
             return await self._models.find_one({"_id": name}, {"_id": 1}) is not None
 
+    async def check_name_free(self, name: str, owner: str) -> None:
+        """Refuse (409) a name that another account holds."""
+        async with database_errors():
+            model = await self._models.find_one({"_id": name}, {"owner": 1})
+        if model is not None and model.get("owner", ADMIN) != owner:
+            raise _name_taken(name)
+
     async def versions(self, name: str | None = None) -> list[VersionDoc]:
         """Every version of ``name`` (of every model if None), oldest first."""
         async with database_errors():

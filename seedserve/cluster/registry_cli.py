@@ -1,0 +1,228 @@
+"""The registry commands of ``seedserve``: ``login``, ``models``, ``register``,
+``versions``, ``keys`` and ``delete``, over :class:`ManagerClient`.
+
+``login`` stores the manager's URL and a new API token in
+``$SEEDSERVE_CONFIG_DIR/credentials.json`` (default ``~/.config/seedserve``),
+readable by the user only; ``--url`` / ``--token`` (or ``SEEDSERVE_MANAGER_URL``
+/ ``SEEDSERVE_TOKEN``) override it per command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from seedserve.client.manager import ManagerClient
+from seedserve.errors import SeedserveError
+
+__all__ = ["commands"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def credentials_path() -> Path:
+    base = os.environ.get("SEEDSERVE_CONFIG_DIR") or Path.home() / ".config" / "seedserve"
+    return Path(base) / "credentials.json"
+
+
+@dataclass
+class Target:
+    url: str | None
+    token: str | None
+
+
+def _connection(target: Target) -> tuple[str, str]:
+    saved: dict[str, str] = {}
+    path = credentials_path()
+    if path.exists():
+        saved = json.loads(path.read_text())
+    url = target.url or saved.get("url") or DEFAULT_URL
+    token = target.token or saved.get("token")
+    if not token:
+        raise click.ClickException("not signed in: run `seedserve login` (or pass --token / set SEEDSERVE_TOKEN)")
+    return url, token
+
+
+@contextmanager
+def _manager(target: Target) -> Iterator[ManagerClient]:
+    url, token = _connection(target)
+    try:
+        with ManagerClient(url, token) as client:
+            yield client
+    except SeedserveError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}" + (f" (input: {exc.input})" if exc.input else ""))
+
+
+_url_option = click.option("--url", envvar="SEEDSERVE_MANAGER_URL", help=f"Manager URL [default: saved, or {DEFAULT_URL}].")
+_token_option = click.option("--token", envvar="SEEDSERVE_TOKEN", help="API token [default: the one `login` saved].")
+
+
+def _target(command: Any) -> Any:
+    return _url_option(_token_option(command))
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> None:
+    cells = [header, *[[("" if c is None else str(c)) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+@click.command()
+@click.option("--url", envvar="SEEDSERVE_MANAGER_URL", default=DEFAULT_URL, show_default=True, help="Manager URL.")
+@click.option("--username", prompt=True, help="Your username.")
+@click.option("--password", prompt=True, hide_input=True, help="Your password (prompted if not given).")
+@click.option("--signup", is_flag=True, help="Create the account first.")
+@click.option("--label", default="cli", show_default=True, help="Label of the API token this creates.")
+def login(url: str, username: str, password: str, signup: bool, label: str) -> None:
+    """Sign in: create an API token and save it (with the URL) for the other commands."""
+    try:
+        with ManagerClient(url) as client:
+            if signup:
+                client.signup(username, password)
+            token = client.create_token(label, username=username, password=password)
+    except SeedserveError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}")
+    path = credentials_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Created readable by the user only, before the token is written into it.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"url": url, "token": token["token"], "token_id": token["id"], "username": username}, out)
+    click.echo(f"signed in as {username} at {url}; token {token['id']} saved in {path}")
+
+
+@click.command()
+@_target
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models(url: str | None, token: str | None, as_json: bool) -> None:
+    """List your models."""
+    with _manager(Target(url, token)) as client:
+        found = client.list_models()
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    _table([[m["name"], m["version"], m["latest"], m["pinned"], len(m["keys"]), m["endpoints"]["predict"]]
+            for m in found], ["NAME", "SERVING", "LATEST", "PINNED", "KEYS", "ENDPOINT"])
+
+
+@click.command()
+@_target
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--manifest", "manifest_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The model's manifest (JSON).")
+@click.option("--name", help="Register under this name instead of the manifest's.")
+@click.option("--format", "fmt", type=click.Choice(["torchscript", "export", "handler"]),
+              help="Artifact format [default: from the suffix: .pt2 export, .zip handler, else torchscript].")
+def register(url: str | None, token: str | None, artifact: Path, manifest_path: Path, name: str | None,
+             fmt: str | None) -> None:
+    """Register ARTIFACT (a new model, or the next version of yours), with an upload progress bar."""
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--manifest")
+    if name:
+        manifest["name"] = name
+    size = artifact.stat().st_size
+    with _manager(Target(url, token)) as client, click.progressbar(length=size, label="uploading", file=None) as bar:
+        shown = 0
+
+        def progress(sent: int, total: int) -> None:
+            nonlocal shown
+            bar.update(sent - shown)
+            shown = sent
+
+        answer = client.register_model(artifact, manifest, format=fmt, progress=progress)
+    click.echo(f"{answer['name']}: version {answer['version']} registered")
+    if answer.get("key"):
+        click.echo(f"key (shown only once): {answer['key']}")
+    recommendation = answer.get("recommendation")
+    if recommendation:
+        click.echo(f"recommendation: {recommendation['reasoning']}")
+
+
+@click.command()
+@_target
+@click.argument("name")
+@click.option("--pin", "pin_to", type=int, help="Serve this version at the model's endpoint (roll back).")
+@click.option("--unpin", is_flag=True, help="Follow the latest version again.")
+def versions(url: str | None, token: str | None, name: str, pin_to: int | None, unpin: bool) -> None:
+    """List NAME's versions; --pin N serves version N."""
+    with _manager(Target(url, token)) as client:
+        if pin_to is not None or unpin:
+            pinned = client.pin(name, None if unpin else pin_to)
+            click.echo(f"{name} now serves version {pinned['version']}")
+        found = client.versions(name)
+    _table([[v["version"], "*" if v["serving"] else "", v["artifact"]["format"], v["artifact"]["size"],
+             v["created_at"][:19]] for v in found], ["VERSION", "SERVING", "FORMAT", "BYTES", "CREATED"])
+
+
+@click.group()
+def keys() -> None:
+    """A model's secret keys: list, create, rotate, revoke."""
+
+
+@keys.command("list")
+@_target
+@click.argument("name")
+def list_keys(url: str | None, token: str | None, name: str) -> None:
+    """NAME's keys (ids and labels; secrets are never shown again)."""
+    with _manager(Target(url, token)) as client:
+        found = client.keys(name)
+    _table([[k["id"], k["label"], k["created_at"][:19]] for k in found], ["ID", "LABEL", "CREATED"])
+
+
+@keys.command("create")
+@_target
+@click.argument("name")
+@click.option("--label", default="default", show_default=True)
+def create_key(url: str | None, token: str | None, name: str, label: str) -> None:
+    """A new key for NAME (printed once)."""
+    with _manager(Target(url, token)) as client:
+        key = client.create_key(name, label)
+    click.echo(f"key {key['id']} ({key['label']}), shown only once: {key['key']}")
+
+
+@keys.command("rotate")
+@_target
+@click.argument("name")
+@click.argument("key_id")
+def rotate_key(url: str | None, token: str | None, name: str, key_id: str) -> None:
+    """A new secret for KEY_ID's label; the old key stops working."""
+    with _manager(Target(url, token)) as client:
+        key = client.rotate_key(name, key_id)
+    click.echo(f"key {key['id']} replaces {key_id}, shown only once: {key['key']}")
+
+
+@keys.command("revoke")
+@_target
+@click.argument("name")
+@click.argument("key_id")
+def revoke_key(url: str | None, token: str | None, name: str, key_id: str) -> None:
+    """Revoke KEY_ID: queries with it are refused within seconds."""
+    with _manager(Target(url, token)) as client:
+        client.revoke_key(name, key_id)
+    click.echo(f"revoked {key_id}")
+
+
+@click.command()
+@_target
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(url: str | None, token: str | None, name: str, yes: bool) -> None:
+    """Delete NAME, every version and its artifacts."""
+    if not yes:
+        click.confirm(f"delete {name} and every version?", abort=True)
+    with _manager(Target(url, token)) as client:
+        answer = client.delete_model(name)
+    click.echo(f"deleted {answer['deleted']} ({answer['versions']} version(s))")
+
+
+commands = [login, models, register, versions, keys, delete]
