@@ -68,7 +68,9 @@ async def try_model(request: Request) -> Response:
         answer = await state.master.query(name, key, bytes(body), request.headers.get("content-type", ""))
     except httpx.HTTPError as exc:
         raise Unavailable(f"the master at {state.master.url} did not answer: {exc}") from None
-    return Response(answer.content, status_code=answer.status_code,
+    # Retry-After tells the page to try again while the model starts.
+    headers = {"Retry-After": answer.headers["retry-after"]} if "retry-after" in answer.headers else None
+    return Response(answer.content, status_code=answer.status_code, headers=headers,
                     media_type=answer.headers.get("content-type", "application/json"))
 
 

@@ -16,7 +16,10 @@ async function api(method, path, body, headers = {}) {
   try { data = JSON.parse(text); } catch { data = { raw: text }; }
   if (!response.ok) {
     const e = data.error || {};
-    throw new Error(`${response.status} ${e.code || ""}: ${e.message || text}${e.input ? ` (input: ${e.input})` : ""}`);
+    const error = new Error(`${response.status} ${e.code || ""}: ${e.message || text}${e.input ? ` (input: ${e.input})` : ""}`);
+    error.status = response.status;
+    error.retryAfter = Number(response.headers.get("Retry-After")) || null;
+    throw error;
   }
   return data;
 }
@@ -241,11 +244,45 @@ function setUpModel(title) {
           body.append(input, raw);
         }
       }
-      const result = await api("POST", `${base}/try`, body, { "X-Model-Key": $("#try-key").value.trim() });
+      const result = await tryUntilServed(`${base}/try`, body, $("#try-key").value.trim(), out);
       out.textContent = JSON.stringify(result, null, 2);
       out.classList.remove("error");
     } catch (e) { out.textContent = e.message; out.classList.add("error"); }
   });
+}
+
+// A model that is still starting answers 503 with Retry-After: wait and
+// send the query again, for up to two minutes, saying so on the page.
+async function tryUntilServed(path, body, key, out) {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      return await api("POST", path, body, { "X-Model-Key": key });
+    } catch (e) {
+      if (e.status !== 503 || !e.retryAfter || Date.now() + e.retryAfter * 1000 > deadline) throw e;
+      out.textContent = `${e.message}\nretrying in ${e.retryAfter} s...`;
+      await new Promise((resolve) => setTimeout(resolve, e.retryAfter * 1000));
+    }
+  }
+}
+
+// ---- models page: status and live numbers, refreshed from /api/cluster
+function setUpModels(table) {
+  const ms = (v) => (v == null ? "—" : v < 10 ? v.toFixed(2) : v.toFixed(0));
+  const refresh = async () => {
+    let cluster;
+    try { cluster = await api("GET", "/api/cluster"); } catch { return; }
+    for (const row of $$("tr[data-model]", table)) {
+      const live = cluster.models[row.dataset.model];
+      if (!live) continue;
+      $(".status", row).textContent = live.status;
+      $(".replicas", row).textContent = live.replicas;
+      $(".requests_per_s", row).textContent = live.requests_per_s == null ? "—" : live.requests_per_s.toFixed(1);
+      $(".p50_ms", row).textContent = ms(live.p50_ms);
+      $(".p99_ms", row).textContent = ms(live.p99_ms);
+    }
+  };
+  setInterval(refresh, 3000);
 }
 
 // ---- tokens page
@@ -267,4 +304,6 @@ document.addEventListener("DOMContentLoaded", () => {
   const title = $("#model-title");
   if (title) setUpModel(title);
   if ($("#create-token")) setUpTokens();
+  const models = $("#models");
+  if (models) setUpModels(models);
 });
