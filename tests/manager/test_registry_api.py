@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from seedserve.client import ManagerClient
-from seedserve.errors import InputTooLarge, InvalidArtifact, NotFound
+from seedserve.errors import InvalidArtifact, NotFound
 from tests.helpers import MLP_MANIFEST, make_mlp, save_torchscript
 from tests.manager.conftest import Manager
 
@@ -57,10 +57,11 @@ def test_an_artifact_over_the_limit_is_refused_while_streaming_and_leaves_nothin
 
 
 def test_a_declared_oversized_body_is_refused_before_it_is_read(manager: Manager) -> None:
-    with pytest.raises(InputTooLarge):
-        with ManagerClient(manager.url, manager.token) as client:
-            client._send("POST", "/api/models", content=b"\0" * (2 * 2**20),
-                         headers={"Content-Type": "multipart/form-data; boundary=x"})
+    refused = httpx.post(manager.url + "/api/models", content=b"\0" * (2 * 2**20),
+                         headers={"Authorization": f"Bearer {manager.token}",
+                                  "Content-Type": "multipart/form-data; boundary=x"})
+    assert refused.status_code == 413, refused.text
+    assert refused.json()["error"]["code"] == "input_too_large"
 
 
 def test_malformed_forms_get_4xx_json(manager: Manager) -> None:
