@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import secrets
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,7 @@ def start_database(settings: Settings) -> Child:
 def start_ray_head(settings: Settings, plan: PortPlan) -> Child:
     """A local Ray head (``ray start --head --block``; SIGTERM stops the whole node)."""
     data = settings.data_dir.resolve()
-    env = environ_with({**HAPROXY_ENV, **plan.serve_env()})
+    env = environ_with({**HAPROXY_ENV, **plan.serve_env(), **ray_token_auth()})
     argv = [
         str(_BIN / "ray"), "start", "--head", "--block",
         f"--port={settings.ray_port}",
@@ -106,6 +107,22 @@ def start_ray_head(settings: Settings, plan: PortPlan) -> Child:
     url = dashboard_url(settings)
     wait_until(lambda: http_ok(url + "/api/serve/applications/", auth=True), 120, "Ray head and dashboard", child)
     return child
+
+
+def ray_token_auth() -> dict[str, str]:
+    """Ray's token authentication, always on unless ``RAY_AUTH_MODE`` says
+    otherwise: ``ray start --head`` turns it on only where a token already
+    exists, so a fresh machine would run an open cluster (anyone who reaches
+    it runs code). The token is made where Ray's own tools look for it
+    (``ray get-auth-token --generate``: ``~/.ray/auth_token``, mode 0600, or
+    ``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH`` if set)."""
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
+        return {}
+    subprocess.run([str(_BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True, timeout=60)
+    default = Path.home() / ".ray" / "auth_token"
+    if not os.environ.get("RAY_AUTH_TOKEN_PATH") and default.exists():
+        default.chmod(0o600)  # Ray writes it readable by all
+    return {"RAY_AUTH_MODE": "token"}
 
 
 def dashboard_url(settings: Settings) -> str:

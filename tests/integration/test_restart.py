@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from seedserve.client import Client, ManagerClient
 from tests.conftest import System
@@ -28,6 +29,9 @@ def test_restart_serves_registered_models_again(system: System, tmp_path: Path) 
 
     with Client(system.master_url, key) as client:
         after = eventually(lambda: client.predict("durable", x=x), timeout_s=120)
-    assert after == before
+    # The same model; the replica may or may not keep the graph it optimized
+    # at warm-up (kept only if no slower), which moves the last float bits.
+    np.testing.assert_allclose(after["y"], before["y"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(after["y"], model(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
     with ManagerClient(system.manager_url, system.admin_token) as manager:
         assert manager.get_model("durable")["version"] == 1
