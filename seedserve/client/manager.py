@@ -17,7 +17,7 @@ from typing import IO, Any, Self
 
 import httpx
 
-from seedserve.client._base import DEFAULT_TIMEOUT, BaseClient, raise_for_error, unreachable
+from seedserve.client._base import DEFAULT_TIMEOUT, BaseClient, SyncClient, raise_for_error, unreachable
 
 __all__ = ["ManagerClient", "AsyncManagerClient", "artifact_format"]
 
@@ -154,7 +154,7 @@ class _Operations(BaseClient):
         return self._call("POST", path, pick, files=files, data=data, _close=file)
 
 
-class ManagerClient(_Operations):
+class ManagerClient(_Operations, SyncClient):
     """The manager's API over one ``httpx.Client``. ``token``: an API token
     (or the admin token); without one, :meth:`login` gets one."""
 
@@ -168,15 +168,6 @@ class ManagerClient(_Operations):
         token = str(self.create_token(label, username=username, password=password)["token"])
         self.use_token(token)
         return token
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _call(self, method: str, path: str, pick: Callable[[Any], Any] | None = None, *,
               _close: IO[bytes] | None = None, **kwargs: Any) -> Any:

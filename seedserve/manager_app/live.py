@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from seedserve.errors import InputTooLarge, InvalidInput, Unavailable
+from seedserve.errors import InvalidInput, Unavailable
+from seedserve.manager_app._json import read_limited
 from seedserve.manager_app.auth import caller
 from seedserve.manager_app.master_view import LiveStats
 from seedserve.manager_app.state import ManagerState
@@ -59,13 +60,9 @@ async def try_model(request: Request) -> Response:
     key = request.headers.get("x-model-key", "").strip()
     if not key:
         raise InvalidInput("send one of this model's keys in the X-Model-Key header", input="X-Model-Key")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_TRY_BYTES:
-            raise InputTooLarge(f"'try it' takes at most {MAX_TRY_BYTES:,} bytes", input="body", limit=MAX_TRY_BYTES)
+    body = await read_limited(request, MAX_TRY_BYTES, "'try it'")
     try:
-        answer = await state.master.query(name, key, bytes(body), request.headers.get("content-type", ""))
+        answer = await state.master.query(name, key, body, request.headers.get("content-type", ""))
     except httpx.HTTPError as exc:
         raise Unavailable(f"the master at {state.master.url} did not answer: {exc}") from None
     # Retry-After tells the page to try again while the model starts.
