@@ -15,7 +15,16 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from seedserve.errors import InputTooLarge, InvalidInput, Overloaded, SeedserveError, Unauthenticated, http_status
+from seedserve.errors import (
+    InputTooLarge,
+    InvalidInput,
+    Overloaded,
+    RateLimited,
+    SeedserveError,
+    Unauthenticated,
+    http_status,
+)
+from seedserve.ratelimit import FailureLimiter
 from seedserve.registry.keys import key_matches
 
 __all__ = ["KeyCache", "bearer_key", "bearer_key_from", "read_body", "parse_json", "load_json", "error_headers", "error_response", "relative_path"]
@@ -23,19 +32,33 @@ __all__ = ["KeyCache", "bearer_key", "bearer_key_from", "read_body", "parse_json
 logger = logging.getLogger("seedserve.query")
 
 
+#: Wrong keys one replica answers with 401 per minute; past it, 429. The
+#: replica cannot limit per client: Ray's HAProxy does not pass the client's
+#: address on.
+WRONG_KEYS_PER_MINUTE = 100
+
+
 class KeyCache:
     """The model's key hashes, refreshed from the registry in the background so
     a revoked key stops working within one refresh interval."""
 
-    def __init__(self, hashes: list[str], fetch: Callable[[], Awaitable[list[str]]], interval_s: float) -> None:
+    def __init__(self, hashes: list[str], fetch: Callable[[], Awaitable[list[str]]], interval_s: float,
+                 *, wrong_keys_per_minute: int = WRONG_KEYS_PER_MINUTE) -> None:
         self._hashes = list(hashes)
         self._fetch = fetch
         self._interval_s = interval_s
+        self._wrong = FailureLimiter({"model": wrong_keys_per_minute}, what="wrong keys for this model")
 
     def check(self, key: str) -> None:
-        """Raise :class:`Unauthenticated` unless ``key`` is one of the model's keys."""
-        if not key_matches(key, self._hashes):
-            raise Unauthenticated("the key is not valid for this model; check Authorization: Bearer <key>")
+        """Raise :class:`Unauthenticated` unless ``key`` is one of the model's
+        keys, or :class:`RateLimited` once too many wrong keys came in the
+        last minute. A right key is always served, so guessing cannot lock
+        the model's clients out."""
+        if key_matches(key, self._hashes):
+            return
+        self._wrong.check(model="*")
+        self._wrong.failed(model="*")
+        raise Unauthenticated("the key is not valid for this model; check Authorization: Bearer <key>")
 
     async def refresh_forever(self) -> None:
         while True:
@@ -104,7 +127,7 @@ def load_json(data: bytes | str, what: str, input: str | None = None) -> Any:
 def error_headers(exc: SeedserveError) -> dict[str, str]:
     if isinstance(exc, Unauthenticated):
         return {"WWW-Authenticate": "Bearer"}
-    if isinstance(exc, Overloaded):
+    if isinstance(exc, (Overloaded, RateLimited)):
         return {"Retry-After": str(exc.retry_after_s)}
     return {}
 

@@ -17,7 +17,8 @@ from starlette.staticfiles import StaticFiles
 from seedserve import __version__
 from seedserve.errors import SeedserveError, Unavailable, http_status
 from seedserve.manager_app import accounts, dashboard, keys, live, models, profiles
-from seedserve.manager_app.auth import FailureLimiter
+from seedserve.manager_app.auth import sign_in_limiter
+from seedserve.manager_app.openapi import allowed_methods
 from seedserve.manager_app.limits import BodyLimit
 from seedserve.manager_app.master_view import MasterView
 from seedserve.manager_app.openapi import openapi_document
@@ -92,7 +93,7 @@ def create_app(settings: Settings, admin_token: str) -> Starlette:
         lifespan=lifespan,
     )
     accounts_store = AccountStore(client[settings.database])
-    app.state.seedserve = ManagerState(settings, store, accounts_store, admin_token, master, FailureLimiter())
+    app.state.seedserve = ManagerState(settings, store, accounts_store, admin_token, master, sign_in_limiter())
     return app
 
 

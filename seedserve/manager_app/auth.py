@@ -7,23 +7,22 @@ and writes to that user, and answers 404 for anything else.
 
 from __future__ import annotations
 
-import collections
 import hmac
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from seedserve.errors import Forbidden, RateLimited, Unauthenticated
+from seedserve.errors import Forbidden, Unauthenticated
+from seedserve.ratelimit import FailureLimiter
 from seedserve.registry.accounts import TOKEN_PREFIX, Session
 from seedserve.registry.store import ADMIN
 
 if TYPE_CHECKING:
     from seedserve.manager_app.state import ManagerState
 
-__all__ = ["Caller", "FailureLimiter", "SESSION_COOKIE", "CSRF_HEADER", "authenticate", "caller", "check_csrf",
+__all__ = ["Caller", "sign_in_limiter", "SESSION_COOKIE", "CSRF_HEADER", "authenticate", "caller", "check_csrf",
            "current_session", "set_session_cookie"]
 
 SESSION_COOKIE = "seedserve_session"
@@ -88,33 +87,6 @@ def set_session_cookie(response: Response, request: Request, sid: str, max_age_s
                         secure=request.url.scheme == "https")
 
 
-class FailureLimiter:
-    """At most ``limits[scope]`` failures per key of that scope in a sliding
-    ``window_s`` (a client address may fail more often than one username);
-    past it, :meth:`check` raises 429 with when to retry. In memory, per
-    manager process."""
-
-    def __init__(self, limits: dict[str, int] | None = None, window_s: float = 60.0) -> None:
-        self._limits = limits or {"ip": 100, "user": 10}
-        self._window_s = window_s
-        self._failures: dict[tuple[str, str], collections.deque[float]] = {}
-
-    def check(self, **keys: str) -> None:
-        """``keys``: scope -> key, e.g. ``ip="10.0.0.1", user="ada"``."""
-        now = time.monotonic()
-        for scope, key in keys.items():
-            failures = self._failures.get((scope, key))
-            if not failures:
-                continue
-            while failures and failures[0] <= now - self._window_s:
-                failures.popleft()
-            if len(failures) >= self._limits[scope]:
-                retry = int(failures[0] + self._window_s - now) + 1
-                raise RateLimited(f"too many failed sign-ins; retry in {retry} s", retry_after_s=retry)
-
-    def failed(self, **keys: str) -> None:
-        now = time.monotonic()
-        if len(self._failures) > 100_000:  # bounded memory under a spray of usernames
-            self._failures.clear()
-        for scope, key in keys.items():
-            self._failures.setdefault((scope, key), collections.deque()).append(now)
+def sign_in_limiter() -> FailureLimiter:
+    """Failed sign-ins: 100 a minute from one client address, 10 for one username."""
+    return FailureLimiter({"ip": 100, "user": 10}, what="failed sign-ins")

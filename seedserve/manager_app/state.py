@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seedserve.manager_app.auth import FailureLimiter
+from seedserve.ratelimit import FailureLimiter
 from seedserve.manager_app.master_view import MasterView
 from seedserve.registry import ModelStore
 from seedserve.registry.accounts import AccountStore

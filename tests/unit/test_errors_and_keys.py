@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import pytest
+
+from seedserve.deployments._query import KeyCache, error_headers
 from seedserve.errors import (
     AlreadyExists,
     InputTooLarge,
     InvalidInput,
+    RateLimited,
     SeedserveError,
     Unauthenticated,
     Unavailable,
@@ -59,3 +63,21 @@ def test_a_model_that_raises_on_valid_inputs_is_a_json_model_error() -> None:
     with pytest.raises(ModelError, match="the model failed on these inputs: RuntimeError") as caught:
         run_model(model, manifest, {"ids": np.array([5])})
     assert http_status(caught.value) == 500 and caught.value.to_body()["error"]["code"] == "model_error"
+
+
+def test_wrong_keys_past_the_limit_get_429_while_the_right_key_still_passes() -> None:
+    key = new_key()
+
+    async def fetch() -> list[str]:
+        return [hash_key(key)]
+
+    keys = KeyCache([hash_key(key)], fetch, interval_s=60, wrong_keys_per_minute=3)
+    for _ in range(3):
+        with pytest.raises(Unauthenticated):
+            keys.check(key + "x")
+    with pytest.raises(RateLimited) as limited:
+        keys.check(new_key())
+    assert 1 <= limited.value.retry_after_s <= 61
+    assert error_headers(limited.value)["Retry-After"] == str(limited.value.retry_after_s)
+    assert http_status(limited.value) == 429
+    keys.check(key)  # the model's clients are never locked out by guessers
