@@ -22,6 +22,7 @@ __all__ = [
     "Unauthenticated",
     "NotFound",
     "AlreadyExists",
+    "Conflict",
     "Forbidden",
     "RateLimited",
     "Unavailable",
@@ -129,6 +130,13 @@ class AlreadyExists(SeedserveError):
     code = "already_exists"
 
 
+class Conflict(SeedserveError):
+    """The request conflicts with what is stored: a limit is reached (the
+    message says what to remove first)."""
+
+    code = "conflict"
+
+
 class ModelError(SeedserveError):
     """The model raised on inputs that passed validation: a fault of the model
     or its manifest, not of the query."""
@@ -171,6 +179,7 @@ HTTP_STATUS: dict[type[SeedserveError], int] = {
     RateLimited: 429,
     NotFound: 404,
     AlreadyExists: 409,
+    Conflict: 409,
     Overloaded: 503,
     Unavailable: 503,
     Timeout: 504,

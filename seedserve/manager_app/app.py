@@ -18,10 +18,9 @@ from seedserve import __version__
 from seedserve.errors import SeedserveError, Unavailable, http_status
 from seedserve.manager_app import accounts, dashboard, keys, live, models, profiles
 from seedserve.manager_app.auth import sign_in_limiter
-from seedserve.manager_app.openapi import allowed_methods
 from seedserve.manager_app.limits import BodyLimit
 from seedserve.manager_app.master_view import MasterView
-from seedserve.manager_app.openapi import openapi_document
+from seedserve.manager_app.openapi import allowed_methods, openapi_document
 from seedserve.manager_app.state import ManagerState
 from seedserve.registry import ModelStore, connect
 from seedserve.registry.accounts import AccountStore
@@ -57,7 +56,16 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
-    return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
+    message, headers = str(exc.detail), dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette's Allow names the first route matching the path; the
+        # document knows every method of it (RFC 9110 wants them all).
+        documented = allowed_methods(request.url.path)
+        if documented:
+            headers["Allow"] = ", ".join(documented)
+        if "Allow" in headers:
+            message = f"{request.method} is not allowed on {request.url.path}; use {headers['Allow']}"
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=exc.status_code, headers=headers)
 
 
 def create_app(settings: Settings, admin_token: str) -> Starlette:

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from seedserve.errors import InvalidInput, NotFound
+from seedserve.errors import Conflict, NotFound
 from seedserve.manager_app._json import json_object
 from seedserve.manager_app.accounts import label_field
 from seedserve.manager_app.auth import caller
@@ -56,7 +56,7 @@ async def create_key(request: Request) -> Response:
 
     def add(keys: list[KeyDoc]) -> list[KeyDoc]:
         if len(keys) >= MAX_KEYS:
-            raise InvalidInput(f"model {name!r} has {MAX_KEYS} keys already; revoke one first", input="label")
+            raise Conflict(f"model {name!r} has {MAX_KEYS} keys already; revoke one first", input="label")
         return [*keys, key]
 
     await state.store.update_keys(name, who.user, add)

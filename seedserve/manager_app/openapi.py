@@ -7,6 +7,8 @@ checks that every ``/api`` route of the app is in it and that responses match.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -18,7 +20,7 @@ from pydantic.json_schema import models_json_schema
 from seedserve import __version__
 from seedserve.registry.accounts import USERNAME_PATTERN
 
-__all__ = ["OPERATIONS", "openapi_document"]
+__all__ = ["OPERATIONS", "allowed_methods", "openapi_document"]
 
 
 class _Open(BaseModel):
@@ -222,13 +224,17 @@ class Operation:
     errors: tuple[int, ...] = (400, 401, 403, 404)
     auth: bool = True
     tags: tuple[str, ...] = field(default=("models",))
+    #: False where every field of the body has a default (the body may be left out).
+    body_required: bool = True
+    #: Required request headers: name -> description.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 OPERATIONS: list[Operation] = [
     Operation("post", "/api/users", "Sign up", User, 201, SignUp, (400, 409, 413), auth=False, tags=("accounts",)),
     Operation("get", "/api/me", "Who you are and your models", Me, tags=("accounts",)),
     Operation("post", "/api/tokens", "Create an API token (signed in, or with username and password)", TokenCreated,
-              201, TokenRequest, (400, 401, 403, 413, 429), auth=False, tags=("accounts",)),
+              201, TokenRequest, (400, 401, 403, 413, 429), auth=False, tags=("accounts",), body_required=False),
     Operation("get", "/api/tokens", "List your API tokens", TokenList, tags=("accounts",)),
     Operation("delete", "/api/tokens/{token_id}", "Revoke an API token", Revoked, tags=("accounts",)),
     Operation("post", "/api/models", "Register a model, or the next version of one", Registered, 201, _UPLOAD,
@@ -242,12 +248,13 @@ OPERATIONS: list[Operation] = [
               body=PinRequest),
     Operation("get", "/api/models/{name}/keys", "List a model's keys", KeyList, tags=("keys",)),
     Operation("post", "/api/models/{name}/keys", "Create a key (shown once)", KeyCreated, 201, KeyRequest,
-              (400, 401, 403, 404, 413), tags=("keys",)),
+              (400, 401, 403, 404, 409, 413), tags=("keys",), body_required=False),
     Operation("post", "/api/models/{name}/keys/{key_id}/rotate", "Rotate a key: new secret, old one revoked",
               KeyCreated, 201, tags=("keys",)),
     Operation("delete", "/api/models/{name}/keys/{key_id}", "Revoke a key", Revoked, tags=("keys",)),
     Operation("post", "/api/models/{name}/try", "Send a query through the manager (the dashboard's 'try it')",
-              None, body=_QUERY, errors=(400, 401, 403, 404, 413, 503)),
+              None, body=_QUERY, errors=(400, 401, 403, 404, 413, 503),
+              headers=(("X-Model-Key", "One of the model's keys, sent on to the master."),)),
     Operation("post", "/api/profile", "Profile an artifact without registering it", Profiled, body=_UPLOAD,
               errors=(400, 401, 403, 413, 422)),
     Operation("get", "/api/cluster", "Nodes, worker types, and your models' replicas and live numbers", Cluster,
@@ -286,14 +293,26 @@ def _operation(op: Operation) -> dict[str, Any]:
         "operationId": f"{op.method}_{op.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
         "summary": op.summary,
         "tags": list(op.tags),
-        "parameters": [{"name": p, "in": "path", "required": True, "schema": _PARAMS[p]} for p in params],
+        "parameters": [{"name": p, "in": "path", "required": True, "schema": _PARAMS[p]} for p in params]
+        + [{"name": h, "in": "header", "required": True, "description": what, "schema": {"type": "string", "minLength": 1}}
+           for h, what in op.headers],
         "responses": responses,
     }
     if op.body is not None:
-        doc["requestBody"] = {"required": True, "content": _content(op.body)}
+        doc["requestBody"] = {"required": op.body_required, "content": _content(op.body)}
     if not op.auth:
         doc["security"] = [{}, {"bearer": []}, {"session": []}]
     return doc
+
+
+def allowed_methods(path: str) -> list[str] | None:
+    """The methods the document gives ``path`` (HEAD with GET), or None for a
+    path it does not describe: the ``Allow`` header of a 405."""
+    for template, operations in openapi_document()["paths"].items():
+        if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), path):
+            methods = sorted(m.upper() for m in operations)
+            return ["HEAD", *methods] if "GET" in methods else methods
+    return None
 
 
 @cache
