@@ -31,7 +31,8 @@ class SumAndBatchSize(torch.nn.Module):
 
 
 class Slow(torch.nn.Module):
-    """Hundreds of milliseconds of matrix products per call, on one thread."""
+    """Matrix products on one thread: ``steps`` x a 256x256 product, about
+    6 ms per 1,000 steps on this machine's CPU."""
 
     def __init__(self, steps: int) -> None:
         super().__init__()
@@ -95,7 +96,8 @@ def test_a_flooded_model_answers_503_with_retry_after_and_never_hangs(
     system: System, tmp_path: Path, registered: list[str]
 ) -> None:
     registered.append("narrow")
-    key = _register(system, tmp_path, Slow(4000), "narrow", batching={"max_batch_size": 1},
+    # About a quarter of a second per call here: the 12 queries arrive while the first still runs.
+    key = _register(system, tmp_path, Slow(40_000), "narrow", batching={"max_batch_size": 1},
                     scaling={"min_replicas": 1, "max_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": 2})
     _serving(system, "narrow", key, 4)
     url = f"{system.master_url}/models/narrow/predict"
