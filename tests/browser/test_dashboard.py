@@ -147,6 +147,7 @@ def _walk_through(system: System, page: Page, shots: Path, tmp_path: Path, usern
     expect(output).to_contain_text("logits_top_k", timeout=150_000)
     shown = output.inner_text()
     assert any(f'"label": "{label}"' in shown for label in LABELS)
+    expect(page.locator("#model-status")).to_have_text("RUNNING", timeout=30_000)  # refreshed by the page
     page.screenshot(path=shots / "4-try-it.png", full_page=True)
 
     # a wrong key in the form is refused by the master, and the page says so

@@ -266,14 +266,14 @@ async function tryUntilServed(path, body, key, out) {
   }
 }
 
-// ---- models page: status and live numbers, refreshed from /api/cluster
-function setUpModels(table) {
+// ---- models list and model page: status and live numbers, refreshed from /api/cluster
+function setUpLive(rows) {
   const ms = (v) => (v == null ? "—" : v < 10 ? v.toFixed(2) : v.toFixed(0));
   const refresh = async () => {
     let cluster;
     try { cluster = await api("GET", "/api/cluster"); } catch { return; }
-    for (const row of $$("tr[data-model]", table)) {
-      const live = cluster.models[row.dataset.model];
+    for (const row of rows) {
+      const live = cluster.models[row.dataset.live];
       if (!live) continue;
       $(".status", row).textContent = live.status;
       $(".replicas", row).textContent = live.replicas;
@@ -304,6 +304,6 @@ document.addEventListener("DOMContentLoaded", () => {
   const title = $("#model-title");
   if (title) setUpModel(title);
   if ($("#create-token")) setUpTokens();
-  const models = $("#models");
-  if (models) setUpModels(models);
+  const live = $$("[data-live]");
+  if (live.length) setUpLive(live);
 });
