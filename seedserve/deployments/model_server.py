@@ -30,6 +30,7 @@ from seedserve.codecs.registry import Decoded
 from seedserve.deployments._admission import Admission, CallTime
 from seedserve.deployments._metrics import CallLog, ModelMetrics
 from seedserve.deployments._query import (
+    WRONG_KEYS_PER_MINUTE,
     KeyCache,
     bearer_key,
     bearer_key_from,
@@ -67,7 +68,7 @@ class ModelServer:
     model allows it, run, and encoded, all within the request timeout (504)."""
 
     async def __init__(self, name: str, version: int, mongo_uri: str, database: str, key_refresh_s: float = 2.0,
-                       report_s: float = 30.0) -> None:
+                       report_s: float = 30.0, wrong_keys_per_minute: int = WRONG_KEYS_PER_MINUTE) -> None:
         self._name = name
         store = ModelStore(connect(mongo_uri)[database])
         doc = await store.get(name)
@@ -108,7 +109,8 @@ class ModelServer:
         # One inference at a time per replica; torch uses its own threads inside.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
         self._keys = KeyCache(
-            [key["sha256"] for key in doc["keys"]], lambda: store.key_hashes(name), key_refresh_s
+            [key["sha256"] for key in doc["keys"]], lambda: store.key_hashes(name), key_refresh_s,
+            wrong_keys_per_minute=wrong_keys_per_minute,
         )
         self._refresh = asyncio.get_running_loop().create_task(self._keys.refresh_forever())
         self._flush = asyncio.get_running_loop().create_task(self._metrics.flush_forever())
@@ -300,6 +302,8 @@ def build(args: dict[str, Any]) -> Application:
     return ModelServer.bind(
         args["name"], int(args["version"]), mongo_uri_from(args), args["database"], float(args.get("key_refresh_s", 2.0)),
         float(os.environ.get("SEEDSERVE_LATENCY_REPORT_S", "30")),
+        # Raised only by benchmarks/key_timing.py, which sends thousands of wrong keys.
+        int(os.environ.get("SEEDSERVE_WRONG_KEYS_PER_MINUTE", str(WRONG_KEYS_PER_MINUTE))),
     )
 
 
