@@ -27,6 +27,7 @@ from tests.helpers import MLP_MANIFEST, make_mlp, save_torchscript
 from tests.manager.conftest import Manager
 
 EXAMPLES = int(os.environ.get("SEEDSERVE_FUZZ_EXAMPLES", "20"))
+REPORT = os.environ.get("SEEDSERVE_FUZZ_REPORT")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,14 @@ def test_every_answer_matches_the_document_and_none_is_a_5xx(case: Case, owner: 
         excluded.append(not_a_server_error)
         additional.append(_no_5xx_but_the_absent_master)
     before = manager.db["models"].find_one({"name": "fuzzed"})
-    case.call_and_validate(base_url=manager.url, headers={"Authorization": f"Bearer {owner['token']}"},
-                           excluded_checks=excluded, additional_checks=additional)
+    outcome = "failed"
+    try:
+        response = case.call_and_validate(base_url=manager.url, headers={"Authorization": f"Bearer {owner['token']}"},
+                                          excluded_checks=excluded, additional_checks=additional)
+        outcome = str(response.status_code)
+    finally:
+        if REPORT:  # benchmarks/fuzz.py counts the cases and answers per operation
+            with open(REPORT, "a") as out:
+                out.write(f"{case.operation.method.upper()} {case.operation.path} {outcome}\n")
     after = manager.db["models"].find_one({"name": "fuzzed"})
     assert after is not None and after["owner"] == before["owner"]
