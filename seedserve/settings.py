@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     )
     max_artifact_bytes: int = Field(default=512 * 2**20, gt=0, description="Largest model artifact accepted.")
     reconcile_interval_s: float = Field(default=2.0, gt=0, description="How often the master reconciles.")
+    orphan_age_s: float = Field(
+        default=3600.0, gt=0,
+        description="A starting manager deletes artifacts no version refers to once they are this old "
+        "(younger ones may belong to a registration in progress on another manager).",
+    )
 
     @model_validator(mode="after")
     def _ports_are_distinct(self) -> "Settings":

@@ -21,6 +21,7 @@ from seedserve.manager_app.auth import sign_in_limiter
 from seedserve.manager_app.limits import BodyLimit
 from seedserve.manager_app.master_view import MasterView
 from seedserve.manager_app.openapi import allowed_methods, openapi_document
+from seedserve.manager_app.orphans import collect_orphans
 from seedserve.manager_app.state import ManagerState
 from seedserve.registry import ModelStore, connect
 from seedserve.registry.accounts import AccountStore
@@ -80,6 +81,7 @@ def create_app(settings: Settings, admin_token: str) -> Starlette:
             await store.adopt_unowned()
         except Unavailable:
             logger.warning("the database is unreachable at start-up; models without an owner stay hidden")
+        await collect_orphans(store, settings.data_dir, settings.orphan_age_s)
         yield
         await master.close()
         await client.close()

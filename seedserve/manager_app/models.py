@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from seedserve.manager_app.probe import probe_artifact
 from seedserve.manager_app.profiles import insight
 from seedserve.manager_app.auth import caller
 from seedserve.manager_app.keys import key_view
+from seedserve.manager_app.orphans import UPLOAD_PREFIX, upload_dir
 from seedserve.manager_app.state import ManagerState
 from seedserve.registry import KeyDoc, ModelDoc, VersionDoc, default_version, hash_key, new_key
 from seedserve.runtime import ARTIFACT_FORMATS
@@ -46,7 +48,9 @@ async def probed_upload(request: Request, state: ManagerState, owner: str | None
         upload = form.get("artifact")
         if not isinstance(upload, UploadFile):
             raise InvalidInput("missing file part 'artifact' (the model file)", input="artifact")
-        with tempfile.TemporaryDirectory(prefix="seedserve-upload-") as tmp:
+        # Named after this process, so a restarted manager knows it can go.
+        with tempfile.TemporaryDirectory(prefix=f"{UPLOAD_PREFIX}{os.getpid()}-",
+                                         dir=upload_dir(state.settings.data_dir)) as tmp:
             path = Path(tmp) / "artifact"
             await _save(upload, path, state.settings.max_artifact_bytes)
             outputs, profile = await probe_artifact(path, fmt, manifest)

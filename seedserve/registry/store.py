@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from bson import ObjectId
@@ -229,6 +229,20 @@ class ModelStore:
                 raise
         return ArtifactDoc(file_id=upload._id, format=fmt, size=size, sha256=digest.hexdigest())
 
+    async def collect_orphan_artifacts(self, older_than_s: float) -> int:
+        """Delete artifacts no version refers to, stored more than
+        ``older_than_s`` ago: left by a manager killed between storing an
+        artifact and its version (younger ones may belong to a registration
+        in progress on another manager). Returns how many were collected."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        async with database_errors():
+            used = {v["artifact"]["file_id"] async for v in self._versions.find({}, {"artifact": 1})}
+            stored = [(f._id, _as_utc(f.upload_date)) async for f in self._bucket.find({})]
+        orphans = [file_id for file_id, uploaded in stored if file_id not in used and uploaded < cutoff]
+        for file_id in orphans:
+            await self.delete_artifact(file_id)
+        return len(orphans)
+
     async def delete_artifact(self, file_id: ObjectId) -> None:
         try:
             async with database_errors():
@@ -269,3 +283,10 @@ class ModelStore:
         async with database_errors():
             doc = await self._models.find_one({"_id": name}, {"keys": 1})
         return [key["sha256"] for key in (doc or {}).get("keys", [])]
+
+
+def _as_utc(value: datetime | str) -> datetime:
+    """A GridFS upload date: a naive UTC datetime from MongoDB, an ISO string
+    from the embedded server."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
