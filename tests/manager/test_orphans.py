@@ -80,7 +80,8 @@ def test_a_manager_killed_mid_registration_leaves_no_upload_behind(
     second = ManagerProcess(mongo_server, database, data_dir)
     try:
         assert list(uploads.glob("seedserve-upload-*")) == []
-        assert list(db["artifacts.files"].find({})) == []  # nothing reached GridFS before the kill
+        bucket = gridfs.GridFSBucket(db, bucket_name="artifacts")
+        assert [f for f in bucket.find({}) if f.filename == "killed"] == []  # nothing reached GridFS before the kill
         # and the restarted manager registers the same model
         with ManagerClient(second.url, "adm_orphans") as client:
             assert client.register(artifact, {**MLP_MANIFEST, "name": "killed"}).startswith("sk_")
