@@ -19,6 +19,7 @@ logger = logging.getLogger("seedserve.manager")
 #: An upload's directory is ``<data dir>/uploads/seedserve-upload-<manager pid>-<random>``.
 UPLOAD_PREFIX = "seedserve-upload-"
 
+
 def upload_dir(data_dir: Path) -> Path:
     path = data_dir / "uploads"
     path.mkdir(parents=True, exist_ok=True)
