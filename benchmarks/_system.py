@@ -51,9 +51,8 @@ def seedserve_up(logs: Path, port_base: int, env: dict[str, str] | None = None) 
         child.stop(60)
 
 
-def tree_pss_bytes(root: int) -> int:
-    """Proportional set size of ``root`` and all its descendants: shared pages
-    (torch's libraries in every replica) count once in total, not once per process."""
+def tree_pids(root: int) -> list[int]:
+    """``root`` and all its descendants."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -62,10 +61,19 @@ def tree_pss_bytes(root: int) -> int:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    total, stack = 0, [root]
+    pids, stack = [], [root]
     while stack:
         pid = stack.pop()
+        pids.append(pid)
         stack += children.get(pid, [])
+    return pids
+
+
+def tree_pss_bytes(root: int) -> int:
+    """Proportional set size of ``root`` and all its descendants: shared pages
+    (torch's libraries in every replica) count once in total, not once per process."""
+    total = 0
+    for pid in tree_pids(root):
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):

@@ -18,23 +18,32 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
 
 
-def run_wrk(url: str, body: str, headers: dict[str, str], *, concurrency: int, seconds: int) -> Result:
-    """POST ``body`` to ``url`` from ``concurrency`` connections for ``seconds``."""
+def run_wrk(url: str, body: str, headers: dict[str, str], *, concurrency: int, seconds: int,
+            think_ms: float = 0.0, timeout_s: float = 2.0) -> Result:
+    """POST ``body`` to ``url`` from ``concurrency`` connections for ``seconds``.
+    With ``think_ms``, each connection waits that long before each request, which
+    caps the rate at about ``concurrency / (think + latency)``; an answer slower
+    than ``timeout_s`` counts as an error."""
     lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(body)}", 'wrk.headers["Content-Type"] = "application/json"']
     lines += [f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items()]
+    if think_ms > 0:
+        lines.append(f"function delay() return {round(think_ms)} end")  # whole milliseconds
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write("\n".join(lines) + "\n")
     try:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", script.name, url],
+            ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", f"--timeout={timeout_s:g}s", "--latency", "-s",
+             script.name, url],
             capture_output=True, text=True, check=True, timeout=seconds + 60,
         ).stdout
     finally:
         Path(script.name).unlink()
     return Result(concurrency, float(_find(r"Requests/sec:\s+([\d.]+)", out)), _latency(out, "50%"),
-                  _latency(out, "99%"), _errors(out))
+                  _latency(out, "99%"), _errors(out),
+                  int(_find(r"(\d+) requests in", out)))
 
 
 def _lua_string(text: str) -> str:
