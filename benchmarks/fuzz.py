@@ -1,13 +1,19 @@
-"""The long fuzz run of the manager's API: schemathesis over the manager's own
+"""The long fuzz runs: schemathesis over the manager's or the master's own
 OpenAPI document, N generated cases per operation (CI runs 20).
 
-    .venv/bin/python -m benchmarks.fuzz [--examples 1000]
+    .venv/bin/python -m benchmarks.fuzz [--target manager|master] [--examples 1000]
 
-Runs ``tests/manager/test_fuzz_api.py`` (the manager on real uvicorn over
-real HTTP, on the real embedded database server) with
-``SEEDSERVE_FUZZ_EXAMPLES=N`` and writes benchmarks/results/fuzz.{json,md}:
-per operation, the cases sent and the answers' statuses (a case whose answer
-broke a check counts as failed: a 5xx, or anything the document does not say).
+``manager`` runs ``tests/manager/test_fuzz_api.py`` (the manager on real
+uvicorn over real HTTP, on the real embedded database server) and writes
+benchmarks/results/fuzz.{json,md}; ``master`` runs
+``tests/integration/test_fuzz_master.py`` (the real `seedserve up`: the master
+and a registered model's replica, with its key) and writes
+fuzz_master.{json,md}. Each with ``SEEDSERVE_FUZZ_EXAMPLES=N``: per operation,
+the cases sent and the answers' statuses (a case whose answer broke a check
+counts as failed: a 5xx, or anything the document does not say). The master
+run lifts the wrong-key limit, or after 100 cases without the key (which
+schemathesis sends to check that authentication is enforced) every answer
+would be a 429.
 """
 
 from __future__ import annotations
@@ -24,19 +30,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-TEST = "tests/manager/test_fuzz_api.py"
+TARGETS = {
+    "manager": ("tests/manager/test_fuzz_api.py", "fuzz", {}),
+    "master": ("tests/integration/test_fuzz_master.py", "fuzz_master", {"SEEDSERVE_WRONG_KEYS_PER_MINUTE": "1000000"}),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=1000, help="generated cases per operation")
+    parser.add_argument("--target", choices=list(TARGETS), default="manager")
     args = parser.parse_args()
+    test, stem, env = TARGETS[args.target]
     start = time.monotonic()
     with tempfile.NamedTemporaryFile("r", suffix=".log") as report:
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", TEST, "-q", "-p", "no:cacheprovider", "--timeout", "0"],
+            [sys.executable, "-m", "pytest", test, "-q", "-p", "no:cacheprovider", "--timeout", "0"],
             cwd=ROOT, capture_output=True, text=True,
-            env={**os.environ, "SEEDSERVE_FUZZ_EXAMPLES": str(args.examples), "SEEDSERVE_FUZZ_REPORT": report.name},
+            env={**os.environ, **env, "SEEDSERVE_FUZZ_EXAMPLES": str(args.examples),
+                 "SEEDSERVE_FUZZ_REPORT": report.name},
         )
         cases = [line.rsplit(" ", 1) for line in report.read().splitlines()]
     elapsed = time.monotonic() - start
@@ -48,11 +60,11 @@ def main() -> None:
     result = {"examples_per_operation": args.examples, "seconds": round(elapsed), "exit_code": done.returncode,
               "operations": rows}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fuzz.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
-        f"# Fuzzing the manager's API: {args.examples} generated cases per operation",
+        f"# Fuzzing the {args.target}'s API: {args.examples} generated cases per operation",
         "",
-        f"`.venv/bin/python -m benchmarks.fuzz --examples {args.examples}`, {elapsed / 60:.0f} min, "
+        f"`.venv/bin/python -m benchmarks.fuzz --target {args.target} --examples {args.examples}`, {elapsed / 60:.0f} min, "
         f"pytest exit code {done.returncode}. Checks: no 5xx; status code, content type and body as documented.",
         "",
         "| operation | cases | answers (status: cases; 405s are undeclared methods tried on the path; failed = a check failed) |",
@@ -60,7 +72,7 @@ def main() -> None:
         *(f"| `{r['operation']}` | {r['cases']:,} | "
           + ", ".join(f"{status}: {n:,}" for status, n in r["answers"].items()) + " |" for r in rows),
     ]
-    (RESULTS / "fuzz.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if done.returncode != 0:
         print(done.stdout[-20000:])

@@ -21,6 +21,7 @@ __all__ = [
     "InvalidArtifact",
     "Unauthenticated",
     "NotFound",
+    "MethodNotAllowed",
     "AlreadyExists",
     "Conflict",
     "Forbidden",
@@ -124,6 +125,21 @@ class NotFound(SeedserveError):
     code = "not_found"
 
 
+class MethodNotAllowed(SeedserveError):
+    """The path exists but not with this method; ``allow`` (the ``Allow``
+    header) lists the ones it takes."""
+
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: list[str] | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.allow = allow or []
+
+    @classmethod
+    def on(cls, method: str, path: str, allow: list[str]) -> "MethodNotAllowed":
+        return cls(f"{method} is not allowed on {path}; use {', '.join(allow)}", allow=allow)
+
+
 class AlreadyExists(SeedserveError):
     """A model of that name is already registered."""
 
@@ -178,6 +194,7 @@ HTTP_STATUS: dict[type[SeedserveError], int] = {
     Forbidden: 403,
     RateLimited: 429,
     NotFound: 404,
+    MethodNotAllowed: 405,
     AlreadyExists: 409,
     Conflict: 409,
     Overloaded: 503,

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from seedserve.errors import (
     InputTooLarge,
     InvalidInput,
+    MethodNotAllowed,
     Overloaded,
     RateLimited,
     SeedserveError,
@@ -129,6 +130,8 @@ def error_headers(exc: SeedserveError) -> dict[str, str]:
         return {"WWW-Authenticate": "Bearer"}
     if isinstance(exc, (Overloaded, RateLimited)):
         return {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, MethodNotAllowed):
+        return {"Allow": ", ".join(exc.allow)}
     return {}
 
 

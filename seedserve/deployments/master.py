@@ -20,8 +20,9 @@ from seedserve.deployments._query import error_response, read_body
 from seedserve.deployments.reconciler import Reconciler
 from seedserve.deployments.serve_api import ServeRestApi
 from seedserve.deployments._metrics import gather, node_metric_urls
+from seedserve.deployments.openapi import allowed_methods, master_document
 from seedserve.deployments.serve_config import MODEL_APP_PREFIX, model_app_name, mongo_uri_from
-from seedserve.errors import NotFound, SeedserveError, Unavailable
+from seedserve.errors import MethodNotAllowed, NotFound, SeedserveError, Unavailable
 from seedserve.registry import ModelStore, connect
 
 __all__ = ["Master", "build"]
@@ -50,13 +51,17 @@ class Master:
             "/v2/health/ready": self._ready,
             "/metrics": self._metrics,
             "/cluster": self._cluster,
+            "/openapi.json": self._openapi,
         }
 
     async def __call__(self, request: Request) -> Response:
         path = request.url.path.rstrip("/") or "/"
         try:
+            allowed = allowed_methods(path)
+            if allowed is not None and request.method not in allowed:
+                raise MethodNotAllowed.on(request.method, path, allowed)
             handler = self._routes.get(path)
-            if handler is not None and request.method == "GET":
+            if handler is not None:
                 return await handler()
             if path.startswith("/v2/models/"):
                 return await self._v2_model(request, path)
@@ -120,6 +125,9 @@ class Master:
                 entry["applications"].append({"version": int(version) if version else state.serving.get(model),
                                               "status": status, "replicas": state.replicas.get(app, 0)})
         return JSONResponse({"nodes": shown_nodes, "models": models})
+
+    async def _openapi(self) -> Response:
+        return JSONResponse(master_document())
 
     async def _server_metadata(self) -> Response:
         return JSONResponse({"name": "seedserve", "version": __version__, "extensions": []})

@@ -42,7 +42,7 @@ from seedserve.deployments._query import (
 from seedserve.deployments._oip import encode_infer_response, oip_tensor_metadata, parse_infer_request
 from seedserve.deployments._transport import parse_payload
 from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, mongo_uri_from, replica_capacity
-from seedserve.errors import InputTooLarge, ModelError, NotFound, SeedserveError, Timeout, http_status
+from seedserve.errors import InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout, http_status
 from seedserve.registry import ModelStore, connect
 from seedserve.runtime import load_model, optimize_for_serving, run_model
 
@@ -138,7 +138,9 @@ class ModelServer:
         start = time.perf_counter()
         try:
             path = relative_path(request).rstrip("/")
-            if path in self._routes and request.method == "POST":
+            if path in self._routes:
+                if request.method != "POST":
+                    raise MethodNotAllowed.on(request.method, request.url.path, ["POST"])
                 response = await self._predict(request)
             elif path.startswith("/versions/"):
                 raise NotFound(

@@ -7,17 +7,14 @@ checks that every ``/api`` route of the app is in it and that responses match.
 
 from __future__ import annotations
 
-import re
-
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import models_json_schema
 
-from seedserve import __version__
+from seedserve import __version__, openapi
+from seedserve.openapi import Operation, content
 from seedserve.registry.accounts import USERNAME_PATTERN
 
 __all__ = ["OPERATIONS", "allowed_methods", "openapi_document"]
@@ -25,16 +22,6 @@ __all__ = ["OPERATIONS", "allowed_methods", "openapi_document"]
 
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
-
-
-class ErrorBody(_Open):
-    code: str = Field(description="Stable, machine-readable: invalid_input, not_found, unauthenticated, ...")
-    message: str = Field(description="What was wrong and what to do.")
-    input: str | None = Field(default=None, description="The input or field at fault, when there is one.")
-
-
-class Error(BaseModel):
-    error: ErrorBody
 
 
 class SignUp(BaseModel):
@@ -188,7 +175,7 @@ class Health(_Open):
 
 
 _SCHEMAS: list[type[BaseModel]] = [
-    Error, SignUp, User, Me, TokenRequest, Token, TokenCreated, TokenList, Revoked, KeyRequest, Key, KeyCreated,
+    SignUp, User, Me, TokenRequest, Token, TokenCreated, TokenList, Revoked, KeyRequest, Key, KeyCreated,
     KeyList, Model, ModelDetail, ModelList, Version, VersionList, PinRequest, Pinned, Deleted, Registered, Profiled,
     Cluster, Health,
 ]
@@ -211,23 +198,6 @@ _QUERY = {
     "application/json": {"schema": {"type": "object", "description": "The query: input name -> value."}},
     "multipart/form-data": {"schema": {"type": "object", "description": "One part per input."}},
 }
-
-
-@dataclass(frozen=True)
-class Operation:
-    method: str
-    path: str
-    summary: str
-    response: type[BaseModel] | None
-    status: int = 200
-    body: type[BaseModel] | dict[str, Any] | None = None
-    errors: tuple[int, ...] = (400, 401, 403, 404)
-    auth: bool = True
-    tags: tuple[str, ...] = field(default=("models",))
-    #: False where every field of the body has a default (the body may be left out).
-    body_required: bool = True
-    #: Required request headers: name -> description.
-    headers: tuple[tuple[str, str], ...] = ()
 
 
 OPERATIONS: list[Operation] = [
@@ -269,67 +239,16 @@ _PARAMS = {
 }
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
-
-
-def _content(body: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
-    if isinstance(body, dict):
-        return body
-    return {"application/json": {"schema": _ref(body)}}
-
-
-def _operation(op: Operation) -> dict[str, Any]:
-    params = [part.strip("{}").split(":")[0] for part in op.path.split("/") if part.startswith("{")]
-    answer: dict[str, Any] = {"description": op.summary}
-    if op.response is not None:
-        answer["content"] = _content(op.response)
-    else:
-        answer["content"] = {"application/json": {"schema": {"type": "object"}}}
-    responses: dict[str, Any] = {str(op.status): answer}
-    for status in (*op.errors, *((401,) if op.auth else ())):
-        responses[str(status)] = {"description": "Error", "content": _content(Error)}
-    doc: dict[str, Any] = {
-        "operationId": f"{op.method}_{op.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
-        "summary": op.summary,
-        "tags": list(op.tags),
-        "parameters": [{"name": p, "in": "path", "required": True, "schema": _PARAMS[p]} for p in params]
-        + [{"name": h, "in": "header", "required": True, "description": what, "schema": {"type": "string", "minLength": 1}}
-           for h, what in op.headers],
-        "responses": responses,
-    }
-    if op.body is not None:
-        doc["requestBody"] = {"required": op.body_required, "content": _content(op.body)}
-    if not op.auth:
-        doc["security"] = [{}, {"bearer": []}, {"session": []}]
-    return doc
-
-
 def allowed_methods(path: str) -> list[str] | None:
-    """The methods the document gives ``path`` (HEAD with GET), or None for a
-    path it does not describe: the ``Allow`` header of a 405."""
-    for template, operations in openapi_document()["paths"].items():
-        if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), path):
-            methods = sorted(m.upper() for m in operations)
-            return ["HEAD", *methods] if "GET" in methods else methods
-    return None
+    """The methods the document gives ``path``: the ``Allow`` header of a 405."""
+    return openapi.allowed_methods(openapi_document(), path)
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the manager's API."""
-    _, definitions = models_json_schema(
-        [(model, "validation") for model in _SCHEMAS], ref_template="#/components/schemas/{model}"
-    )
-    paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
-        paths.setdefault(op.path, {})[op.method] = _operation(op)
-    paths["/healthz"] = {"get": {"operationId": "get_healthz", "summary": "Manager and database health",
-                                 "tags": ["health"], "security": [{}],
-                                 "responses": {"200": {"description": "Health", "content": _content(Health)}}}}
-    return {
-        "openapi": "3.1.0",
-        "info": {
+    document = openapi.build_document(
+        info={
             "title": "seedserve manager",
             "version": __version__,
             "description": "Register PyTorch models, manage their versions and keys, read their profiles. "
@@ -337,14 +256,17 @@ def openapi_document() -> dict[str, Any]:
             "cookie plus the X-CSRF-Token header on requests that change something. Errors are "
             '{"error": {"code", "message", "input"}}.',
         },
-        "servers": [{"url": "/"}],
-        "security": [{"bearer": []}, {"session": []}],
-        "components": {
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "session": {"type": "apiKey", "in": "cookie", "name": "seedserve_session"},
-            },
-            "schemas": definitions["$defs"],
+        operations=OPERATIONS,
+        schemas=_SCHEMAS,
+        params=_PARAMS,
+        security={
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "session": {"type": "apiKey", "in": "cookie", "name": "seedserve_session"},
         },
-        "paths": paths,
-    }
+        public_security=[{}, {"bearer": []}, {"session": []}],
+    )
+    document["paths"]["/healthz"] = {"get": {"operationId": "get_healthz", "summary": "Manager and database health",
+                                             "tags": ["health"], "security": [{}],
+                                             "responses": {"200": {"description": "Health",
+                                                                   "content": content(Health)}}}}
+    return document

@@ -1,0 +1,204 @@
+"""The master's OpenAPI 3.1 document: the native query routes, the Open
+Inference Protocol (v2) REST routes with the binary data extension, health,
+metrics and the cluster view. The master serves it at ``GET /openapi.json``
+and answers 405 with its ``Allow`` for a method it does not list.
+
+A query's body depends on the model's declared inputs, so the document
+describes it as an object of input name -> value; ``GET /v2/models/{name}``
+gives a model's inputs, and the manager's model page shows its examples.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from seedserve import __version__, openapi
+from seedserve.codecs.oip import DATATYPES, HEADER_LENGTH
+from seedserve.codecs.schema import MODEL_NAME_PATTERN
+from seedserve.openapi import Operation, ref
+
+__all__ = ["allowed_methods", "master_document"]
+
+OipDatatype = Literal[tuple(sorted({*DATATYPES, "BYTES"}))]  # type: ignore[valid-type]
+
+
+class RequestTensor(BaseModel):
+    name: str
+    shape: list[int] = Field(description="Non-negative dimensions.")
+    datatype: OipDatatype  # type: ignore[valid-type]
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="binary_data_size: the tensor's bytes follow the JSON (binary extension).")
+    data: Any = Field(default=None, description="The elements, flat or nested, row-major; BYTES as strings.")
+
+
+class RequestedOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = Field(default=None, description="binary_data: answer this output as bytes.")
+
+
+class InferenceRequest(BaseModel):
+    id: str | None = None
+    parameters: dict[str, Any] | None = Field(default=None, description="binary_data_output: every output as bytes.")
+    inputs: list[RequestTensor]
+    outputs: list[RequestedOutput] | None = None
+
+
+class ResponseTensor(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class InferenceResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    outputs: list[ResponseTensor]
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class Live(BaseModel):
+    live: bool
+
+
+class Ready(BaseModel):
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["ok", "degraded"]
+    components: dict[str, Any]
+
+
+class ClusterView(BaseModel):
+    nodes: list[dict[str, Any]]
+    models: dict[str, dict[str, Any]]
+
+
+_SCHEMAS: list[type[BaseModel]] = [InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata, Live, Ready,
+                                   ModelReady, Health, ClusterView]
+
+_QUERY = {
+    "application/json": {"schema": {
+        "type": "object",
+        "description": "Input name -> value: a tensor as nested numbers (or {b64, dtype, shape}), an image or audio "
+                       "file as {b64, mime}, a table as rows, text as a string; see the model's inputs.",
+    }},
+    "multipart/form-data": {"schema": {"type": "object", "description": "One part per input; files as files."}},
+}
+_ANSWER = {"application/json": {"schema": {"type": "object", "description": "Output name -> value (and top_k "
+                                                                             "labels for a classifier)."}}}
+_INFER_BODY = {
+    "application/json": {"schema": ref(InferenceRequest)},
+    "application/octet-stream": {"schema": {
+        "type": "string", "format": "binary",
+        "description": f"Binary data extension: the request JSON ({HEADER_LENGTH} bytes), then each "
+                       "tensor's bytes in order."}},
+}
+_INFER_ANSWER = {
+    "application/json": {"schema": ref(InferenceResponse)},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary",
+                                            "description": "The response JSON, then the outputs asked for as bytes."}},
+}
+_KEY = ("Authorization", "Bearer <model key>: one of the model's keys.")
+_QUERY_ERRORS = (400, 404, 413, 415, 422, 429, 503, 504)
+_RETRY = (429, 503)
+_BINARY_HEADER = (f"{HEADER_LENGTH}?", "With the binary extension: the length of the JSON part.")
+
+
+def _query_ops(path: str, summary: str) -> list[Operation]:
+    return [Operation("post", path, summary, _ANSWER, body=_QUERY, errors=_QUERY_ERRORS, retry_after=_RETRY,
+                      tags=("queries",), headers=(_KEY,))]
+
+
+OPERATIONS: list[Operation] = [
+    *_query_ops("/models/{name}/predict", "Query the version the model serves"),
+    *_query_ops("/models/{name}/versions/{version}/predict", "Query one registered version"),
+    Operation("get", "/v2", "Server metadata (Open Inference Protocol)", ServerMetadata, errors=(), auth=False,
+              tags=("open inference protocol",)),
+    Operation("get", "/v2/health/live", "Liveness", Live, errors=(), auth=False, tags=("open inference protocol",)),
+    Operation("get", "/v2/health/ready", "Readiness: the master has reconciled the registry", Ready, errors=(503,),
+              auth=False, tags=("open inference protocol",)),
+    *(op for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}") for op in (
+        Operation("get", prefix, "Model metadata: inputs and outputs as tensors", ModelMetadata, errors=(404, 503),
+                  retry_after=(503,), auth=False, tags=("open inference protocol",)),
+        Operation("get", f"{prefix}/ready", "Model readiness", ModelReady, errors=(404, 503), retry_after=(503,),
+                  auth=False, tags=("open inference protocol",)),
+        Operation("post", f"{prefix}/infer", "Inference (JSON, or the binary data extension)", _INFER_ANSWER,
+                  body=_INFER_BODY, errors=_QUERY_ERRORS, retry_after=_RETRY, tags=("open inference protocol",),
+                  headers=(_KEY, _BINARY_HEADER)),
+    )),
+    Operation("get", "/healthz", "Master, database and reconciler health", Health, errors=(), auth=False,
+              tags=("cluster",)),
+    Operation("get", "/metrics", "Per-model requests, errors, latency, batch sizes, replicas (Prometheus text)",
+              {"text/plain": {"schema": {"type": "string"}}}, errors=(), auth=False, tags=("cluster",)),
+    Operation("get", "/cluster", "Nodes with their worker types, and each model's applications and replicas",
+              ClusterView, errors=(), auth=False, tags=("cluster",)),
+    Operation("get", "/openapi.json", "This document", {"application/json": {"schema": {"type": "object"}}},
+              errors=(), auth=False, tags=("cluster",)),
+]
+
+_PARAMS = {
+    "name": {"type": "string", "pattern": MODEL_NAME_PATTERN},
+    "version": {"type": "integer", "minimum": 1},
+}
+
+
+@cache
+def master_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the master's routes."""
+    document = openapi.build_document(
+        info={
+            "title": "seedserve master",
+            "version": __version__,
+            "description": "Query registered models: natively at /models/{name}/predict or with the Open Inference "
+            "Protocol (v2). Queries carry one of the model's keys as 'Authorization: Bearer <key>'. Errors are "
+            '{"error": {"code", "message", "input"}}; 429 and 503 come with Retry-After.',
+        },
+        operations=OPERATIONS,
+        schemas=_SCHEMAS,
+        params=_PARAMS,
+        security={"model_key": {"type": "http", "scheme": "bearer", "description": "One of the model's keys."}},
+    )
+    # Not ready is a readiness answer, not an error.
+    document["paths"]["/v2/health/ready"]["get"]["responses"]["503"] = {
+        "description": "Not ready yet", "content": {"application/json": {"schema": ref(Ready)}}}
+    return document
+
+
+def allowed_methods(path: str) -> list[str] | None:
+    """The methods the document gives ``path`` (no HEAD: the master answers
+    only what it lists), or None for a path it does not describe."""
+    methods = openapi.allowed_methods(master_document(), path)
+    return None if methods is None else [m for m in methods if m != "HEAD"]
