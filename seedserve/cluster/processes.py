@@ -6,8 +6,9 @@ import os
 import signal
 import subprocess
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -16,11 +17,13 @@ __all__ = ["Child", "environ_with", "session_members", "start_child", "supervise
 
 @dataclass
 class Child:
-    """A named child process with its log file."""
+    """A named child process with its log file; ``restart`` (if set) starts
+    a replacement when the supervisor finds it dead."""
 
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    restart: Callable[[], Child] | None = field(default=None, repr=False)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -101,20 +104,28 @@ def environ_with(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 
+#: A child that has to be restarted this often within RESTART_WINDOW_S is
+#: crash-looping: the supervisor gives up and stops the system.
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 300.0
+
+
 def supervise(start: Callable[[list[Child]], None], echo: Callable[[str], None]) -> None:
     """Run ``start`` (which appends the children it starts), then block until
-    SIGINT or SIGTERM or until a child dies; stop every child in reverse order
-    whatever happens."""
+    SIGINT or SIGTERM; stop every child in reverse order whatever happens.
+    A child that dies is restarted if it can be (``Child.restart``), up to
+    MAX_RESTARTS times in RESTART_WINDOW_S; any other death stops the system."""
     children: list[Child] = []
+    restarts: dict[str, deque[float]] = {}
     # SIGTERM stops the system the way Ctrl-C does; the first signal wins.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         start(children)
         while True:
-            for child in children:
+            for i, child in enumerate(children):
                 if not child.alive():
-                    raise RuntimeError(f"{child.name} exited unexpectedly:\n{child.log_tail()}")
+                    children[i] = _restarted(child, restarts.setdefault(child.name, deque()), echo)
             time.sleep(0.5)
     except KeyboardInterrupt:
         echo("stopping")
@@ -124,6 +135,22 @@ def supervise(start: Callable[[list[Child]], None], echo: Callable[[str], None])
             child.stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _restarted(child: Child, history: deque[float], echo: Callable[[str], None]) -> Child:
+    now = time.monotonic()
+    while history and now - history[0] > RESTART_WINDOW_S:
+        history.popleft()
+    if child.restart is None or len(history) >= MAX_RESTARTS:
+        why = "" if child.restart is None else f" ({len(history)} restarts in {RESTART_WINDOW_S:.0f} s)"
+        raise RuntimeError(f"{child.name} exited unexpectedly{why}:\n{child.log_tail()}")
+    history.append(now)
+    echo(f"{child.name} exited with code {child.process.returncode}; restarting it")
+    child.stop()  # whatever it left behind in its session
+    replacement = child.restart()
+    replacement.restart = child.restart
+    echo(f"{child.name} is back")
+    return replacement
 
 
 def _ignore_signals() -> None:

@@ -53,7 +53,11 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
     def start(children: list[Child]) -> None:
         if settings.mongo_uri is None:
             echo(f"starting the embedded database on 127.0.0.1:{settings.db_port}")
-            children.append(start_database(settings))
+            database = start_database(settings)
+            # Queries keep being served while it is away (replicas cache their
+            # keys); the manager answers 503 until it is back.
+            database.restart = lambda: start_database(settings)
+            children.append(database)
         if settings.ray_address is None:
             echo("starting a local Ray head")
             children.append(start_ray_head(settings, plan))
@@ -62,7 +66,9 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
         master_url = f"http://{settings.host}:{settings.master_port}"
         wait_until(lambda: http_ok(master_url + "/v2/health/ready"), 180, "master")
         echo("starting the manager")
-        children.append(start_manager(settings, token))
+        manager = start_manager(settings, token)
+        manager.restart = lambda: start_manager(settings, token)
+        children.append(manager)
         echo(
             f"seedserve is up\n  master:  {master_url}\n"
             f"  manager: http://{settings.host}:{settings.manager_port}\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ from seedserve.manager_app.auth import sign_in_limiter
 from seedserve.manager_app.limits import BodyLimit
 from seedserve.manager_app.master_view import MasterView
 from seedserve.manager_app.openapi import allowed_methods, openapi_document
-from seedserve.manager_app.orphans import collect_orphans
+from seedserve.manager_app.orphans import collect_forever, collect_orphans
 from seedserve.manager_app.state import ManagerState
 from seedserve.registry import ModelStore, connect
 from seedserve.registry.accounts import AccountStore
@@ -82,7 +83,9 @@ def create_app(settings: Settings, admin_token: str) -> Starlette:
         except Unavailable:
             logger.warning("the database is unreachable at start-up; models without an owner stay hidden")
         await collect_orphans(store, settings.data_dir, settings.orphan_age_s)
+        collector = asyncio.create_task(collect_forever(store, settings.data_dir, settings.orphan_age_s))
         yield
+        collector.cancel()
         await master.close()
         await client.close()
 

@@ -3,12 +3,15 @@
 
 Every write leaves the registry whole: an artifact is uploaded before its
 version document is inserted, the version before the model points at it, and
-each is removed again if a later step fails. A delete removes the model
+each is removed again if a later step fails (once the database is back, if
+its outage was the failure; until then a version the model does not count is
+neither listed nor served). A delete removes the model
 document first (so serving stops), then its versions, then their artifacts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -34,13 +37,20 @@ logger = logging.getLogger("seedserve.registry")
 ADMIN = "admin"
 
 
+#: A version document this old and still not counted by its model is a
+#: leftover (a registration's two writes are milliseconds apart).
+STRAY_AGE_S = 60.0
+
+
 def _name_taken(name: str) -> AlreadyExists:
     return AlreadyExists(f"the model name {name!r} is taken by another account; choose another name", input="name")
 
 
 def connect(uri: str, timeout_ms: int = 5000) -> AsyncMongoClient[dict[str, Any]]:
-    """An async client that fails fast (``timeout_ms``) when the server is down."""
-    return AsyncMongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True)
+    """An async client that fails fast (``timeout_ms``) when the server is
+    down, and within four times that when it hangs mid-answer."""
+    return AsyncMongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+                            socketTimeoutMS=4 * timeout_ms, tz_aware=True)
 
 
 @asynccontextmanager
@@ -59,6 +69,7 @@ class ModelStore:
         self._versions = db["versions"]
         self._calibrations = db["calibrations"]
         self._bucket = AsyncGridFSBucket(db, bucket_name="artifacts")
+        self._cleanups: set[asyncio.Task[None]] = set()  # held so they are not garbage-collected
 
     async def ping(self) -> None:
         """Raise :class:`Unavailable` unless the database answers."""
@@ -97,15 +108,26 @@ class ModelStore:
             raise _name_taken(name)
 
     async def versions(self, name: str | None = None) -> list[VersionDoc]:
-        """Every version of ``name`` (of every model if None), oldest first."""
+        """Every version of ``name`` (of every model if None), oldest first;
+        not a stray one (see :meth:`collect_stray_versions`)."""
         async with database_errors():
-            found = self._versions.find({} if name is None else {"name": name})
-            docs = [cast(VersionDoc, doc) async for doc in found]
+            docs = await self._version_docs(name)
+            latest = await self._latest({} if name is None else {"_id": name})
+        return [doc for doc in docs if doc["version"] <= latest.get(doc["name"], 0)]
+
+    async def _version_docs(self, name: str | None) -> list[VersionDoc]:
+        found = self._versions.find({} if name is None else {"name": name})
+        docs = [cast(VersionDoc, doc) async for doc in found]
         return sorted(docs, key=lambda doc: (doc["name"], doc["version"]))
+
+    async def _latest(self, query: dict[str, Any]) -> dict[str, int]:
+        return {doc["_id"]: int(doc.get("latest", 0)) async for doc in self._models.find(query, {"latest": 1})}
 
     async def get_version(self, name: str, version: int) -> VersionDoc:
         async with database_errors():
             doc = await self._versions.find_one({"_id": version_id(name, version)})
+            if doc is not None and version > (await self._latest({"_id": name})).get(name, 0):
+                doc = None  # a stray: its registration failed
         if doc is None:
             raise NotFound(
                 f"model {name!r} has no version {version}; list them with GET /api/models/{name}/versions",
@@ -135,6 +157,8 @@ class ModelStore:
                     await self._versions.insert_one(dict(doc))
                 break
             except DuplicateKeyError:
+                async with database_errors():
+                    await self._remove_stray(name, version, older_than_s=STRAY_AGE_S)
                 continue
         else:
             raise Unavailable(f"too many concurrent registrations of {name!r}; retry")
@@ -151,7 +175,15 @@ class ModelStore:
                     upsert=True,
                 )
         except BaseException as exc:
-            await self._versions.delete_one({"_id": version_id(name, version)})
+            try:
+                await self._versions.delete_one({"_id": version_id(name, version)})
+            except PyMongoError:  # the database went away: remove it once it is back
+                logger.warning("version %d of %s is left over from a failed registration; removing it once the "
+                               "database is back", version, name)
+                task = asyncio.get_running_loop().create_task(
+                    self._remove_when_back(name, version, artifact["file_id"]))
+                self._cleanups.add(task)
+                task.add_done_callback(self._cleanups.discard)
             if isinstance(exc, DuplicateKeyError):  # another user created the name meanwhile
                 raise _name_taken(name) from None
             raise
@@ -194,7 +226,9 @@ class ModelStore:
             doc = await self._models.find_one_and_delete({"_id": name, "owner": owner})
             if doc is None:
                 raise NotFound(f"you have no model named {name!r}", input="name")
-        for version in await self.versions(name):
+        async with database_errors():
+            versions = await self._version_docs(name)  # strays too
+        for version in versions:
             async with database_errors():
                 await self._versions.delete_one({"_id": version["_id"]})
             await self.delete_artifact(version["artifact"]["file_id"])
@@ -228,6 +262,48 @@ class ModelStore:
                     logger.warning("aborting the upload of %s failed", filename, exc_info=True)
                 raise
         return ArtifactDoc(file_id=upload._id, format=fmt, size=size, sha256=digest.hexdigest())
+
+    async def _remove_stray(self, name: str, version: int, *, older_than_s: float = 0.0,
+                            file_id: ObjectId | None = None) -> bool:
+        """Delete version ``version`` of ``name`` if it is stray: numbered past
+        the model's latest, stored more than ``older_than_s`` ago (so not a
+        registration between its two writes), and with ``file_id``'s artifact
+        if given (so not another registration's version since)."""
+        doc = await self._versions.find_one({"_id": version_id(name, version)})
+        if doc is None or version <= (await self._latest({"_id": name})).get(name, 0):
+            return False
+        if file_id is not None and doc["artifact"]["file_id"] != file_id:
+            return False
+        if _as_utc(doc["created_at"]) > datetime.now(UTC) - timedelta(seconds=older_than_s):
+            return False
+        await self._versions.delete_one({"_id": doc["_id"]})
+        logger.info("removed version %d of %s, left over from a failed registration", version, name)
+        return True
+
+    async def _remove_when_back(self, name: str, version: int, file_id: ObjectId, give_up_s: float = 3600) -> None:
+        deadline = datetime.now(UTC) + timedelta(seconds=give_up_s)
+        while datetime.now(UTC) < deadline:
+            try:
+                await self._remove_stray(name, version, file_id=file_id)
+                return
+            except PyMongoError:
+                await asyncio.sleep(1.0)
+
+    async def collect_stray_versions(self, older_than_s: float) -> int:
+        """Delete version documents no model counts, stored more than
+        ``older_than_s`` ago: a registration cut off between storing its
+        version and pointing its model at it (the database or the manager
+        died) leaves one, numbered past the model's latest or with no model.
+        Their artifacts then go with :meth:`collect_orphan_artifacts`.
+        Returns how many were deleted."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        async with database_errors():
+            latest = await self._latest({})
+            stray = [doc["_id"] async for doc in self._versions.find({}, {"name": 1, "version": 1, "created_at": 1})
+                     if doc["version"] > latest.get(doc["name"], 0) and _as_utc(doc["created_at"]) < cutoff]
+            for version in stray:
+                await self._versions.delete_one({"_id": version})
+        return len(stray)
 
     async def collect_orphan_artifacts(self, older_than_s: float) -> int:
         """Delete artifacts no version refers to, stored more than

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from seedserve.errors import InputTooLarge, NotFound
 from seedserve.registry import KeyDoc, ModelStore, connect, default_version, hash_key, new_key
+from seedserve.registry.documents import version_id
 from tests.conftest import MongoServer
 from tests.helpers import MLP_MANIFEST
 
@@ -126,5 +127,34 @@ def test_deleting_a_model_removes_every_version_and_artifact_and_twice_is_not_fo
         for file_id in ids:
             with pytest.raises(Exception):
                 await store.read_artifact(file_id)
+
+    _run(mongo_server, scenario)
+
+
+def test_a_stray_version_is_hidden_replaced_and_collected_once_old(mongo_server: MongoServer) -> None:
+    """A registration cut off between storing its version and counting it in
+    its model (the database died) leaves a stray version document: it is not
+    listed or served; the next registration of the name takes its number once
+    it is old enough; the collector deletes one whose model never came."""
+    name, orphan = f"stray-{uuid.uuid4().hex[:8]}", f"lost-{uuid.uuid4().hex[:8]}"
+
+    async def scenario(store: ModelStore) -> None:
+        artifact = await store.put_artifact(_chunks(b"abc"), filename="a", fmt="torchscript", max_bytes=10)
+        assert await store.add_version(name, MLP_MANIFEST, artifact, _key(new_key())) == (1, True)
+        old = datetime.now(UTC) - timedelta(hours=2)
+        for model, version in ((name, 2), (orphan, 1)):
+            await store._versions.insert_one({"_id": version_id(model, version), "name": model, "version": version,
+                                              "manifest": {"stray": True}, "artifact": dict(artifact),
+                                              "created_at": old})
+        assert [v["version"] for v in await store.versions(name)] == [1]
+        assert orphan not in {v["name"] for v in await store.versions()}
+        with pytest.raises(NotFound):
+            await store.get_version(name, 2)
+
+        assert await store.add_version(name, MLP_MANIFEST, artifact, _key(new_key())) == (2, False)
+        assert (await store.get_version(name, 2))["manifest"] == MLP_MANIFEST  # the new one, not the stray
+        assert await store.collect_stray_versions(older_than_s=3600) >= 1
+        assert await store._versions.find_one({"_id": version_id(orphan, 1)}) is None
+        assert [v["version"] for v in await store.versions(name)] == [1, 2]
 
     _run(mongo_server, scenario)
