@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import torch
 
 T = TypeVar("T")
@@ -56,3 +58,27 @@ def eventually(check: Callable[[], T], timeout_s: float = 60.0, interval_s: floa
             if time.monotonic() > deadline:
                 raise
             time.sleep(interval_s)
+
+
+class Load(threading.Thread):
+    """Queries one model back to back from a thread; keeps (time, answered 200)."""
+
+    def __init__(self, url: str, key: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.key = url, key
+        self.results: list[tuple[float, bool]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=5, headers={"Authorization": f"Bearer {self.key}"}) as http:
+            while not self.done.is_set():
+                try:
+                    ok = http.post(self.url, json={"x": [[0.5] * 16]}).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                self.results.append((time.monotonic(), ok))
+                if not ok:
+                    time.sleep(0.05)
+
+    def successes_after(self, moment: float) -> int:
+        return sum(ok for t, ok in self.results if t > moment)

@@ -10,42 +10,17 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from seedserve.client import Client, ManagerClient
 from seedserve.errors import SeedserveError
 from tests.conftest import System
-from tests.helpers import MLP_MANIFEST, eventually, make_mlp, save_torchscript
+from tests.helpers import MLP_MANIFEST, Load, eventually, make_mlp, save_torchscript
 
 pytestmark = pytest.mark.integration
 
 #: What the issue asks: queries succeed again this soon after the kill.
 RECOVERY_DEADLINE_S = 30.0
-
-
-class Load(threading.Thread):
-    """Queries one model back to back from a thread; keeps (time, answered 200)."""
-
-    def __init__(self, url: str, key: str) -> None:
-        super().__init__(daemon=True)
-        self.url, self.key = url, key
-        self.results: list[tuple[float, bool]] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        with httpx.Client(timeout=5, headers={"Authorization": f"Bearer {self.key}"}) as http:
-            while not self.done.is_set():
-                try:
-                    ok = http.post(self.url, json={"x": [[0.5] * 16]}).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                self.results.append((time.monotonic(), ok))
-                if not ok:
-                    time.sleep(0.05)
-
-    def successes_after(self, moment: float) -> int:
-        return sum(ok for t, ok in self.results if t > moment)
 
 
 def test_a_killed_replica_is_replaced_and_queries_succeed_again_within_30_s(
