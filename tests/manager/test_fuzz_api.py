@@ -22,6 +22,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from schemathesis.checks import not_a_server_error
 
 from seedserve.client import ManagerClient
+from seedserve.errors import NotFound
 from seedserve.manager_app.openapi import openapi_document
 from tests.helpers import MLP_MANIFEST, make_mlp, save_torchscript
 from tests.manager.conftest import Manager
@@ -39,7 +40,7 @@ def owner(manager: Manager, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         token = client.login(username, password)
         artifact = save_torchscript(make_mlp(), tmp_path_factory.mktemp("fuzz") / "m.pt")
         client.register_model(artifact, {**MLP_MANIFEST, "name": "fuzzed"})
-    return {"username": username, "token": token}
+    return {"username": username, "password": password, "token": token, "artifact": artifact}
 
 
 # The document the manager serves at /openapi.json (built the same way in
@@ -94,3 +95,40 @@ def test_every_answer_matches_the_document_and_none_is_a_5xx(case: Case, owner: 
                 out.write(f"{case.operation.method.upper()} {case.operation.path} {outcome}\n")
     after = manager.db["models"].find_one({"name": "fuzzed"})
     assert after is not None and after["owner"] == before["owner"]
+
+
+def test_sequences_of_operations_answer_as_documented(owner: dict[str, Any], manager: Manager) -> None:
+    """Stateful: schemathesis chains operations through the links it infers
+    from the document (a token or key created, then rotated, revoked, listed;
+    a pinned version then read), so later calls use ids the API handed out.
+    Runs last in the module: a sequence may delete the owner's model."""
+
+    class Sequences(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            # Each scenario starts signed in, owning the model: an earlier one
+            # may have revoked its token or deleted the model.
+            with ManagerClient(manager.url) as client:
+                self.token = client.login(owner["username"], owner["password"])
+                try:
+                    client.get_model("fuzzed")
+                except NotFound:
+                    client.register_model(owner["artifact"], {**MLP_MANIFEST, "name": "fuzzed"})
+
+        def get_call_kwargs(self, case: Case) -> dict[str, Any]:
+            return {"base_url": manager.url, "headers": {"Authorization": f"Bearer {self.token}"}}
+
+        def validate_response(self, response: Any, case: Case, additional_checks: Any = None, **kwargs: Any) -> None:
+            operation = (case.method.upper(), case.operation.path)
+            excluded = [positive_data_acceptance] if operation in CONTENT_DEPENDENT else []
+            additional = []
+            if operation == ("POST", "/api/models/{name}/try"):
+                excluded.append(not_a_server_error)
+                additional.append(_no_5xx_but_the_absent_master)
+            if REPORT:
+                with open(REPORT, "a") as out:
+                    out.write(f"stateful {case.operation.method.upper()} {case.operation.path} {response.status_code}\n")
+            case.validate_response(response, excluded_checks=excluded, additional_checks=additional,
+                                   transport_kwargs=kwargs)
+
+    Sequences.run(settings=settings(max_examples=EXAMPLES, stateful_step_count=6, deadline=None, derandomize=True,
+                                    suppress_health_check=list(HealthCheck)))
