@@ -41,6 +41,7 @@ def parse_infer_request(header_length: str | None, body: bytes, manifest: Manife
     request = load_json(json_part, "the inference request")
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise InvalidInput("the inference request needs 'inputs', a list of tensors")
+    _check_request_fields(request)
     kinds = {spec.name: spec.kind for spec in manifest.inputs}
     payload: dict[str, Any] = {}
     offset = 0
@@ -62,6 +63,25 @@ def parse_infer_request(header_length: str | None, body: bytes, manifest: Manife
     if offset != len(binary):
         raise InvalidInput(f"{len(binary) - offset} bytes of binary data belong to no input")
     return payload, request
+
+
+def _check_request_fields(request: dict[str, Any]) -> None:
+    """The optional fields, typed as the protocol has them, before anything reads them."""
+    if request.get("id") is not None and not isinstance(request["id"], str):
+        raise InvalidInput("the inference request's 'id' must be a string")
+    if request.get("parameters") is not None and not isinstance(request["parameters"], dict):
+        raise InvalidInput("the inference request's 'parameters' must be an object")
+    outputs = request.get("outputs")
+    if outputs is not None and not (
+        isinstance(outputs, list)
+        and all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                and (o.get("parameters") is None or isinstance(o["parameters"], dict)) for o in outputs)
+    ):
+        raise InvalidInput("the inference request's 'outputs' must be a list of {name, parameters?} objects")
+    for tensor in request["inputs"]:
+        if isinstance(tensor, dict) and tensor.get("parameters") is not None and not isinstance(tensor["parameters"], dict):
+            raise InvalidInput(f"input {tensor.get('name')!r}: 'parameters' must be an object",
+                               input=tensor.get("name") if isinstance(tensor.get("name"), str) else None)
 
 
 def _split(header_length: str | None, body: bytes) -> tuple[bytes, bytes]:

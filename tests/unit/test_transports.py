@@ -211,6 +211,13 @@ def test_oip_json_form_and_its_errors() -> None:
         "not an OIP datatype": {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FLOAT", "data": [1, 2]}]},
         "unknown input": {"inputs": [{"name": "z", "shape": [1], "datatype": "FP32", "data": [1]}]},
         "needs 'inputs'": {"outputs": []},
+        # Found by schemathesis: wrongly typed optional fields were read as if
+        # valid (a 500), or echoed against the documented response schema.
+        "'parameters' must be an object": {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32",
+                                                       "parameters": "binary"}]},
+        "request's 'parameters' must be an object": {"inputs": [], "parameters": [1]},
+        "'outputs' must be a list": {"inputs": [], "outputs": ["y", 3]},
+        "'id' must be a string": {"inputs": [], "id": 5},
     }
     for message, request in cases.items():
         with pytest.raises(InvalidInput, match=message):
