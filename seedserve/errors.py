@@ -17,6 +17,7 @@ __all__ = [
     "InputTooLarge",
     "UnsupportedMediaType",
     "InputMismatch",
+    "BodyTimeout",
     "InvalidManifest",
     "InvalidArtifact",
     "Unauthenticated",
@@ -77,6 +78,13 @@ class UnsupportedMediaType(InvalidInput):
     """A file input is in a format the codec does not read."""
 
     code = "unsupported_media_type"
+
+
+class BodyTimeout(InvalidInput):
+    """The client sent the body too slowly: it had not arrived in full within
+    the model's request timeout."""
+
+    code = "body_timeout"
 
 
 class InputMismatch(InvalidInput):
@@ -185,6 +193,7 @@ class Timeout(SeedserveError):
 
 HTTP_STATUS: dict[type[SeedserveError], int] = {
     InputTooLarge: 413,
+    BodyTimeout: 408,
     UnsupportedMediaType: 415,
     InputMismatch: 422,
     InvalidInput: 400,

@@ -42,7 +42,7 @@ from seedserve.deployments._query import (
 from seedserve.deployments._oip import encode_infer_response, oip_tensor_metadata, parse_infer_request
 from seedserve.deployments._transport import parse_payload
 from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, mongo_uri_from, replica_capacity
-from seedserve.errors import InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout, http_status
+from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout, http_status
 from seedserve.registry import ModelStore, connect
 from seedserve.runtime import load_model, optimize_for_serving, run_model
 
@@ -160,13 +160,26 @@ class ModelServer:
 
     async def _predict(self, request: Request) -> Response:
         self._keys.check(bearer_key(request))
+        reading = False
 
         async def run() -> dict[str, Any]:
+            nonlocal reading
+            reading = True
             body = await read_body(request, self._manifest.max_body_bytes)
+            reading = False
             arrays = decode_inputs(self._manifest, await parse_payload(request.headers, body, self._manifest))
             return encode_outputs(self._manifest, await self._infer(arrays))
 
-        return JSONResponse(await self._admitted(run))
+        try:
+            return JSONResponse(await self._admitted(run))
+        except Timeout:
+            if not reading:
+                raise
+            # A slow client holds its slot no longer than the request timeout.
+            raise BodyTimeout(
+                f"the body had not arrived within the model's request timeout of "
+                f"{self._manifest.scaling.request_timeout_s:g} s; send it in full without pausing"
+            ) from None
 
     async def infer_v2(self, authorization: str, header_length: str | None, body: bytes) -> tuple[int, dict[str, str], bytes]:
         """An Open Inference Protocol request forwarded by the master: status, headers, body."""

@@ -132,7 +132,7 @@ _INFER_ANSWER = {
                                             "description": "The response JSON, then the outputs asked for as bytes."}},
 }
 _KEY = ("Authorization", "Bearer <model key>: one of the model's keys.")
-_QUERY_ERRORS = (400, 404, 413, 415, 422, 429, 503, 504)
+_QUERY_ERRORS = (400, 404, 408, 413, 415, 422, 429, 503, 504)
 _RETRY = (429, 503)
 _BINARY_HEADER = (f"{HEADER_LENGTH}?", "With the binary extension: the length of the JSON part.")
 
