@@ -10,7 +10,6 @@ CI runs 20 cases per operation (``SEEDSERVE_FUZZ_EXAMPLES``);
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -19,17 +18,15 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case
 from schemathesis.core.parameters import ParameterLocation
-from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from seedserve.client import Client, ManagerClient
 from seedserve.deployments.openapi import master_document
 from tests.conftest import System
+from tests.fuzzing import EXAMPLES, exempt_checks, record
 from tests.helpers import MLP_MANIFEST, eventually, make_mlp, save_torchscript
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = int(os.environ.get("SEEDSERVE_FUZZ_EXAMPLES", "20"))
-REPORT = os.environ.get("SEEDSERVE_FUZZ_REPORT")
 NAME = "fuzzmaster"
 PROBE = [[0.25] * 16]
 
@@ -71,24 +68,16 @@ REPLACED = {ParameterLocation.PATH, ParameterLocation.HEADER}
 def test_every_master_answer_matches_the_document_and_none_is_a_5xx(
     case: Case, target: dict[str, Any], system: System
 ) -> None:
-    operation = (case.method.upper(), case.operation.path)
     if case.path_parameters:
         case.path_parameters = {k: (NAME if k == "name" else 1) for k in case.path_parameters}
-    excluded = []
-    negative = {location for location, info in case.meta.components.items() if info.mode.is_negative}
-    if negative and negative <= REPLACED:
-        excluded.append(negative_data_rejection)  # what was invalid has been replaced by valid values
-    if operation in CONTENT_DEPENDENT:
-        excluded.append(positive_data_acceptance)
+    excluded = exempt_checks(case, replaced=REPLACED, content_dependent=CONTENT_DEPENDENT)
     headers = {"Authorization": f"Bearer {target['key']}"}
     outcome = "failed"
     try:
         response = case.call_and_validate(base_url=system.master_url, headers=headers, excluded_checks=excluded)
         outcome = str(response.status_code)
     finally:
-        if REPORT:  # benchmarks/fuzz.py counts the cases and answers per operation
-            with open(REPORT, "a") as out:
-                out.write(f"{case.operation.method.upper()} {case.operation.path} {outcome}\n")
+        record(case, outcome)
 
 
 def test_the_master_serves_the_document_and_answers_405_with_allow(

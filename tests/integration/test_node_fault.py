@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks._system import tree_pids
 from seedserve.client import Client, ManagerClient
 from tests.conftest import VENV_BIN, System
 from tests.helpers import MLP_MANIFEST, Load, eventually, make_mlp, save_torchscript
@@ -26,22 +27,6 @@ pytestmark = pytest.mark.integration
 PORT_BASES = (26100, 27600)
 #: Replicas and traffic must be back this soon after the node is lost.
 RECOVERY_DEADLINE_S = 120.0
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    found, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack += children.get(pid, [])
-    return found
 
 
 def test_a_lost_worker_node_has_its_replica_rescheduled_and_traffic_recovers(
@@ -78,12 +63,12 @@ def test_a_lost_worker_node_has_its_replica_rescheduled_and_traffic_recovers(
         # The node of the first replica goes; the other pool node survives.
         lost_node = replicas[0]["node_id"]
         lost = next(name for name, process in nodes.items()
-                    if replicas[0]["pid"] in _descendants(process.pid))
+                    if replicas[0]["pid"] in tree_pids(process.pid))
         load = Load(system.master_url + "/models/nomad/predict", key)
         load.start()
         try:
             eventually(lambda: load.successes_after(0) >= 20 or _fail("no load yet"), timeout_s=30)
-            for pid in _descendants(nodes[lost].pid):
+            for pid in tree_pids(nodes[lost].pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:

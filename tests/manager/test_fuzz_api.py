@@ -9,7 +9,6 @@ CI runs a short pass (``SEEDSERVE_FUZZ_EXAMPLES``, 20 cases per operation);
 
 from __future__ import annotations
 
-import os
 import secrets
 from typing import Any
 
@@ -18,17 +17,16 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case
 from schemathesis.core.parameters import ParameterLocation
-from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 from schemathesis.checks import not_a_server_error
 
 from seedserve.client import ManagerClient
 from seedserve.errors import NotFound
 from seedserve.manager_app.openapi import openapi_document
+from tests.fuzzing import EXAMPLES, exempt_checks, record
 from tests.helpers import MLP_MANIFEST, make_mlp, save_torchscript
 from tests.manager.conftest import Manager
 
-EXAMPLES = int(os.environ.get("SEEDSERVE_FUZZ_EXAMPLES", "20"))
-REPORT = os.environ.get("SEEDSERVE_FUZZ_REPORT")
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +71,7 @@ def test_every_answer_matches_the_document_and_none_is_a_5xx(case: Case, owner: 
     operation = (case.method.upper(), case.operation.path)
     if case.path_parameters and "name" in case.path_parameters and operation != ("DELETE", "/api/models/{name}"):
         case.path_parameters["name"] = "fuzzed"  # the owned model's routes reach real code
-    excluded = []
-    negative = {location for location, info in case.meta.components.items() if info.mode.is_negative}
-    if negative and negative <= REPLACED:
-        excluded.append(negative_data_rejection)  # what was invalid has been replaced by valid values
-    if operation in CONTENT_DEPENDENT:
-        excluded.append(positive_data_acceptance)
+    excluded = exempt_checks(case, replaced=REPLACED, content_dependent=CONTENT_DEPENDENT)
     additional = []
     if operation == ("POST", "/api/models/{name}/try"):
         excluded.append(not_a_server_error)
@@ -90,9 +83,7 @@ def test_every_answer_matches_the_document_and_none_is_a_5xx(case: Case, owner: 
                                           excluded_checks=excluded, additional_checks=additional)
         outcome = str(response.status_code)
     finally:
-        if REPORT:  # benchmarks/fuzz.py counts the cases and answers per operation
-            with open(REPORT, "a") as out:
-                out.write(f"{case.operation.method.upper()} {case.operation.path} {outcome}\n")
+        record(case, outcome)
     after = manager.db["models"].find_one({"name": "fuzzed"})
     assert after is not None and after["owner"] == before["owner"]
 
@@ -124,9 +115,7 @@ def test_sequences_of_operations_answer_as_documented(owner: dict[str, Any], man
             if operation == ("POST", "/api/models/{name}/try"):
                 excluded.append(not_a_server_error)
                 additional.append(_no_5xx_but_the_absent_master)
-            if REPORT:
-                with open(REPORT, "a") as out:
-                    out.write(f"stateful {case.operation.method.upper()} {case.operation.path} {response.status_code}\n")
+            record(case, str(response.status_code), prefix="stateful ")
             case.validate_response(response, excluded_checks=excluded, additional_checks=additional,
                                    transport_kwargs=kwargs)
 
