@@ -48,6 +48,10 @@ class Calibration(BaseModel):
     #: The sweeps' points per kind: (flops, bytes, seconds per op, op name,
     #: reduction length). The predictor looks each op up among them.
     points: dict[str, list[tuple[int, int, float, str, int]]] = {}
+    #: Measured / predicted latency on live traffic of ``live_models`` models
+    #: on this worker type (seedserve.profiler.feedback); scales every prediction.
+    live_scale: float = 1.0
+    live_models: int = 0
 
 
 def _median_s(call: Callable[[], Any], repeats: int, budget_s: float = 0.3) -> float:

@@ -138,7 +138,8 @@ def predict_s(batch: BatchProfile, calibration: Calibration,
     """(total, compute-bound part, memory-bound part, fixed overheads) in
     seconds; ``weights`` scale the terms (the benchmark tries fitted ones)."""
     weights = weights or {}
-    weighted = {name: value * weights.get(name, 1.0) for name, value in terms_s(batch, calibration).items()}
+    scale = calibration.live_scale
+    weighted = {name: value * weights.get(name, 1.0) * scale for name, value in terms_s(batch, calibration).items()}
     compute = sum(weighted[k] for k in ("gemm", "conv", "dwconv", "rnn"))
     overhead = weighted["call"] + weighted["op_overhead"] + weighted["views"]
     return compute + weighted["memory"] + overhead, compute, weighted["memory"], overhead
@@ -152,6 +153,9 @@ def predict(profile: ModelProfile, worker: WorkerType, calibration: Calibration,
                            f"at {calibration.measured_at:%Y-%m-%d %H:%M} UTC")
     else:
         assumptions.append("uncalibrated: catalog peaks x default efficiency, default fixed costs")
+    if calibration.live_models:
+        assumptions.append(f"scaled x{calibration.live_scale:.2f} by live traffic: measured / predicted latency of "
+                           f"{calibration.live_models} other model(s) on this worker type")
     if batch_size not in {b.batch_size for b in profile.batches}:
         assumptions.append(f"batch {batch_size} scaled from a profiled batch size")
     if any(b.uncounted_ops for b in profile.batches):

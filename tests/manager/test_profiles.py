@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 import torch
 
 from seedserve.client import ManagerClient
@@ -81,3 +82,31 @@ def test_profiling_an_artifact_stores_nothing(manager: Manager, tmp_path: Path) 
     unauthenticated = httpx.post(manager.url + "/api/profile", data={"manifest": json.dumps(manifest)},
                                  files={"artifact": ("cnn.pt", artifact.read_bytes())})
     assert unauthenticated.status_code == 401
+
+
+def test_latency_measured_on_other_models_scales_the_predictions(manager: Manager, tmp_path: Path) -> None:
+    """Feedback: once replicas have measured a model 4x slower than predicted
+    on a worker type, another model's predictions there move half-way (in log
+    terms, one model measured): x2. A model's own measurement never scales
+    its own prediction, which it is shown beside."""
+    from seedserve.registry.documents import version_id
+
+    with ManagerClient(manager.url, manager.token) as client:
+        for name in ("fb-measured", "fb-other"):
+            client.register(save_torchscript(make_mlp(), tmp_path / f"{name}.pt"), {**MLP_MANIFEST, "name": name})
+
+        def local(name: str, batch: int = 1) -> dict:
+            return next(p for p in client.get_model(name)["predictions"]
+                        if p["worker_type"] == "cpu-local" and p["batch_size"] == batch)
+
+        before = {name: local(name)["latency_ms"] for name in ("fb-measured", "fb-other")}
+        measured = {"cpu-local": {"p50_ms": 4 * before["fb-measured"], "p99_ms": 9.0, "mean_items": 1.0}}
+        manager.db.versions.update_one({"_id": version_id("fb-measured", 1)}, {"$set": {"measured": measured}})
+        try:
+            other, own = local("fb-other"), local("fb-measured")
+        finally:
+            manager.db.versions.update_one({"_id": version_id("fb-measured", 1)}, {"$set": {"measured": {}}})
+    assert other["latency_ms"] == pytest.approx(2 * before["fb-other"], rel=1e-6)
+    assert any("scaled x2.00 by live traffic" in a and "1 other model" in a for a in other["assumptions"])
+    assert own["latency_ms"] == pytest.approx(before["fb-measured"], rel=1e-6)
+    assert own["measured_p50_ms"] == pytest.approx(4 * before["fb-measured"])
