@@ -8,14 +8,19 @@ models in seven families at two batch sizes.
 2. For each zoo model (benchmarks/_zoo.py) and batch size: profile it
    (one traced call), and measure its median latency as a replica runs it
    (TorchScript, inference mode, the replicas' thread count).
-3. Score four predictors, each leave-one-family-out (a family's predictions
-   use only what was fitted without it):
+3. Score the predictors, each leave-one-family-out (a family's predictions
+   use only what was fitted or measured without it):
    - seedserve's calibrated predictor, from the sweeps alone (it fits
      nothing on the zoo, so leaving a family out changes nothing);
    - the same with its terms weighted by non-negative least squares on the
      other six families (tried as a refinement; it does not help, see the table);
    - uncalibrated: 2 x ptflops MACs / the catalog's peak FLOP/s;
-   - a two-parameter fit: latency = a + b x FLOPs.
+   - a two-parameter fit: latency = a + b x FLOPs;
+   - seedserve's predictor before this node is calibrated (catalog peaks x
+     default efficiency);
+   - each of seedserve's two with live feedback, as the manager applies it
+     once replicas report measured latency: scaled by the median measured /
+     predicted ratio of the other families' models (seedserve.profiler.feedback).
 Writes benchmarks/results/latency_prediction.{json,md,png}.
 """
 
@@ -36,7 +41,8 @@ from seedserve.profiler.calibrate import calibrate
 from seedserve.profiler.catalog import load_catalog
 from benchmarks._zoo import measure_s, resnet50, zoo
 from seedserve.profiler.calibrate import Calibration
-from seedserve.profiler.predict import TERMS, predict_s, terms_s
+from seedserve.profiler.feedback import live_scale
+from seedserve.profiler.predict import TERMS, assumed_calibration, predict_s, terms_s
 from seedserve.profiler.profile import BatchProfile, profile_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -90,6 +96,15 @@ def _two_parameter_lofo(rows: list[dict[str, Any]]) -> list[float]:
     return predicted
 
 
+def _with_live_feedback(rows: list[dict[str, Any]], key: str) -> list[float]:
+    """``key``'s predictions scaled as the manager scales them once replicas
+    report live latency (seedserve.profiler.feedback): by the measured /
+    predicted ratios of every model outside the held-out family."""
+    scales = {family: live_scale([r["measured_s"] / r[key] for r in rows if r["family"] != family])[0]
+              for family in dict.fromkeys(r["family"] for r in rows)}
+    return [r[key] * scales[r["family"]] for r in rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (replicas run with 1)")
@@ -99,6 +114,7 @@ def main() -> None:
     calibration = calibrate("cpu-local")
     calibration_s = time.perf_counter() - start
     peak = load_catalog().get("cpu-local").peak_fp32 * args.threads / 2  # the catalog's peak is for both cores
+    uncalibrated = assumed_calibration(load_catalog().get("cpu-local"), load_catalog())
     rows, profiles = [], []
     for entry in zoo():
         scripted = torch.jit.script(entry.module)
@@ -113,6 +129,7 @@ def main() -> None:
             rows.append({"family": entry.family, "model": entry.name, "batch": batch, "flops": at.flops,
                          "ptflops_flops": 2 * (at.ptflops_macs or 0), "measured_s": measured,
                          "roofline_s": predict_s(at, calibration)[0], "profile_s": profile_s,
+                         "catalog_s": predict_s(at, uncalibrated)[0],
                          "uncalibrated_s": max(2 * (at.ptflops_macs or 0), 1) / peak})
             print(f"{entry.family:12} {entry.name:26} b={batch:<3} measured {measured * 1e3:8.3f} ms  "
                   f"predicted {rows[-1]['roofline_s'] * 1e3:8.3f} ms", flush=True)
@@ -131,12 +148,18 @@ def main() -> None:
             weights_without[family] = refine([(a, r["measured_s"]) for a, r in zip(profiles, rows)
                                               if r["family"] != family], calibration)
         row["refined_s"] = predict_s(at, calibration, weights_without[family])[0]
+    for key in ("roofline", "catalog"):
+        for row, scaled in zip(rows, _with_live_feedback(rows, f"{key}_s")):
+            row[f"{key}_live_s"] = scaled
     all_weights = refine([(a, r["measured_s"]) for a, r in zip(profiles, rows)], calibration)
     measured = [r["measured_s"] for r in rows]
     scores = {name: _score([r[f"{key}_s"] for r in rows], measured) for name, key in
               (("calibrated sweeps (seedserve)", "roofline"),
                ("calibrated sweeps + terms refitted per held-out family", "refined"), ("uncalibrated 2*MACs/peak", "uncalibrated"),
-               ("two-parameter fit a + b*FLOPs", "two_parameter"))}
+               ("two-parameter fit a + b*FLOPs", "two_parameter"),
+               ("calibrated sweeps + live feedback from the other families", "roofline_live"),
+               ("catalog peaks, uncalibrated (before `seedserve calibrate`)", "catalog"),
+               ("catalog peaks + live feedback from the other families", "catalog_live"))}
     per_family = {family: _score([r["roofline_s"] for r in rows if r["family"] == family],
                                  [r["measured_s"] for r in rows if r["family"] == family])
                   for family in dict.fromkeys(r["family"] for r in rows)}
