@@ -72,6 +72,12 @@ def main() -> None:
         *(f"| `{r['operation']}` | {r['cases']:,} | "
           + ", ".join(f"{status}: {n:,}" for status, n in r["answers"].items()) + " |" for r in rows),
     ]
+    if stateful := [r for r in rows if r["operation"].startswith("stateful ")]:
+        lines += ["", f"Rows marked stateful are calls inside sequences of up to 6 chained operations: "
+                      f"{sum(r['cases'] for r in stateful):,} calls."]
+    failed = [line for line in done.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    if failed:
+        lines += ["", "What failed (pytest's summary):", "", *(f"- `{line[:300]}`" for line in failed)]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if done.returncode != 0:
