@@ -46,8 +46,13 @@ class Calibration(BaseModel):
     view_overhead_s: float
     kinds: dict[str, KindFit]
     #: The sweeps' points per kind: (flops, bytes, seconds per op, op name,
-    #: reduction length). The predictor looks each op up among them.
+    #: reduction length or, for gathers, rows moved). The predictor looks each op up among them.
     points: dict[str, list[tuple[int, int, float, str, int]]] = {}
+    #: (weight bytes, seconds): chains of distinct Linear layers at batch 1,
+    #: less the call overhead. A model's weights are read once per call; past
+    #: the caches they stream from memory, which the single-op sweeps (their
+    #: weights hot in cache) do not see.
+    streaming: list[tuple[int, float]] = []
     #: Measured / predicted latency on live traffic of ``live_models`` models
     #: on this worker type (seedserve.profiler.feedback); scales every prediction.
     live_scale: float = 1.0
@@ -99,6 +104,29 @@ class _RNN(torch.nn.Module):
         return self.rnn(x)[0]
 
 
+class _Chain(torch.nn.Module):
+    def __init__(self, width: int, layers: int) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList([torch.nn.Linear(width, width) for _ in range(layers)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def _streaming(call_s: float, repeats: int) -> list[tuple[int, float]]:
+    """Time per call of weight chains from 256 KiB to 64 MiB: hot in cache at
+    the small end, streamed from memory at the large end."""
+    points = []
+    for width, layers in ((256, 1), (256, 2), (256, 4), (256, 8), (512, 1), (512, 2), (512, 4), (512, 8),
+                          (512, 16), (1024, 8), (1024, 16)):
+        chain, x = _scripted(_Chain(width, layers)), torch.randn(1, width)
+        seconds = _median_s(lambda: chain(x), repeats, budget_s=0.15) - call_s
+        points.append((sum(p.numel() * p.element_size() for p in chain.parameters()), max(seconds, 1e-8)))
+    return points
+
+
 class _Bag(torch.nn.Module):
     def __init__(self, rows: int, dim: int) -> None:
         super().__init__()
@@ -132,9 +160,37 @@ def _point(module: torch.nn.Module, args: tuple[torch.Tensor, ...], kind: str, b
             max(seconds, 1e-8) / len(ops), main.name, main.reduction)
 
 
+class _Chained(torch.nn.Module):
+    def __init__(self, op: torch.nn.Module, times: int) -> None:
+        super().__init__()
+        self.op, self.times = op, times
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(self.times):
+            x = self.op(x)
+        return x
+
+
+def _chained(op: torch.nn.Module, times: int) -> torch.nn.Module:
+    """``op`` applied ``times`` times in one call: each point is then an op's
+    cost inside a chain of ops, as in a model, and tiny ops are timed over
+    several (ops that change the shape run once)."""
+    return _Chained(op, times) if times > 1 else op
+
+
 class _Add(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + x
+
+
+_CHAINED_ADDS = 64
+
+
+class _Adds(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(64):  # _CHAINED_ADDS (TorchScript sees no module globals)
+            x = x + x
+        return x
 
 
 class _Mean(torch.nn.Module):
@@ -171,7 +227,7 @@ def _sweeps() -> dict[str, Iterable[tuple[torch.nn.Module, tuple[torch.Tensor, .
     rnn = ((_RNN(cell, w, h), (torch.randn(b, t, w),))
            for cell in (torch.nn.LSTM, torch.nn.GRU) for w, h in ((32, 64), (64, 128), (128, 256))
            for b in (1, 16) for t in (8, 32))
-    memory = ((_memory_op(op, c, hw), (torch.randn(b, c, hw, hw),))
+    memory = ((_chained(_memory_op(op, c, hw), 1 if op in ("max_pool2d", "mean") else 8), (torch.randn(b, c, hw, hw),))
               for op in ("clone", "relu", "hardtanh", "add", "batch_norm", "max_pool2d", "mean", "layer_norm",
                          "softmax", "gelu", "sigmoid")
               for b, c, hw in ((1, 16, 4), (1, 16, 16), (1, 32, 32), (4, 32, 32), (4, 64, 64), (16, 64, 64),
@@ -224,11 +280,19 @@ def calibrate(worker_type: str, repeats: int = 5) -> Calibration:
     with torch.inference_mode():
         identity, views = _scripted(_Identity()), _scripted(_Views())
         x = torch.zeros(1)
-        call_s = _median_s(lambda: identity(x), repeats)
-        view_s = max(0.0, (_median_s(lambda: views(x), repeats) - call_s) / (32 * 3))
+        identity_s = _median_s(lambda: identity(x), repeats)
+        view_s = max(0.0, (_median_s(lambda: views(x), repeats) - identity_s) / (32 * 3))
+        # A call that runs ops costs more than one that runs none (its output is
+        # a new tensor): the call overhead is one op's call less that op's cost
+        # inside a chain, so that each sweep point is an op's cost inside a model.
+        add, adds, row = _scripted(_Add()), _scripted(_Adds()), torch.zeros(1, 64)
+        chained_s = (_median_s(lambda: adds(row), repeats) - identity_s) / _CHAINED_ADDS
+        call_s = max(identity_s, _median_s(lambda: add(row), repeats) - chained_s)
     points: dict[str, list[tuple[int, int, float, str, int]]] = {}
     for kind, sweep in _sweeps().items():
         points[kind] = [p for module, args in sweep if (p := _point(module, args, kind, call_s, repeats))]
+    with torch.inference_mode():
+        streaming = _streaming(call_s, repeats)
     memory = fit_kind(points[MEMORY])
     kinds = {MEMORY: memory, GATHER: fit_kind(points[GATHER])}
     for kind in (GEMM, CONV, DWCONV, RNN):
@@ -236,6 +300,7 @@ def calibrate(worker_type: str, repeats: int = 5) -> Calibration:
     return Calibration(
         worker_type=worker_type, calibrated=True, host=platform.node(), threads=torch.get_num_threads(),
         measured_at=datetime.now(UTC), call_overhead_s=call_s, view_overhead_s=view_s, kinds=kinds, points=points,
+        streaming=streaming,
     )
 
 

@@ -21,7 +21,7 @@ from seedserve.codecs.schema import Objective
 from seedserve.profiler.calibrate import Calibration, KindFit
 from seedserve.profiler.catalog import Catalog, WorkerType
 from seedserve.profiler.profile import BatchProfile, ModelProfile
-from seedserve.profiler.trace import GATHER, GEMM, KINDS, MEMORY, VIEW
+from seedserve.profiler.trace import GATHER, GEMM, KINDS, MEMORY, ROW_OPS, VIEW
 
 __all__ = ["Objective", "Prediction", "Recommendation", "TERMS", "assumed_calibration", "predict", "predict_s",
            "recommend", "terms_s"]
@@ -60,22 +60,31 @@ def assumed_calibration(worker: WorkerType, catalog: Catalog) -> Calibration:
 
 
 #: The terms of a call's predicted time.
-TERMS = ("call", "op_overhead", "views", "gemm", "conv", "dwconv", "rnn", "memory")
+TERMS = ("call", "op_overhead", "views", "gemm", "conv", "dwconv", "rnn", "memory", "weights")
+_COMPUTE_TERMS = ("gemm", "conv", "dwconv", "rnn")
 
 
 def terms_s(batch: BatchProfile, calibration: Calibration) -> dict[str, float]:
     """The unweighted terms of one call, in seconds: the fixed cost per call
     and per view, and per op kind the time of its ops. An op's time is looked
     up among the calibration's sweep points of its kind (compute ops by FLOPs
-    and reduction length, memory ops by bytes and name); a type without
-    points (uncalibrated) uses the roofline of its kind's fit."""
+    and reduction length, row gathers and scatters by rows and bytes per row,
+    other memory ops by bytes and name); a type without points (uncalibrated)
+    uses the roofline of its kind's fit. The sweeps run each op on weights hot
+    in cache; a model whose weights do not fit streams them on every call, so
+    its compute ops take at least the weights' streaming time ("weights")."""
     terms = dict.fromkeys(TERMS, 0.0)
     for kind, flops, size, name, reduction in batch.ops:
         fit = calibration.kinds.get(kind) or calibration.kinds[GEMM if flops else MEMORY]
         points = calibration.points.get(kind) or []
         if kind == GATHER and not any(p[3] == name for p in points):
-            # A gather the sweeps did not run (index_select...) moves bytes like an elementwise op.
+            # A gather the sweeps did not run moves bytes like an elementwise op.
             kind, fit, points = MEMORY, calibration.kinds[MEMORY], calibration.points.get(MEMORY) or []
+        if kind == GATHER and name in ROW_OPS and reduction > 0:
+            rows = [p for p in points if p[3] == name and p[4] > 0]
+            if len(rows) >= 2:  # a calibration older than row counts has none
+                terms["memory"] += _rows_s(rows, size, reduction)
+                continue
         looked_up = _lookup_s(points, fit, flops, size, name, reduction)
         if looked_up is not None:
             terms[kind if kind in terms else "memory"] += looked_up
@@ -89,7 +98,50 @@ def terms_s(batch: BatchProfile, calibration: Calibration) -> dict[str, float]:
             terms["memory"] += max(flop_s, byte_s)
     terms["call"] = calibration.call_overhead_s
     terms["views"] = batch.views * calibration.view_overhead_s
+    if batch.weight_bytes and calibration.streaming:
+        compute = sum(terms[k] for k in _COMPUTE_TERMS)
+        terms["weights"] = max(0.0, _streaming_s(calibration.streaming, batch.weight_bytes) - compute)
     return terms
+
+
+def _interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    """Piecewise linear through (xs, ys) (xs ascending), flat past either end."""
+    if x <= xs[0]:
+        return ys[0]
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return ys[-1]
+
+
+def _by_log(pairs: Sequence[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """(log x, median of log y at that x), ascending in x."""
+    grouped: dict[float, list[float]] = {}
+    for x, y in pairs:
+        grouped.setdefault(math.log(max(x, 1)), []).append(math.log(y))
+    xs = sorted(grouped)
+    return xs, [statistics.median(grouped[x]) for x in xs]
+
+
+def _streaming_s(points: Sequence[Sequence[float]], weight_bytes: int) -> float:
+    """Time to read ``weight_bytes`` of weights once, at the cost per byte the
+    weight chains measured at that working-set size."""
+    xs, ys = _by_log([(p[0], p[1] / p[0]) for p in points])
+    return weight_bytes * math.exp(_interpolate(xs, ys, math.log(max(weight_bytes, 1))))
+
+
+def _rows_s(points: Sequence[Sequence[Any]], size: int, rows: int) -> float:
+    """A row gather or scatter (swept over rows and row widths): the cost per row interpolated in log rows
+    within each swept width (bytes per row), then between the two nearest widths."""
+    by_width: dict[float, list[Sequence[Any]]] = {}
+    for p in points:
+        by_width.setdefault(round(math.log(p[1] / p[4]), 1), []).append(p)
+    widths, costs = [], []
+    for _, group in sorted(by_width.items()):
+        widths.append(statistics.median(math.log(p[1] / p[4]) for p in group))
+        xs, ys = _by_log([(p[4], p[2] / p[4]) for p in group])
+        costs.append(_interpolate(xs, ys, math.log(rows)))
+    return rows * math.exp(_interpolate(widths, costs, math.log(max(size, 1) / rows)))
 
 
 _PLAIN_ELEMENTWISE = {"clone", "add", "relu", "hardtanh"}
@@ -117,20 +169,11 @@ def _lookup_s(points: Sequence[Sequence[Any]], fit: KindFit, flops: int, size: i
     # An op the sweeps did not run is priced as a plain elementwise op.
     plain = [p for p in points if p[3] in _PLAIN_ELEMENTWISE]
     pool = same if len(same) >= 2 else (plain or list(points))
-    by_size: dict[float, list[float]] = {}
-    for p in pool:
-        by_size.setdefault(math.log(max(p[1], 1)), []).append(math.log(p[2]))
-    xs = sorted(by_size)
-    ys = [statistics.median(by_size[x]) for x in xs]
+    xs, ys = _by_log([(p[1], p[2]) for p in pool])
     x = math.log(max(size, 1))
-    if x >= xs[-1]:
+    if x >= xs[-1]:  # past the largest point: at its rate
         return math.exp(ys[-1]) * max(size, 1) / math.exp(xs[-1])
-    if x <= xs[0]:
-        return math.exp(ys[0])
-    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
-        if x0 <= x <= x1:
-            return math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
-    return None
+    return math.exp(_interpolate(xs, ys, x))
 
 
 def predict_s(batch: BatchProfile, calibration: Calibration,
@@ -140,9 +183,10 @@ def predict_s(batch: BatchProfile, calibration: Calibration,
     weights = weights or {}
     scale = calibration.live_scale
     weighted = {name: value * weights.get(name, 1.0) * scale for name, value in terms_s(batch, calibration).items()}
-    compute = sum(weighted[k] for k in ("gemm", "conv", "dwconv", "rnn"))
+    compute = sum(weighted[k] for k in _COMPUTE_TERMS)
+    memory = weighted["memory"] + weighted["weights"]
     overhead = weighted["call"] + weighted["op_overhead"] + weighted["views"]
-    return compute + weighted["memory"] + overhead, compute, weighted["memory"], overhead
+    return compute + memory + overhead, compute, memory, overhead
 
 
 def predict(profile: ModelProfile, worker: WorkerType, calibration: Calibration, batch_size: int = 1) -> Prediction:

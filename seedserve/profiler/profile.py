@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel
 
 from seedserve.codecs import Manifest, sample_inputs
-from seedserve.profiler.trace import KINDS, VIEW, Decompose, Op, trace
+from seedserve.profiler.trace import GATHER, KINDS, VIEW, Decompose, Op, trace
 
 __all__ = ["BatchProfile", "KindSummary", "ModelProfile", "profile_manifest_model", "profile_model"]
 
@@ -41,6 +41,10 @@ class BatchProfile(BaseModel):
     by_kind: list[KindSummary]
     #: Every op that is not a view, as (kind, flops, bytes, name, reduction), for the latency model.
     ops: list[tuple[str, int, int, str, int]]
+    #: Bytes of parameters the compute ops read in one call: the weights that
+    #: stream through the caches every call (embedding tables only in the rows
+    #: gathered, so not counted). 0 in profiles made before it was recorded.
+    weight_bytes: int = 0
     views: int
     uncounted_ops: list[str]
 
@@ -64,7 +68,9 @@ class ModelProfile(BaseModel):
             "flops": int(base.flops * factor),
             "ptflops_macs": None if base.ptflops_macs is None else int(base.ptflops_macs * factor),
             "activation_bytes": int(base.activation_bytes * factor),
-            "ops": [(kind, int(flops * factor), int(size * factor), name, k) for kind, flops, size, name, k in base.ops],
+            # A gather's rows (its indices) grow with the batch; a product's reduction length does not.
+            "ops": [(kind, int(flops * factor), int(size * factor), name, int(k * factor) if kind == GATHER else k)
+                    for kind, flops, size, name, k in base.ops],
         })
 
 
@@ -91,7 +97,7 @@ def profile_model(
     for size in batch_sizes:
         try:
             inputs = sample(size)
-            ops = trace(lambda: run(model, inputs))
+            ops = trace(lambda: run(model, inputs), parameters)
         except Exception as exc:  # e.g. a fixed batch dimension: profile the sizes the model takes
             notes.append(f"batch size {size} not profiled: {type(exc).__name__}: {str(exc)[:200]}")
             continue
@@ -128,6 +134,7 @@ def _summarize(size: int, ops: list[Op], macs: int | None) -> BatchProfile:
         traffic_bytes=sum(op.bytes for op in ops),
         by_kind=[KindSummary(kind=k, ops=v[0], flops=v[1], bytes=v[2]) for k in KINDS if (v := kinds.get(k))],
         ops=[(op.kind, op.flops, op.bytes, op.name, op.reduction) for op in ops if op.kind != VIEW],
+        weight_bytes=sum(op.weight_bytes for op in ops),
         views=sum(op.kind == VIEW for op in ops),
         uncounted_ops=sorted({op.name for op in ops if not op.counted}),
     )

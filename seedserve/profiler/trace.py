@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
-__all__ = ["Decompose", "Op", "trace", "op_kind", "GEMM", "CONV", "DWCONV", "RNN", "GATHER", "MEMORY", "VIEW", "KINDS"]
+__all__ = ["Decompose", "Op", "ROW_OPS", "trace", "op_kind", "GEMM", "CONV", "DWCONV", "RNN", "GATHER", "MEMORY", "VIEW", "KINDS"]
 
 #: Op kinds, each with its own achieved rate in the calibration: matrix
 #: products, dense and grouped (depthwise) convolutions, recurrent layers,
@@ -32,7 +32,10 @@ _GEMM_OPS = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_scaled_dot_p
              "_transformer_encoder_layer_fwd", "_native_multi_head_attention"}
 _RNN_OPS = {"mkldnn_rnn_layer"}
 # Gathers read only the rows they pick, not the whole table they are given.
-_GATHER_OPS = {"embedding", "_embedding_bag", "embedding_bag", "index_select", "index_add"}
+_GATHER_OPS = {"embedding", "_embedding_bag", "embedding_bag", "index_select", "index_add", "index_add_"}
+#: Gathers and scatters of whole rows by an index (args: self, dim, index[, source]).
+ROW_OPS = {"index_select", "index_add", "index_add_"}
+_SCATTER_OPS = {"index_add", "index_add_"}
 _CONV_OPS = {"convolution", "_convolution", "mkldnn_convolution", "_slow_conv2d_forward"}
 # Ops that only reinterpret or alias memory: no traffic, only dispatch overhead.
 _VIEW_OPS = {"view", "_unsafe_view", "reshape", "expand", "t", "transpose", "permute", "unsqueeze", "squeeze",
@@ -53,9 +56,13 @@ class Op:
     bytes_written: int
     #: Whether torch's formulas know this op's FLOPs (compute ops they miss are reported).
     counted: bool
-    #: Length of the dot products a compute op takes (its reduction dimension);
-    #: 0 for other ops. Short reductions run far below peak.
+    #: Length of the dot products a compute op takes (its reduction dimension),
+    #: or the rows a gather or scatter moves (its indices); 0 for other ops.
+    #: Short reductions run far below peak; row ops cost per row.
     reduction: int = 0
+    #: Bytes of the model's parameters a compute op is the first in the call
+    #: to read (its weights): summed over a call, the weights it streams.
+    weight_bytes: int = 0
 
     @property
     def bytes(self) -> int:
@@ -136,15 +143,18 @@ _FORMULAS = {
 def _gather_bytes(name: str, args: tuple[Any, ...]) -> int:
     """Bytes a gather or scatter moves besides its output: the indices, and
     for a scatter (index_add) the rows it adds, read and written."""
-    indices = args[2] if name in ("index_select", "index_add") else args[1]
+    indices = args[2] if name in ROW_OPS else args[1]
     moved = int(indices.numel() * indices.element_size()) if isinstance(indices, torch.Tensor) else 0
-    if name == "index_add" and isinstance(args[3], torch.Tensor):
+    if name in _SCATTER_OPS and isinstance(args[3], torch.Tensor):
         moved += 2 * args[3].numel() * args[3].element_size()
     return moved
 
 
 def _reduction(name: str, kind: str, args: tuple[Any, ...]) -> int:
     try:
+        if kind == GATHER:
+            indices = args[2] if name in ROW_OPS else args[1]
+            return int(indices.numel()) if isinstance(indices, torch.Tensor) else 0
         if kind in (CONV, DWCONV):
             weight = args[1]
             return int(math.prod(weight.shape[1:]))
@@ -201,10 +211,27 @@ _FUSED_PARTS = {
 }
 
 
+_COMPUTE_KINDS = (GEMM, CONV, DWCONV, RNN)
+
+
+def _storage(t: torch.Tensor) -> int:
+    return int(t.untyped_storage().data_ptr())
+
+
 class _Tracer(TorchDispatchMode):
-    def __init__(self) -> None:
+    def __init__(self, parameters: Iterable[torch.Tensor] = ()) -> None:
         super().__init__()
         self.ops: list[Op] = []
+        self._parameters = {_storage(t): t.untyped_storage().nbytes() for t in parameters}
+        self._read: set[int] = set()
+
+    def _weight_bytes(self, args: Any) -> int:
+        """Bytes of the parameters among ``args`` that no earlier op read (a
+        recurrent layer run step by step reads its weights once per step)."""
+        leaves, _ = tree_flatten(args)
+        new = {_storage(t) for t in leaves if isinstance(t, torch.Tensor)} & self._parameters.keys() - self._read
+        self._read |= new
+        return sum(self._parameters[ptr] for ptr in new)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -228,18 +255,20 @@ class _Tracer(TorchDispatchMode):
         written = 0 if kind == VIEW else _nbytes(out)
         if kind == VIEW:
             read = 0
-        elif name == "index_add":  # a scatter: its output is the whole table, but it touches only the rows it adds
+        elif name in _SCATTER_OPS:  # a scatter: its output is the whole table, but it touches only the rows it adds
             written = 0
             read = _gather_bytes(name, args)
         elif name in _GATHER_OPS:
             read = _gather_bytes(name, args) + written
         else:
             read = _nbytes((args, kwargs))
+        weights = self._weight_bytes((args, kwargs)) if kind in _COMPUTE_KINDS and self._parameters else 0
         if name in _FUSED_PARTS:  # price a fused layer as the products and passes it runs
-            self.ops.extend(_FUSED_PARTS[name](args))
+            first, *rest = _FUSED_PARTS[name](args)
+            self.ops.extend([replace(first, weight_bytes=weights), *rest])
             return out
         self.ops.append(Op(name, kind, flops, read, written, formula is not None or not _COMPUTE.search(name),
-                           _reduction(name, kind, args)))
+                           _reduction(name, kind, args), weights))
         return out
 
 
@@ -269,9 +298,10 @@ def _plain_attention() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(previous)
 
 
-def trace(call: Callable[[], Any]) -> list[Op]:
-    """The aten ops of one ``call()`` (in inference mode)."""
-    tracer = _Tracer()
+def trace(call: Callable[[], Any], parameters: Iterable[torch.Tensor] = ()) -> list[Op]:
+    """The aten ops of one ``call()`` (in inference mode); each compute op
+    also counts the bytes it reads of ``parameters`` (the model's)."""
+    tracer = _Tracer(parameters)
     with torch.inference_mode(), _plain_attention(), tracer:
         call()
     return tracer.ops

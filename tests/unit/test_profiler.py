@@ -9,8 +9,9 @@ from torch import nn
 
 from seedserve.codecs.schema import Objective
 from seedserve.profiler.catalog import load_catalog
-from seedserve.profiler.predict import assumed_calibration, predict, recommend
-from seedserve.profiler.profile import ModelProfile, profile_model
+from seedserve.profiler.calibrate import Calibration
+from seedserve.profiler.predict import assumed_calibration, predict, recommend, terms_s
+from seedserve.profiler.profile import BatchProfile, ModelProfile, profile_model
 
 
 class _RNN(nn.Module):
@@ -135,3 +136,80 @@ def test_the_live_scale_is_the_median_ratio_shrunk_toward_one_and_bounded() -> N
     assert live_scale([0.25, 0.25]) == (pytest.approx(0.25 ** (2 / 3)), 2)
     assert live_scale([1e9]) == (MAX_SCALE, 1)
     assert live_scale([0.0, float("nan")]) == (1.0, 0)  # nothing usable
+
+
+class _GRUAndBag(nn.Module):
+    """A GRU (which TorchScript runs step by step, reading its weights every
+    step) beside an embedding table (read only in the rows it gathers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(8, 16, batch_first=True)
+        self.bag = nn.EmbeddingBag(1000, 16, mode="mean")
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.gru(x)[0][:, -1] + self.bag(ids, offsets)
+
+
+def test_the_weights_a_call_streams_count_each_parameter_once_and_no_embedding_table() -> None:
+    model = torch.jit.script(_GRUAndBag().eval())
+    profile = profile_model(model, lambda n: (torch.randn(n, 6, 8), torch.randint(0, 1000, (4 * n,)),
+                                              torch.arange(0, 4 * n, 4)), lambda m, args: m(*args), (1, 3))
+    gru = _GRUAndBag().gru
+    gru_bytes = sum(p.numel() * 4 for p in gru.parameters())
+    matrices = 4 * (gru.weight_ih_l0.numel() + gru.weight_hh_l0.numel())
+    assert profile.weight_bytes == gru_bytes + 1000 * 16 * 4  # everything the model holds
+    for batch in (1, 3):
+        # What a call streams: the matrices (and biases the products add) once, not once per step (6 steps).
+        assert matrices <= profile.at(batch).weight_bytes <= gru_bytes
+
+
+class _MessagePassing(nn.Module):
+    def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x).index_add_(0, edges[1], x.index_select(0, edges[0]))
+
+
+def test_gathers_and_scatters_are_row_ops_with_their_index_count() -> None:
+    model = torch.jit.script(_MessagePassing())
+    profile = profile_model(model, lambda n: (torch.randn(10 * n, 4), torch.randint(0, 10 * n, (2, 30 * n))),
+                            lambda m, args: m(*args), (1, 2))
+    rows = {name: count for kind, _, _, name, count in profile.at(2).ops if kind == "gather"}
+    assert rows == {"index_select": 60, "index_add_": 60}
+    scaled = {name: count for kind, _, _, name, count in profile.at(8).ops if kind == "gather"}
+    assert scaled == {"index_select": 240, "index_add_": 240}  # the rows grow with the batch
+
+
+def _batch(ops: list[tuple[str, int, int, str, int]], weight_bytes: int = 0) -> BatchProfile:
+    return BatchProfile(batch_size=1, flops=sum(op[1] for op in ops), ptflops_macs=None, activation_bytes=0,
+                        traffic_bytes=0, by_kind=[], ops=ops, views=0, uncounted_ops=[], weight_bytes=weight_bytes)
+
+
+def _calibration(**update: object) -> Calibration:
+    catalog = load_catalog()
+    return assumed_calibration(catalog.get("cpu-local"), catalog).model_copy(update=update)
+
+
+def test_weights_that_do_not_fit_in_cache_floor_the_compute_time() -> None:
+    mib = 2**20
+    # Per byte: hot up to 1 MiB (0.05 ns), streamed from 4 MiB on (0.5 ns).
+    calibration = _calibration(streaming=[(mib, 0.05e-9 * mib), (4 * mib, 0.5e-9 * 4 * mib),
+                                          (64 * mib, 0.5e-9 * 64 * mib)])
+    gemv = ("gemm", 2 * 2048 * 2048, 4 * 2048 * 2048, "addmm", 2048)
+    cold = terms_s(_batch([gemv] * 4, weight_bytes=64 * mib), calibration)
+    assert cold["weights"] == pytest.approx(0.5e-9 * 64 * mib - sum(cold[k] for k in ("gemm", "conv", "dwconv", "rnn")))
+    assert cold["weights"] > 0
+    small = ("gemm", 2 * 64 * 256 * 256, 4 * 256 * 256, "addmm", 256)  # 256 KiB of weights, 64 rows: compute-bound
+    hot = terms_s(_batch([small], weight_bytes=256 * 1024), calibration)
+    assert hot["gemm"] > 0 and hot["weights"] == 0  # in cache, the products take longer than reading the weights
+    assert terms_s(_batch([gemv] * 4), calibration)["weights"] == 0  # an older profile: no floor
+
+
+def test_a_row_op_costs_its_rows_at_the_per_row_cost_swept_for_its_width() -> None:
+    # Scatters of rows 16 and 64 floats wide (136 and 520 bytes per row with the index): 20 and 80 ns a row.
+    points = {"gather": [(0, rows * width, rows * cost, "index_add_", rows)
+                         for rows in (256, 2048, 16384) for width, cost in ((136, 20e-9), (520, 80e-9))]}
+    calibration = _calibration(points=points)
+    assert terms_s(_batch([("gather", 0, 4096 * 136, "index_add_", 4096)]), calibration)["memory"] == (
+        pytest.approx(4096 * 20e-9))
+    between = terms_s(_batch([("gather", 0, 1000 * 266, "index_add_", 1000)]), calibration)["memory"]
+    assert 1000 * 20e-9 < between < 1000 * 80e-9
