@@ -103,37 +103,57 @@ def status(host: str | None, master_port: int | None, manager_port: int | None) 
 
 
 @main.command()
-@click.option("--type", "worker_type", help="Worker type to store the result for [env SEEDSERVE_WORKER_TYPE; default cpu-local].")
+@click.option("--type", "worker_type",
+              help="Only nodes of this worker type; with --here, the type to store this node's result for "
+                   "[env SEEDSERVE_WORKER_TYPE; default cpu-local].")
+@click.option("--here", is_flag=True, help="Measure the machine this command runs on, without Ray.")
+@click.option("--address", help="The Ray head's HOST:PORT [default: the local head of `seedserve up`].")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads, as the replicas on this node run (one per replica by default).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory of `seedserve up` (for its database).")
 @click.option("--dry-run", is_flag=True, help="Print the fitted parameters; store nothing.")
-def calibrate(worker_type: str | None, threads: int, data_dir: Path | None, dry_run: bool) -> None:
-    """Measure this node (GEMM, convolution, recurrent, gather and
-    elementwise sweeps) and store the latency model for its worker type,
-    which the manager's predictions then use. Run it on a node of that type;
-    takes a minute or two."""
+def calibrate(worker_type: str | None, here: bool, address: str | None, threads: int, data_dir: Path | None,
+              dry_run: bool) -> None:
+    """Measure every node of the cluster (GEMM, convolution, recurrent,
+    gather, elementwise and weight-streaming sweeps), each on its own node
+    and all at once, and store the latency model of each worker type, which
+    the manager's predictions then use. A type with several nodes stores its
+    median node. Takes a minute or two; run it when the nodes are quiet."""
     import asyncio
 
-    import torch
-
-    from seedserve.profiler.calibrate import calibrate as run_calibration
+    from seedserve.profiler.calibrate import Calibration
     from seedserve.registry import ModelStore, connect
 
     settings = _settings(data_dir=data_dir)
-    name = worker_type or settings.worker_type
-    torch.set_num_threads(threads)
-    click.echo(f"calibrating worker type {name!r} with {threads} thread(s)...", err=True)
-    result = run_calibration(name)
-    summary = {kind: fit.model_dump() for kind, fit in result.kinds.items()}
-    click.echo(json.dumps({"worker_type": name, "call_overhead_s": result.call_overhead_s, "kinds": summary}, indent=2))
+    results: dict[str, Calibration]
+    if here:
+        import torch
+
+        from seedserve.profiler.calibrate import calibrate as run_calibration
+
+        name = worker_type or settings.worker_type
+        torch.set_num_threads(threads)
+        click.echo(f"calibrating worker type {name!r} here with {threads} thread(s)...", err=True)
+        results = {name: run_calibration(name)}
+    else:
+        from seedserve.cluster.calibration import calibrate_cluster
+
+        address = address or settings.ray_address or f"127.0.0.1:{settings.ray_port}"
+        try:
+            results = calibrate_cluster(address, threads, worker_type, say=lambda line: click.echo(line, err=True))
+        except (RuntimeError, ConnectionError) as exc:
+            raise click.ClickException(f"could not calibrate the cluster at {address}: {exc}") from exc
+    click.echo(json.dumps({name: {"host": result.host, "call_overhead_s": result.call_overhead_s,
+                                  "kinds": {kind: fit.model_dump() for kind, fit in result.kinds.items()}}
+                           for name, result in results.items()}, indent=2))
     if dry_run:
         return
 
     async def store() -> None:
         client = connect(settings.resolved_mongo_uri)
         try:
-            await ModelStore(client[settings.database]).put_calibration(name, result.model_dump(mode="json"))
+            for name, result in results.items():
+                await ModelStore(client[settings.database]).put_calibration(name, result.model_dump(mode="json"))
         finally:
             await client.close()
 
@@ -141,7 +161,7 @@ def calibrate(worker_type: str | None, threads: int, data_dir: Path | None, dry_
         asyncio.run(store())
     except Exception as exc:  # the database is not running: say where it was looked for
         raise click.ClickException(f"could not store the calibration in {settings.resolved_mongo_uri}: {exc}") from exc
-    click.echo(f"stored the calibration of {name!r}", err=True)
+    click.echo(f"stored the calibration of {', '.join(map(repr, results))}", err=True)
 
 
 for _command in registry_commands:

@@ -8,15 +8,18 @@ import asyncio
 import signal
 import subprocess
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import pymongo
 import pytest
 import torch
 
 from seedserve.client import AsyncClient, Client, ManagerClient
+from seedserve.profiler.calibrate import Calibration
 from tests.conftest import VENV_BIN, System
 from tests.helpers import eventually
 
@@ -208,6 +211,7 @@ def test_replicas_run_on_the_node_of_their_worker_type(system: System, tmp_path:
         assert len(nodes["on-tiny"]) == 1 and len(nodes["on-head"]) == 1 and len(head) == 1, nodes
         assert nodes["on-head"] == head
         assert nodes["on-tiny"] != head
+        _calibrate_every_node(system)
     finally:
         # Remove the models first: replicas on a node that leaves would be rescheduled nowhere.
         with ManagerClient(system.manager_url, system.admin_token) as manager:
@@ -217,6 +221,26 @@ def test_replicas_run_on_the_node_of_their_worker_type(system: System, tmp_path:
         worker.send_signal(signal.SIGTERM)
         worker.wait(90)
     assert worker.returncode == 0, log.read_text()[-2000:]
+
+
+def _calibrate_every_node(system: System) -> None:
+    """`seedserve calibrate` measures each typed node on that node (a Ray task
+    pinned there) and stores one calibration per worker type."""
+    started = datetime.now(UTC)
+    run = subprocess.run([str(VENV_BIN / "seedserve"), "calibrate"], env=system.env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "calibrating 2 node(s)" in run.stderr, run.stderr[-3000:]
+    client = pymongo.MongoClient(system.mongo_uri)
+    try:
+        stored = {doc["_id"]: doc for doc in client["seedserve"]["calibrations"].find({})}
+    finally:
+        client.close()
+    for worker_type in ("tiny", "cpu-local"):
+        calibration = Calibration.model_validate(stored[worker_type])
+        assert calibration.calibrated and calibration.worker_type == worker_type
+        assert calibration.measured_at >= started
+        assert calibration.points["gemm"] and calibration.streaming
 
 
 def _assert_in(text: str, part: str) -> None:
