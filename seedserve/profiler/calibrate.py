@@ -186,13 +186,6 @@ class _Add(torch.nn.Module):
 _CHAINED_ADDS = 64
 
 
-class _Adds(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for _ in range(64):  # _CHAINED_ADDS (TorchScript sees no module globals)
-            x = x + x
-        return x
-
-
 class _Mean(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean([2, 3])
@@ -227,7 +220,8 @@ def _sweeps() -> dict[str, Iterable[tuple[torch.nn.Module, tuple[torch.Tensor, .
     rnn = ((_RNN(cell, w, h), (torch.randn(b, t, w),))
            for cell in (torch.nn.LSTM, torch.nn.GRU) for w, h in ((32, 64), (64, 128), (128, 256))
            for b in (1, 16) for t in (8, 32))
-    memory = ((_chained(_memory_op(op, c, hw), 1 if op in ("max_pool2d", "mean") else 8), (torch.randn(b, c, hw, hw),))
+    memory = ((_chained(_memory_op(op, c, hw), 1 if op in ("max_pool2d", "mean") else 8),
+               (torch.randn(b, c, hw, hw),))
               for op in ("clone", "relu", "hardtanh", "add", "batch_norm", "max_pool2d", "mean", "layer_norm",
                          "softmax", "gelu", "sigmoid")
               for b, c, hw in ((1, 16, 4), (1, 16, 16), (1, 32, 32), (4, 32, 32), (4, 64, 64), (16, 64, 64),
@@ -285,7 +279,7 @@ def calibrate(worker_type: str, repeats: int = 5) -> Calibration:
         # A call that runs ops costs more than one that runs none (its output is
         # a new tensor): the call overhead is one op's call less that op's cost
         # inside a chain, so that each sweep point is an op's cost inside a model.
-        add, adds, row = _scripted(_Add()), _scripted(_Adds()), torch.zeros(1, 64)
+        add, adds, row = _scripted(_Add()), _scripted(_chained(_Add(), _CHAINED_ADDS)), torch.zeros(1, 64)
         chained_s = (_median_s(lambda: adds(row), repeats) - identity_s) / _CHAINED_ADDS
         call_s = max(identity_s, _median_s(lambda: add(row), repeats) - chained_s)
     points: dict[str, list[tuple[int, int, float, str, int]]] = {}

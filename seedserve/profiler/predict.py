@@ -131,8 +131,9 @@ def _streaming_s(points: Sequence[Sequence[float]], weight_bytes: int) -> float:
 
 
 def _rows_s(points: Sequence[Sequence[Any]], size: int, rows: int) -> float:
-    """A row gather or scatter (swept over rows and row widths): the cost per row interpolated in log rows
-    within each swept width (bytes per row), then between the two nearest widths."""
+    """A row gather or scatter (swept over rows and row widths): the cost
+    per row interpolated in log rows within each swept width (bytes per
+    row), then between the two nearest widths."""
     by_width: dict[float, list[Sequence[Any]]] = {}
     for p in points:
         by_width.setdefault(round(math.log(p[1] / p[4]), 1), []).append(p)
@@ -190,7 +191,8 @@ def predict_s(batch: BatchProfile, calibration: Calibration,
 
 
 def predict(profile: ModelProfile, worker: WorkerType, calibration: Calibration, batch_size: int = 1) -> Prediction:
-    total, compute, memory, overhead = predict_s(profile.at(batch_size), calibration)
+    at = profile.at(batch_size)
+    total, compute, memory, overhead = predict_s(at, calibration)
     assumptions = ["one replica runs one call at a time; FP32 weights"]
     if calibration.calibrated:
         assumptions.append(f"calibrated on {calibration.host} ({calibration.threads} threads) "
@@ -202,6 +204,9 @@ def predict(profile: ModelProfile, worker: WorkerType, calibration: Calibration,
                            f"{calibration.live_models} other model(s) on this worker type")
     if batch_size not in {b.batch_size for b in profile.batches}:
         assumptions.append(f"batch {batch_size} scaled from a profiled batch size")
+    if terms_s(at, calibration)["weights"] > 0:
+        assumptions.append(f"its weights ({at.weight_bytes / 2**20:.1f} MiB) do not stay in cache: "
+                           "they are read from memory on every call")
     if any(b.uncounted_ops for b in profile.batches):
         assumptions.append("some ops have no FLOP formula and count as memory-bound")
     return Prediction(worker_type=worker.name, calibrated=calibration.calibrated, batch_size=batch_size,

@@ -214,16 +214,20 @@ _FUSED_PARTS = {
 _COMPUTE_KINDS = (GEMM, CONV, DWCONV, RNN)
 
 
-def _storage(t: torch.Tensor) -> int:
-    return int(t.untyped_storage().data_ptr())
+def _storage(t: torch.Tensor) -> int | None:
+    """Where a tensor's data lives (views share it); None for tensors without storage."""
+    try:
+        return int(t.untyped_storage().data_ptr())
+    except (RuntimeError, NotImplementedError):
+        return None
 
 
 class _Tracer(TorchDispatchMode):
     def __init__(self, parameters: Iterable[torch.Tensor] = ()) -> None:
         super().__init__()
         self.ops: list[Op] = []
-        self._parameters = {_storage(t): t.untyped_storage().nbytes() for t in parameters}
-        self._read: set[int] = set()
+        self._parameters = {ptr: t.untyped_storage().nbytes() for t in parameters if (ptr := _storage(t)) is not None}
+        self._read: set[int | None] = set()
 
     def _weight_bytes(self, args: Any) -> int:
         """Bytes of the parameters among ``args`` that no earlier op read (a

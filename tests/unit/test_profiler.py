@@ -202,6 +202,11 @@ def test_weights_that_do_not_fit_in_cache_floor_the_compute_time() -> None:
     hot = terms_s(_batch([small], weight_bytes=256 * 1024), calibration)
     assert hot["gemm"] > 0 and hot["weights"] == 0  # in cache, the products take longer than reading the weights
     assert terms_s(_batch([gemv] * 4), calibration)["weights"] == 0  # an older profile: no floor
+    profile = ModelProfile(parameters=0, weight_bytes=64 * mib, batches=[_batch([gemv] * 4, weight_bytes=64 * mib)],
+                           notes=[])
+    prediction = predict(profile, load_catalog().get("cpu-local"), calibration)
+    assert any("64.0 MiB) do not stay in cache" in a for a in prediction.assumptions)
+    assert prediction.memory_ms >= 0.5e-9 * 64 * mib * 1e3 - prediction.compute_ms - 1e-9
 
 
 def test_a_row_op_costs_its_rows_at_the_per_row_cost_swept_for_its_width() -> None:
