@@ -9,21 +9,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from seedserve.deployments.serve_config import typed_nodes
 from seedserve.profiler.calibrate import Calibration
 
-__all__ = ["calibrate_cluster", "typed_nodes"]
-
-
-def typed_nodes(nodes: list[dict[str, Any]]) -> dict[str, str]:
-    """Alive nodes that advertise a worker type (a ``worker:<type>`` resource): node id -> type."""
-    typed = {}
-    for node in nodes:
-        if not node.get("Alive"):
-            continue
-        for resource in node.get("Resources") or {}:
-            if resource.startswith("worker:"):
-                typed[node["NodeID"]] = resource.removeprefix("worker:")
-    return typed
+__all__ = ["calibrate_cluster"]
 
 
 def _measure(worker_type: str, threads: int) -> dict[str, Any]:
@@ -37,7 +26,7 @@ def _measure(worker_type: str, threads: int) -> dict[str, Any]:
 
 def calibrate_cluster(address: str, threads: int, only: str | None = None,
                       say: Callable[[str], None] = print) -> dict[str, Calibration]:
-    """Calibrate every typed node of the Ray cluster at ``address`` (only
+    """Calibrate every typed node (a ``worker:<type>`` resource) of the Ray cluster at ``address`` (only
     those of type ``only`` if given), all nodes at once: each is a machine of
     its own. A type with several nodes gets its median node's calibration
     (by total sweep time; of two, the slower), so predictions do not rest on

@@ -152,8 +152,9 @@ def calibrate(worker_type: str | None, here: bool, address: str | None, threads:
     async def store() -> None:
         client = connect(settings.resolved_mongo_uri)
         try:
+            models = ModelStore(client[settings.database])
             for name, result in results.items():
-                await ModelStore(client[settings.database]).put_calibration(name, result.model_dump(mode="json"))
+                await models.put_calibration(name, result.model_dump(mode="json"))
         finally:
             await client.close()
 

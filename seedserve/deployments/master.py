@@ -21,7 +21,7 @@ from seedserve.deployments.reconciler import Reconciler
 from seedserve.deployments.serve_api import ServeRestApi
 from seedserve.deployments._metrics import gather, node_metric_urls
 from seedserve.deployments.openapi import allowed_methods, master_document
-from seedserve.deployments.serve_config import MODEL_APP_PREFIX, model_app_name, mongo_uri_from
+from seedserve.deployments.serve_config import MODEL_APP_PREFIX, model_app_name, mongo_uri_from, node_worker_types
 from seedserve.errors import MethodNotAllowed, NotFound, SeedserveError, Unavailable
 from seedserve.registry import ModelStore, connect
 
@@ -112,7 +112,7 @@ class Master:
                 "id": node["NodeID"][:12],
                 "address": node["NodeManagerAddress"],
                 "alive": bool(node["Alive"]),
-                "worker_types": sorted(r.removeprefix("worker:") for r in node["Resources"] if r.startswith("worker:")),
+                "worker_types": node_worker_types(node),
                 "resources": {k: v for k, v in sorted(node["Resources"].items()) if not k.startswith("node:")},
             }
             for node in nodes

@@ -41,7 +41,7 @@ from seedserve.deployments._query import (
 )
 from seedserve.deployments._oip import encode_infer_response, oip_tensor_metadata, parse_infer_request
 from seedserve.deployments._transport import parse_payload
-from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, mongo_uri_from, replica_capacity
+from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, mongo_uri_from, replica_capacity, typed_nodes
 from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout, http_status
 from seedserve.registry import ModelStore, connect
 from seedserve.runtime import load_model, optimize_for_serving, run_model
@@ -326,10 +326,4 @@ def node_worker_type() -> str | None:
     """The worker type this replica's Ray node advertises (its ``worker:<type>`` resource)."""
     import ray
 
-    node_id = ray.get_runtime_context().get_node_id()
-    for node in ray.nodes():
-        if node.get("NodeID") == node_id:
-            for resource in node.get("Resources") or {}:
-                if resource.startswith("worker:"):
-                    return str(resource.removeprefix("worker:"))
-    return None
+    return typed_nodes(ray.nodes()).get(ray.get_runtime_context().get_node_id())

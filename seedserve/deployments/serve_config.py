@@ -20,7 +20,9 @@ __all__ = [
     "mongo_uri_from",
     "model_applications",
     "worker_resource",
+    "node_worker_types",
     "replica_capacity",
+    "typed_nodes",
     "DEFAULT_MAX_BATCH_SIZE",
     "master_application",
     "model_application",
@@ -34,9 +36,22 @@ MODEL_APP_PREFIX = "model-"
 _COMPARED = ("name", "route_prefix", "import_path", "args")
 
 
+_WORKER_PREFIX = "worker:"
+
+
 def worker_resource(worker_type: str) -> str:
     """The Ray custom resource that marks nodes of ``worker_type``."""
-    return f"worker:{worker_type}"
+    return f"{_WORKER_PREFIX}{worker_type}"
+
+
+def node_worker_types(node: Mapping[str, Any]) -> list[str]:
+    """The worker types a Ray node (an entry of ``ray.nodes()``) advertises."""
+    return sorted(r.removeprefix(_WORKER_PREFIX) for r in node.get("Resources") or {} if r.startswith(_WORKER_PREFIX))
+
+
+def typed_nodes(nodes: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Alive nodes that advertise a worker type: node id -> type."""
+    return {node["NodeID"]: types[0] for node in nodes if node.get("Alive") and (types := node_worker_types(node))}
 
 
 def mongo_uri_from(args: Mapping[str, Any]) -> str:

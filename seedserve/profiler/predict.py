@@ -181,9 +181,12 @@ def predict_s(batch: BatchProfile, calibration: Calibration,
               weights: Mapping[str, float] | None = None) -> tuple[float, float, float, float]:
     """(total, compute-bound part, memory-bound part, fixed overheads) in
     seconds; ``weights`` scale the terms (the benchmark tries fitted ones)."""
-    weights = weights or {}
-    scale = calibration.live_scale
-    weighted = {name: value * weights.get(name, 1.0) * scale for name, value in terms_s(batch, calibration).items()}
+    return _totals(terms_s(batch, calibration), calibration.live_scale, weights or {})
+
+
+def _totals(terms: Mapping[str, float], scale: float,
+            weights: Mapping[str, float]) -> tuple[float, float, float, float]:
+    weighted = {name: value * weights.get(name, 1.0) * scale for name, value in terms.items()}
     compute = sum(weighted[k] for k in _COMPUTE_TERMS)
     memory = weighted["memory"] + weighted["weights"]
     overhead = weighted["call"] + weighted["op_overhead"] + weighted["views"]
@@ -192,7 +195,8 @@ def predict_s(batch: BatchProfile, calibration: Calibration,
 
 def predict(profile: ModelProfile, worker: WorkerType, calibration: Calibration, batch_size: int = 1) -> Prediction:
     at = profile.at(batch_size)
-    total, compute, memory, overhead = predict_s(at, calibration)
+    terms = terms_s(at, calibration)
+    total, compute, memory, overhead = _totals(terms, calibration.live_scale, {})
     assumptions = ["one replica runs one call at a time; FP32 weights"]
     if calibration.calibrated:
         assumptions.append(f"calibrated on {calibration.host} ({calibration.threads} threads) "
@@ -204,7 +208,7 @@ def predict(profile: ModelProfile, worker: WorkerType, calibration: Calibration,
                            f"{calibration.live_models} other model(s) on this worker type")
     if batch_size not in {b.batch_size for b in profile.batches}:
         assumptions.append(f"batch {batch_size} scaled from a profiled batch size")
-    if terms_s(at, calibration)["weights"] > 0:
+    if terms["weights"] > 0:
         assumptions.append(f"its weights ({at.weight_bytes / 2**20:.1f} MiB) do not stay in cache: "
                            "they are read from memory on every call")
     if any(b.uncounted_ops for b in profile.batches):

@@ -140,10 +140,15 @@ _FORMULAS = {
 }
 
 
+def _indices(name: str, args: tuple[Any, ...]) -> Any:
+    """A gather's or scatter's index argument (row ops take it third, embeddings second)."""
+    return args[2] if name in ROW_OPS else args[1]
+
+
 def _gather_bytes(name: str, args: tuple[Any, ...]) -> int:
     """Bytes a gather or scatter moves besides its output: the indices, and
     for a scatter (index_add) the rows it adds, read and written."""
-    indices = args[2] if name in ROW_OPS else args[1]
+    indices = _indices(name, args)
     moved = int(indices.numel() * indices.element_size()) if isinstance(indices, torch.Tensor) else 0
     if name in _SCATTER_OPS and isinstance(args[3], torch.Tensor):
         moved += 2 * args[3].numel() * args[3].element_size()
@@ -153,7 +158,7 @@ def _gather_bytes(name: str, args: tuple[Any, ...]) -> int:
 def _reduction(name: str, kind: str, args: tuple[Any, ...]) -> int:
     try:
         if kind == GATHER:
-            indices = args[2] if name in ROW_OPS else args[1]
+            indices = _indices(name, args)
             return int(indices.numel()) if isinstance(indices, torch.Tensor) else 0
         if kind in (CONV, DWCONV):
             weight = args[1]
