@@ -11,8 +11,6 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from seedserve.errors import Overloaded
 
@@ -28,8 +26,13 @@ class Admission:
         self.running = 0
         self._latency_s = 0.05  # a moving average of time in a slot
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    def slot(self) -> _Slot:
+        """``async with admission.slot():`` runs its block in a slot, after
+        waiting for one in the queue, or raises :class:`Overloaded` at once
+        when the queue is full."""
+        return _Slot(self)
+
+    async def _enter(self) -> None:
         if self._slots.locked() and self.waiting >= self.max_queued:
             raise Overloaded(
                 f"the model is at capacity ({self.running} queries running, {self.waiting} waiting); "
@@ -42,17 +45,33 @@ class Admission:
         finally:
             self.waiting -= 1
         self.running += 1
-        start = time.monotonic()
-        try:
-            yield
-        finally:
-            self.running -= 1
-            self._slots.release()
-            self._latency_s = 0.9 * self._latency_s + 0.1 * (time.monotonic() - start)
+
+    def _exit(self, seconds: float) -> None:
+        self.running -= 1
+        self._slots.release()
+        self._latency_s = 0.9 * self._latency_s + 0.1 * seconds
 
     def retry_after_s(self) -> int:
         """Seconds until the queue ahead has likely drained (at least 1)."""
         return max(1, math.ceil(self._latency_s * (self.waiting + 1) / self.capacity))
+
+
+class _Slot:
+    """One query's hold on an admission slot (a class, not a generator-based
+    context manager: it is entered on every query)."""
+
+    __slots__ = ("_admission", "_start")
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+        self._start = 0.0
+
+    async def __aenter__(self) -> None:
+        await self._admission._enter()
+        self._start = time.monotonic()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._admission._exit(time.monotonic() - self._start)
 
 
 class CallTime:

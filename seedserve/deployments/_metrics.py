@@ -22,15 +22,21 @@ class ModelMetrics:
     """What one model replica records: requests and errors by status,
     latency, batch sizes and the admission queue.
 
-    Each call into Ray's metrics API costs tens of microseconds, a good part
-    of a tiny model's query, so counts are kept here and handed to Ray by
-    :meth:`flush` (once a second), the queue gauge is set only when it
-    changes, and batch sizes are recorded for batched calls only.
+    Each call into Ray's metrics API costs tens of microseconds on a busy
+    replica, a good part of a tiny model's query, so counts and latencies are
+    kept here and handed to Ray by :meth:`flush` (once a second, in one go,
+    where the calls are quicker), and the queue gauge is set only when it
+    changes.
     """
+
+    #: Latencies held before a flush is forced, should the flush task stall.
+    MAX_HELD = 50_000
 
     def __init__(self, model: str) -> None:
         self._tags = {"model": model}
         self._answered: collections.Counter[int] = collections.Counter()
+        self._latencies_ms: list[float] = []
+        self._batch_sizes: list[int] = []
         self._last_queue = -1
         self._requests = metrics.Counter(
             "seedserve_requests", "Queries answered, by HTTP status.", tag_keys=("model", "status")
@@ -48,10 +54,12 @@ class ModelMetrics:
 
     def answered(self, status: int, seconds: float) -> None:
         self._answered[status] += 1
-        self._latency.observe(seconds * 1000, tags=self._tags)
+        self._latencies_ms.append(seconds * 1000)
+        if len(self._latencies_ms) >= self.MAX_HELD:
+            self.flush()
 
     def batch(self, size: int) -> None:
-        self._batch.observe(size, tags=self._tags)
+        self._batch_sizes.append(size)
 
     def queue(self, waiting: int) -> None:
         if waiting != self._last_queue:
@@ -59,10 +67,16 @@ class ModelMetrics:
             self._last_queue = waiting
 
     def flush(self) -> None:
-        """Hand the counts kept since the last flush to Ray."""
+        """Hand the counts, latencies and batch sizes kept since the last flush to Ray."""
         counts, self._answered = self._answered, collections.Counter()
+        latencies, self._latencies_ms = self._latencies_ms, []
         for status, count in counts.items():
             self._requests.inc(count, tags={**self._tags, "status": str(status)})
+        sizes, self._batch_sizes = self._batch_sizes, []
+        for latency_ms in latencies:
+            self._latency.observe(latency_ms, tags=self._tags)
+        for size in sizes:
+            self._batch.observe(size, tags=self._tags)
 
     async def flush_forever(self, interval_s: float = 1.0) -> None:
         while True:

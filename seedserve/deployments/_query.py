@@ -38,6 +38,9 @@ logger = logging.getLogger("seedserve.query")
 #: address on.
 WRONG_KEYS_PER_MINUTE = 100
 
+#: Right keys a replica remembers (a model has a handful).
+_MAX_KNOWN_KEYS = 64
+
 
 class KeyCache:
     """The model's key hashes, refreshed from the registry in the background so
@@ -46,6 +49,8 @@ class KeyCache:
     def __init__(self, hashes: list[str], fetch: Callable[[], Awaitable[list[str]]], interval_s: float,
                  *, wrong_keys_per_minute: int = WRONG_KEYS_PER_MINUTE) -> None:
         self._hashes = list(hashes)
+        # Keys that matched the current hashes: each is hashed once, not per query.
+        self._known: set[str] = set()
         self._fetch = fetch
         self._interval_s = interval_s
         self._wrong = FailureLimiter({"model": wrong_keys_per_minute}, what="wrong keys for this model")
@@ -55,7 +60,11 @@ class KeyCache:
         keys, or :class:`RateLimited` once too many wrong keys came in the
         last minute. A right key is always served, so guessing cannot lock
         the model's clients out."""
+        if key in self._known:
+            return
         if key_matches(key, self._hashes):
+            if len(self._known) < _MAX_KNOWN_KEYS:
+                self._known.add(key)
             return
         self._wrong.check(model="*")
         self._wrong.failed(model="*")
@@ -65,9 +74,13 @@ class KeyCache:
         while True:
             await asyncio.sleep(self._interval_s)
             try:
-                self._hashes = await self._fetch()
+                hashes = await self._fetch()
             except Exception:  # keep the last known keys while the database is away
                 logger.warning("could not refresh keys; keeping the cached ones", exc_info=True)
+                continue
+            if hashes != self._hashes:
+                # A revoked key must not stay known: start over from the new hashes.
+                self._hashes, self._known = hashes, set()
 
 
 def bearer_key(request: Request) -> str:

@@ -7,6 +7,7 @@ encode) so that HAProxy's request reaches the model in a single hop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -54,9 +55,43 @@ T = TypeVar("T")
 #: Model calls quicker than this (on average) run on the event loop.
 _INLINE_CALL_S = 0.001
 
+#: Turns of the event loop a quick model's queries wait for others to join
+#: their call (see ModelServer._together). One more turn takes in the queries
+#: whose bodies arrived meanwhile: measured with a tiny MLP at 16
+#: connections, batches of 3.6 became 6.4 and throughput rose by a fifth;
+#: a third turn added nothing. Alone, a query waits microseconds.
+_TOGETHER_TURNS = 2
+
 
 def _batch_items(queries: list[tuple[dict[str, Decoded], int]]) -> int:
     return sum(count for _, count in queries)
+
+
+def _calls(queries: list[tuple[dict[str, Decoded], int]], max_items: int) -> list[list[int]]:
+    """The queries (by index) that run together: one model call per group
+    with the same signature, of at most ``max_items`` items (or one query)."""
+    groups: dict[tuple[Any, ...], list[list[int]]] = defaultdict(list)
+    sizes: dict[tuple[Any, ...], int] = {}
+    for i, (arrays, count) in enumerate(queries):
+        key = signature(arrays)
+        if key not in groups or sizes[key] + count > max_items:
+            groups[key].append([])
+            sizes[key] = 0
+        groups[key][-1].append(i)
+        sizes[key] += count
+    return [members for chunks in groups.values() for members in chunks]
+
+
+def _shares(outputs: dict[str, np.ndarray] | SeedserveError, counts: list[int]) -> list[dict[str, np.ndarray] | SeedserveError]:
+    """Each query's rows of a merged call's outputs, or the error each hears."""
+    if isinstance(outputs, SeedserveError):
+        return [outputs] * len(counts)
+    if len(counts) == 1:
+        return [outputs]
+    try:
+        return list(split(outputs, counts))
+    except ValueError as exc:
+        return [ModelError(f"the model's outputs could not be split per query: {exc}")] * len(counts)
 
 
 @serve.deployment(max_ongoing_requests=32, health_check_period_s=5)
@@ -97,7 +132,8 @@ class ModelServer:
             self._timed_run(sample, 1)
         self._calls = CallLog()  # measured latency reports queries only, not the warm-up
         self.batch_size = self._batch_size()
-        self._batching_asked = (self._manifest.batching.max_batch_size or 1) > 1
+        # A quick model's queries waiting a turn or two for others to join their call (see _together).
+        self._together_queue: list[tuple[dict[str, Decoded], int, asyncio.Future[dict[str, np.ndarray]]]] = []
         if self.batch_size > 1:
             self._infer_batch.set_max_batch_size(self.batch_size)
             self._infer_batch.set_batch_wait_timeout_s(self._manifest.batching.max_wait_ms / 1000)
@@ -116,6 +152,11 @@ class ModelServer:
         self._flush = asyncio.get_running_loop().create_task(self._metrics.flush_forever())
         self._report = asyncio.get_running_loop().create_task(self._report_forever(store, report_s))
         logger.info("model %s version %s ready (batch size %d)", name, self._version, self.batch_size)
+        # What exists now (Ray, torch, the model) lives as long as the replica:
+        # keep it out of the garbage collector's full passes, which would
+        # otherwise walk it all and evict the caches the queries run from.
+        gc.collect()
+        gc.freeze()
 
     def _batch_size(self) -> int:
         """The batch size to serve with: the manifest's, or the default when it
@@ -224,16 +265,67 @@ class ModelServer:
 
     async def _infer(self, arrays: dict[str, Decoded]) -> dict[str, np.ndarray]:
         count = items(arrays)
-        # Batch only where it pays: a query alone in the replica has nobody to
-        # share a call with, and, unless the manifest asks for batching, a call
-        # quicker than the batching machinery (a tiny model) gains nothing.
-        if (1 < self.batch_size and count < self.batch_size and self._admission.running > 1
-                and (self._batching_asked or self._call_time.seconds >= _INLINE_CALL_S)):
-            result = await self._infer_batch((arrays, count))
-            if isinstance(result, SeedserveError):
-                raise result
-            return result
+        if 1 < self.batch_size and count < self.batch_size:
+            # A quick model's queries run together with those decoded within
+            # a turn or two of the event loop. Others go through Serve's
+            # batching, which can wait for a batch to fill; that only pays
+            # when another query is running.
+            if self._call_time.seconds < _INLINE_CALL_S and not self._manifest.batching.max_wait_ms:
+                return await self._together(arrays, count)
+            if self._admission.running > 1:
+                result = await self._infer_batch((arrays, count))
+                if isinstance(result, SeedserveError):
+                    raise result
+                return result
         return await self._run(arrays, count)
+
+    def _together(self, arrays: dict[str, Decoded], count: int) -> asyncio.Future[dict[str, np.ndarray]]:
+        """The outputs of a quick model's query, run in one call with the other
+        queries decoded within the next :data:`_TOGETHER_TURNS` turns of the
+        event loop: nobody waits for a batch to fill, yet under load the fixed
+        cost of a call is shared. On a busy replica that cost is mostly cache
+        misses: the tiny MLP's call takes 10 us in a loop but about 100 us
+        between queries."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, np.ndarray]] = loop.create_future()
+        self._together_queue.append((arrays, count, future))
+        if len(self._together_queue) == 1:
+            loop.call_soon(self._after_turns, _TOGETHER_TURNS - 1)
+        return future
+
+    def _after_turns(self, turns: int) -> None:
+        """:meth:`_run_together` after ``turns`` more turns of the event loop."""
+        if turns > 0:
+            asyncio.get_running_loop().call_soon(self._after_turns, turns - 1)
+        else:
+            self._run_together()
+
+    def _run_together(self) -> None:
+        queued, self._together_queue = self._together_queue, []
+        # A query whose timeout fired meanwhile is not run.
+        queued = [query for query in queued if not query[2].done()]
+        try:
+            for members in _calls([(arrays, count) for arrays, count, _ in queued], self.batch_size):
+                counts = [queued[i][1] for i in members]
+                self._metrics.batch(sum(counts))
+                try:
+                    outputs: dict[str, np.ndarray] | SeedserveError = self._timed_run(
+                        merge([queued[i][0] for i in members]) if len(members) > 1 else queued[members[0]][0], sum(counts)
+                    )
+                except SeedserveError as exc:
+                    outputs = exc
+                for i, share in zip(members, _shares(outputs, counts)):
+                    future = queued[i][2]
+                    if future.done():
+                        continue
+                    if isinstance(share, SeedserveError):
+                        future.set_exception(share)
+                    else:
+                        future.set_result(share)
+        except Exception as exc:  # a bug here must fail the queries, not leave them waiting
+            for _, _, future in queued:
+                if not future.done():
+                    future.set_exception(exc)
 
     async def _run(self, arrays: dict[str, Decoded], count: int) -> dict[str, np.ndarray]:
         """One model call: on the event loop when calls are quick (a thread hop
@@ -277,21 +369,15 @@ class ModelServer:
     ) -> list[dict[str, np.ndarray] | SeedserveError]:
         """One model call per group of queries that can merge; each gets its rows."""
         results: list[dict[str, np.ndarray] | SeedserveError | None] = [None] * len(queries)
-        groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-        for i, (arrays, _) in enumerate(queries):
-            groups[signature(arrays)].append(i)
-        for members in groups.values():
-            shares: list[dict[str, np.ndarray]] | list[SeedserveError]
-            self._metrics.batch(sum(queries[i][1] for i in members))
+        for members in _calls(queries, self.batch_size):
+            counts = [queries[i][1] for i in members]
+            self._metrics.batch(sum(counts))
+            outputs: dict[str, np.ndarray] | SeedserveError
             try:
-                outputs = await self._run(merge([queries[i][0] for i in members]),
-                                          sum(queries[i][1] for i in members))
-                shares = split(outputs, [queries[i][1] for i in members])
+                outputs = await self._run(merge([queries[i][0] for i in members]), sum(counts))
             except SeedserveError as exc:  # the model failed on the merged batch: each query hears it
-                shares = [exc] * len(members)
-            except ValueError as exc:
-                shares = [ModelError(f"the model's outputs could not be split per query: {exc}")] * len(members)
-            for i, share in zip(members, shares):
+                outputs = exc
+            for i, share in zip(members, _shares(outputs, counts)):
                 results[i] = share
         return results  # type: ignore[return-value]
 

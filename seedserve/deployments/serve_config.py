@@ -148,6 +148,12 @@ def model_application(
                 "max_ongoing_requests": replica_capacity(
                     scaling.max_ongoing_requests, manifest.batching.max_batch_size or DEFAULT_MAX_BATCH_SIZE
                 ) + scaling.max_queued_requests + 1,
+                # No line per query in Serve's access log, and Serve's own
+                # logger at WARNING (it formats an access line per query even
+                # when the log is off): for a tiny model that is about a tenth
+                # of its throughput. /metrics counts queries by status;
+                # seedserve's own log lines are unaffected.
+                "logging_config": {"enable_access_log": False, "log_level": "WARNING"},
                 # Fractional CPUs so that many models fit on a small node; a
                 # sliver of the worker type's resource pins replicas to its nodes.
                 "ray_actor_options": {

@@ -95,6 +95,30 @@ def test_concurrent_queries_share_model_calls_and_each_gets_its_own_rows(
     assert [row[1] for row in big] == [20.0] * 20
 
 
+def test_a_quick_models_concurrent_queries_share_calls_without_a_batch_timer(
+    system: System, tmp_path: Path, registered: list[str]
+) -> None:
+    """Batching left to seedserve (no max_wait_ms): queries that arrive
+    together still share a call; they wait a turn or two of the replica's
+    event loop, not a timer."""
+    registered.append("together")
+    key = _register(system, tmp_path, SumAndBatchSize(), "together")
+    _serving(system, "together", key, 3)
+
+    async def flood() -> list[dict[str, Any]]:
+        async with AsyncClient(system.master_url, key, timeout=60) as client:
+            return await asyncio.gather(*(client.predict("together", x=[[float(i), 1.0, 2.0]]) for i in range(32)))
+
+    def shared() -> None:
+        answers = asyncio.run(flood())
+        assert [a["y"][0][0] for a in answers] == [i + 3.0 for i in range(32)]  # each query its own row
+        seen = [a["y"][0][1] for a in answers]
+        assert max(seen) > 1, f"no two queries shared a model call: {seen}"
+        assert max(seen) <= 16  # the default batch size
+
+    eventually(shared, timeout_s=60, interval_s=1)
+
+
 def test_a_flooded_model_answers_503_with_retry_after_and_never_hangs(
     system: System, tmp_path: Path, registered: list[str]
 ) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from seedserve.deployments._query import KeyCache, error_headers
@@ -81,3 +83,25 @@ def test_wrong_keys_past_the_limit_get_429_while_the_right_key_still_passes() ->
     assert error_headers(limited.value)["Retry-After"] == str(limited.value.retry_after_s)
     assert http_status(limited.value) == 429
     keys.check(key)  # the model's clients are never locked out by guessers
+
+
+def test_a_known_key_stops_working_once_a_refresh_no_longer_lists_it() -> None:
+    kept, revoked = new_key(), new_key()
+    listed = [hash_key(kept), hash_key(revoked)]
+
+    async def fetch() -> list[str]:
+        return list(listed)
+
+    async def scenario() -> None:
+        keys = KeyCache(listed, fetch, interval_s=0.01)
+        keys.check(revoked)  # known from now on, without hashing
+        keys.check(revoked)
+        listed.remove(hash_key(revoked))
+        refresh = asyncio.get_running_loop().create_task(keys.refresh_forever())
+        await asyncio.sleep(0.1)
+        refresh.cancel()
+        with pytest.raises(Unauthenticated):
+            keys.check(revoked)
+        keys.check(kept)
+
+    asyncio.run(scenario())
