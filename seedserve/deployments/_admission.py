@@ -14,7 +14,7 @@ from collections import deque
 
 from seedserve.errors import Overloaded
 
-__all__ = ["Admission", "CallTime"]
+__all__ = ["Admission", "CallTime", "Deadlines"]
 
 
 class Admission:
@@ -72,6 +72,67 @@ class _Slot:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._admission._exit(time.monotonic() - self._start)
+
+
+class Deadlines:
+    """``async with deadlines.within():`` is ``asyncio.timeout(timeout_s)``
+    with one timer for all the queries in flight rather than one each. With a
+    single timeout, deadlines fall due in the order the blocks were entered,
+    so a queue of them needs no heap: the timer waits for the oldest."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._pending: deque[_Within] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def within(self) -> _Within:
+        return _Within(self)
+
+    def _add(self, entry: _Within, loop: asyncio.AbstractEventLoop) -> None:
+        pending = self._pending
+        while pending and pending[0].task is None:  # blocks already left
+            pending.popleft()
+        pending.append(entry)
+        if self._timer is None:
+            self._timer = loop.call_at(pending[0].deadline, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        pending, now = self._pending, loop.time()
+        while pending and (pending[0].task is None or pending[0].deadline <= now):
+            entry = pending.popleft()
+            if entry.task is not None:
+                entry.expired = True
+                entry.task.cancel()
+        if pending:
+            self._timer = loop.call_at(pending[0].deadline, self._expire, loop)
+
+
+class _Within:
+    __slots__ = ("_deadlines", "task", "deadline", "expired", "_cancelling")
+
+    def __init__(self, deadlines: Deadlines) -> None:
+        self._deadlines = deadlines
+        self.task: asyncio.Task[object] | None = None
+        self.deadline = 0.0
+        self.expired = False
+        self._cancelling = 0
+
+    async def __aenter__(self) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("Deadlines.within() is for tasks")
+        self.task, self._cancelling = task, task.cancelling()
+        self.deadline = loop.time() + self._deadlines.timeout_s
+        self._deadlines._add(self, loop)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        task, self.task = self.task, None
+        # As asyncio.timeout: our cancellation becomes TimeoutError; anyone
+        # else's (the client left, the replica stops) goes on as it was.
+        if self.expired and task is not None and task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
 
 
 class CallTime:

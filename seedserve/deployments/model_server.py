@@ -28,7 +28,7 @@ from seedserve.codecs import Manifest, decode_inputs, sample_inputs
 from seedserve.codecs.batching import items, merge, signature, split
 from seedserve.codecs.outputs import encode_outputs
 from seedserve.codecs.registry import Decoded
-from seedserve.deployments._admission import Admission, CallTime
+from seedserve.deployments._admission import Admission, CallTime, Deadlines
 from seedserve.deployments._metrics import CallLog, ModelMetrics
 from seedserve.deployments._query import (
     WRONG_KEYS_PER_MINUTE,
@@ -141,6 +141,7 @@ class ModelServer:
         self._admission = Admission(
             replica_capacity(scaling.max_ongoing_requests, self.batch_size), scaling.max_queued_requests
         )
+        self._deadlines = Deadlines(scaling.request_timeout_s)
         self._metrics = ModelMetrics(name)
         # One inference at a time per replica; torch uses its own threads inside.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
@@ -254,7 +255,7 @@ class ModelServer:
         timeout_s = self._manifest.scaling.request_timeout_s
         self._metrics.queue(self._admission.waiting)
         try:
-            async with asyncio.timeout(timeout_s):
+            async with self._deadlines.within():
                 async with self._admission.slot():
                     return await run()
         except TimeoutError:

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from seedserve.deployments._admission import Admission, CallTime
+from seedserve.deployments._admission import Admission, CallTime, Deadlines
 from seedserve.errors import Overloaded, http_status
 
 
@@ -58,3 +58,27 @@ def test_call_time_ignores_a_stalled_call() -> None:
     for _ in range(3):
         calls.add(0.004)  # the model really got slower
     assert calls.seconds == pytest.approx(0.004)
+
+
+def test_deadlines_time_out_only_the_blocks_past_theirs_and_leave_other_cancellations_alone() -> None:
+    async def scenario() -> None:
+        deadlines = Deadlines(0.1)
+
+        async def block(seconds: float) -> str:
+            async with deadlines.within():
+                await asyncio.sleep(seconds)
+            return "done"
+
+        results = await asyncio.gather(block(0.01), block(5), block(0.02), block(5), return_exceptions=True)
+        assert results[0] == results[2] == "done"
+        assert isinstance(results[1], TimeoutError) and isinstance(results[3], TimeoutError)
+        # A later block gets its own full timeout, after the queue emptied.
+        assert await block(0.05) == "done"
+        # A cancellation from elsewhere stays a cancellation, not a timeout.
+        task = asyncio.get_running_loop().create_task(block(5))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
