@@ -31,6 +31,16 @@ def test_each_model_gets_its_own_prefix_and_autoscaling_from_its_manifest() -> N
     assert deployment["ray_actor_options"] == {"num_cpus": 0.2}
 
 
+def test_a_fixed_replica_count_gets_no_autoscaler_but_its_other_versions_still_scale_to_zero() -> None:
+    doc = _doc("fixed")
+    doc["manifest"]["scaling"] = {"min_replicas": 2, "max_replicas": 2}
+    deployment = _app(doc)["deployments"][0]
+    assert deployment["num_replicas"] == 2 and "autoscaling_config" not in deployment
+    other = model_application(doc, mongo_uri="m", database="d", own_route=True)["deployments"][0]
+    assert "num_replicas" not in other
+    assert other["autoscaling_config"]["min_replicas"] == 0 and other["autoscaling_config"]["max_replicas"] == 2
+
+
 def test_the_config_always_carries_the_master_first() -> None:
     master = master_application(mongo_uri="m", database="d", dashboard_url="http://x", reconcile_interval_s=1)
     config = deploy_config({"port": 8000}, master, [_app(_doc("a")), _app(_doc("b"))])
