@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -65,6 +65,16 @@ _TOGETHER_TURNS = 2
 
 def _batch_items(queries: list[tuple[dict[str, Decoded], int]]) -> int:
     return sum(count for _, count in queries)
+
+
+def _merged_calls(
+    queries: list[tuple[dict[str, Decoded], int]], max_items: int
+) -> Iterator[tuple[list[int], list[int], dict[str, Decoded]]]:
+    """Per model call (see :func:`_calls`): its queries' indices, their item
+    counts, and its inputs (a lone query's own, else the queries' merged)."""
+    for members in _calls(queries, max_items):
+        inputs = merge([queries[i][0] for i in members]) if len(members) > 1 else queries[members[0]][0]
+        yield members, [queries[i][1] for i in members], inputs
 
 
 def _calls(queries: list[tuple[dict[str, Decoded], int]], max_items: int) -> list[list[int]]:
@@ -306,23 +316,19 @@ class ModelServer:
         # A query whose timeout fired meanwhile is not run.
         queued = [query for query in queued if not query[2].done()]
         try:
-            for members in _calls([(arrays, count) for arrays, count, _ in queued], self.batch_size):
-                counts = [queued[i][1] for i in members]
+            # Nothing else runs meanwhile, so no future left here becomes done but by this loop.
+            for members, counts, inputs in _merged_calls([(arrays, count) for arrays, count, _ in queued], self.batch_size):
                 self._metrics.batch(sum(counts))
+                outputs: dict[str, np.ndarray] | SeedserveError
                 try:
-                    outputs: dict[str, np.ndarray] | SeedserveError = self._timed_run(
-                        merge([queued[i][0] for i in members]) if len(members) > 1 else queued[members[0]][0], sum(counts)
-                    )
+                    outputs = self._timed_run(inputs, sum(counts))
                 except SeedserveError as exc:
                     outputs = exc
                 for i, share in zip(members, _shares(outputs, counts)):
-                    future = queued[i][2]
-                    if future.done():
-                        continue
                     if isinstance(share, SeedserveError):
-                        future.set_exception(share)
+                        queued[i][2].set_exception(share)
                     else:
-                        future.set_result(share)
+                        queued[i][2].set_result(share)
         except Exception as exc:  # a bug here must fail the queries, not leave them waiting
             for _, _, future in queued:
                 if not future.done():
@@ -370,12 +376,11 @@ class ModelServer:
     ) -> list[dict[str, np.ndarray] | SeedserveError]:
         """One model call per group of queries that can merge; each gets its rows."""
         results: list[dict[str, np.ndarray] | SeedserveError | None] = [None] * len(queries)
-        for members in _calls(queries, self.batch_size):
-            counts = [queries[i][1] for i in members]
+        for members, counts, inputs in _merged_calls(queries, self.batch_size):
             self._metrics.batch(sum(counts))
             outputs: dict[str, np.ndarray] | SeedserveError
             try:
-                outputs = await self._run(merge([queries[i][0] for i in members]), sum(counts))
+                outputs = await self._run(inputs, sum(counts))
             except SeedserveError as exc:  # the model failed on the merged batch: each query hears it
                 outputs = exc
             for i, share in zip(members, _shares(outputs, counts)):
