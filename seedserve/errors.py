@@ -30,6 +30,7 @@ __all__ = [
     "Unavailable",
     "Overloaded",
     "Timeout",
+    "HandlerError",
     "ModelError",
     "HTTP_STATUS",
     "http_status",
@@ -168,6 +169,13 @@ class ModelError(SeedserveError):
     code = "model_error"
 
 
+class HandlerError(ModelError):
+    """A handler script raised, or its sandboxed process failed: the model
+    owner's code, reported to them with the message made in its sandbox."""
+
+    code = "handler_error"
+
+
 class Unavailable(SeedserveError):
     """A dependency (database, model replica) is down; retry later."""
 
@@ -209,6 +217,7 @@ HTTP_STATUS: dict[type[SeedserveError], int] = {
     Overloaded: 503,
     Unavailable: 503,
     Timeout: 504,
+    HandlerError: 422,
     ModelError: 500,
     SeedserveError: 400,
 }

@@ -21,8 +21,11 @@ import torch
 
 from seedserve.codecs import Decoded, Manifest, sample_inputs
 from seedserve.errors import InvalidArtifact, ModelError, SeedserveError
+from seedserve.sandbox import SandboxLimits
+from seedserve.sandbox.handler import SandboxedHandler
 
-__all__ = ["ARTIFACT_FORMATS", "HANDLER_SCRIPT", "HANDLER_WEIGHTS", "Handler", "load_model", "model_arguments",
+__all__ = ["ARTIFACT_FORMATS", "HANDLER_SCRIPT", "HANDLER_WEIGHTS", "Handler", "load_model", "load_served_model",
+           "model_arguments",
            "optimize_for_serving", "sample_inputs", "run_model"]
 
 #: Artifact formats the registry accepts: a TorchScript archive, a
@@ -52,8 +55,8 @@ def load_model(data: bytes, fmt: str) -> Callable[..., Any]:
     TorchScript archives and ``torch.export`` programs hold no pickled Python
     objects, so loading one runs no code from the upload. A handler package
     runs its script by design; its weights load with ``weights_only=True``, so
-    they cannot run code. Every format is loaded only in a test-load child
-    process of the manager and in the model's own replicas.
+    they cannot run code. A replica serves what :func:`load_served_model`
+    returns; the manager's test-load calls this inside the sandbox.
     """
     if fmt not in ARTIFACT_FORMATS:
         raise InvalidArtifact(f"artifact format {fmt!r} is not supported; use one of {ARTIFACT_FORMATS}", input="format")
@@ -73,6 +76,16 @@ def load_model(data: bytes, fmt: str) -> Callable[..., Any]:
         ) from exc
     model.eval()
     return model
+
+
+def load_served_model(data: bytes, fmt: str, manifest: Manifest, limits: SandboxLimits | None = None, *,
+                      call_timeout_s: float = 30.0) -> Callable[..., Any]:
+    """What a replica serves. A handler package is the uploader's Python, so it
+    runs in a sandboxed process of its own (:class:`SandboxedHandler`); the
+    other formats hold no Python of theirs and load in the replica."""
+    if fmt == "handler":
+        return SandboxedHandler(data, manifest, limits, call_timeout_s=call_timeout_s)
+    return load_model(data, fmt)
 
 
 class Handler:
@@ -133,7 +146,7 @@ class Handler:
             raise
         except Exception as exc:
             raise InvalidArtifact(
-                f"{HANDLER_SCRIPT} failed while loading: {type(exc).__name__}: {str(exc)[:500]}", input="artifact"
+                f"{HANDLER_SCRIPT} failed while loading: {type(exc).__name__}: {str(exc)[:1000]}", input="artifact"
             ) from exc
         if isinstance(model, torch.nn.Module):
             model.eval()
@@ -169,11 +182,13 @@ def run_model(model: Callable[..., Any], manifest: Manifest, arrays: Mapping[str
     between what the model returns and what the manifest declares raises
     :class:`InvalidArtifact`.
     """
+    if isinstance(model, SandboxedHandler):  # named and checked in and at the edge of its sandbox
+        return model(arrays)
     try:
         with torch.inference_mode():
             result = model(arrays) if isinstance(model, Handler) else model(*model_arguments(manifest, arrays))
     except Exception as exc:  # the model's own failure, reported as JSON with its message
-        first_line = str(exc).strip().splitlines()[-1][:500] if str(exc).strip() else ""
+        first_line = str(exc).strip().splitlines()[-1][:1000] if str(exc).strip() else ""
         raise ModelError(f"the model failed on these inputs: {type(exc).__name__}: {first_line}") from exc
     names = [spec.name for spec in manifest.outputs]
     outputs = _as_sequence(result, names)

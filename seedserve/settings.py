@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from seedserve.sandbox import SandboxLimits
+
 __all__ = ["Settings"]
 
 
@@ -64,6 +66,14 @@ class Settings(BaseSettings):
         "node's ingress would collide with the head's port.",
     )
     max_artifact_bytes: int = Field(default=512 * 2**20, gt=0, description="Largest model artifact accepted.")
+    sandbox_memory_bytes: int = Field(
+        default=4 * 2**30, ge=256 * 2**20,
+        description="Memory one sandboxed process of user code may use (a test-load, or a handler model's process "
+        "in each replica); over it the kernel stops the process (a cgroup's memory limit).",
+    )
+    sandbox_processes: int = Field(
+        default=64, ge=8, description="Processes and threads one sandboxed process of user code may have (pids cgroup)."
+    )
     reconcile_interval_s: float = Field(default=2.0, gt=0, description="How often the master reconciles.")
     orphan_age_s: float = Field(
         default=3600.0, gt=0,
@@ -102,6 +112,11 @@ class Settings(BaseSettings):
     def resolved_master_url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return self.master_url or f"http://{host}:{self.master_port}"
+
+    @property
+    def sandbox_limits(self) -> SandboxLimits:
+        """The limits of a sandboxed process of user code (see :mod:`seedserve.sandbox`)."""
+        return SandboxLimits(memory_bytes=self.sandbox_memory_bytes, pids=self.sandbox_processes)
 
     @property
     def admin_token_file(self) -> Path:

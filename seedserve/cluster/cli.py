@@ -41,12 +41,15 @@ def main() -> None:
 def up(data_dir: Path | None, host: str | None, master_port: int | None, manager_port: int | None) -> None:
     """Start the database, Ray, the master and the manager; Ctrl-C stops them."""
     from seedserve.cluster.up import PortBusy, run_up
+    from seedserve.sandbox import SandboxUnavailable
 
     settings = _settings(data_dir=data_dir, host=host, master_port=master_port, manager_port=manager_port)
     try:
         run_up(settings, click.echo)
     except PortBusy as exc:
         raise click.ClickException(str(exc)) from None
+    except SandboxUnavailable as exc:
+        raise click.ClickException(exc.message) from None
     except RuntimeError as exc:
         raise click.ClickException(f"seedserve could not start or stopped: {exc}") from None
 

@@ -15,6 +15,7 @@ from seedserve.cluster.components import (
 )
 from seedserve.cluster.ports import PortPlan, busy_ports
 from seedserve.cluster.processes import Child, supervise, wait_until
+from seedserve.sandbox import check_available
 from seedserve.settings import Settings
 
 __all__ = ["PortBusy", "run_up", "ports_to_check"]
@@ -39,6 +40,7 @@ def ports_to_check(settings: Settings) -> dict[str, int]:
 
 def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
     """Run the system in the foreground until SIGINT or SIGTERM."""
+    check_available()  # before anything starts: no user code may run unsandboxed
     busy = busy_ports(settings.host, ports_to_check(settings))
     if busy:
         name, port = next(iter(busy.items()))

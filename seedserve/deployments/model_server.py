@@ -7,6 +7,7 @@ encode) so that HAProxy's request reaches the model in a single hop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import logging
@@ -45,7 +46,9 @@ from seedserve.deployments._transport import parse_payload
 from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, mongo_uri_from, replica_capacity, typed_nodes
 from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout, http_status
 from seedserve.registry import ModelStore, connect
-from seedserve.runtime import load_model, optimize_for_serving, run_model
+from seedserve.runtime import load_served_model, optimize_for_serving, run_model
+from seedserve.sandbox import SandboxLimits
+from seedserve.settings import Settings
 
 __all__ = ["ModelServer", "build"]
 
@@ -123,7 +126,8 @@ class ModelServer:
         self._routes = {"/predict", f"/versions/{version}/predict"}
         artifact = await store.read_artifact(stored["artifact"]["file_id"])
         self._format = stored["artifact"]["format"]
-        self._model = load_model(artifact, self._format)
+        self._model = load_served_model(artifact, self._format, self._manifest, _sandbox_limits(),
+                                        call_timeout_s=self._manifest.scaling.request_timeout_s)
         # Warm-up: the first call of a TorchScript module compiles and is slow;
         # pay it here, before this replica takes traffic. Then serve the frozen,
         # optimized graph if it is equivalent and no slower.
@@ -412,6 +416,13 @@ def build(args: dict[str, Any]) -> Application:
         # Raised only by benchmarks/key_timing.py, which sends thousands of wrong keys.
         int(os.environ.get("SEEDSERVE_WRONG_KEYS_PER_MINUTE", str(WRONG_KEYS_PER_MINUTE))),
     )
+
+
+def _sandbox_limits() -> SandboxLimits:
+    """A handler model's sandbox: the node's settings, with this replica's torch threads."""
+    import torch
+
+    return dataclasses.replace(Settings().sandbox_limits, threads=torch.get_num_threads())
 
 
 def node_worker_type() -> str | None:

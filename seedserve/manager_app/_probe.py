@@ -1,30 +1,37 @@
-"""Test-load an artifact in a child process: ``python -m seedserve.manager_app._probe PATH FORMAT MAX_MEMORY``
-with the manifest as JSON on stdin. Prints one JSON line: the output shapes,
-or the error. The manager never loads uploaded artifacts in its own process.
+"""Test-load an artifact: ``python -m seedserve.manager_app._probe``, run
+inside the sandbox (:mod:`seedserve.sandbox`) by :mod:`.probe`.
+
+Reads one frame on stdin (the manifest and the format in its header, the
+artifact's bytes as its payload); prints one JSON line: the output shapes
+and the profile, or the error. Whatever the model raises is reported from
+in here, so a message can hold only what the sandbox could see.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import resource
 import sys
-from pathlib import Path
+
+#: Largest artifact this process reads; the manager refuses larger ones before starting it.
+_MAX_ARTIFACT = 2**40
 
 
 def main() -> int:
-    path, fmt, max_memory = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
     try:
         from seedserve.codecs import Manifest, sample_inputs
         from seedserve.runtime import load_model, run_model
+        from seedserve.sandbox._frames import read_frame
 
-        manifest = Manifest.model_validate_json(sys.stdin.read())
+        header, artifact = read_frame(sys.stdin.buffer, _MAX_ARTIFACT)
+        manifest = Manifest.model_validate(header["manifest"])
         with contextlib.redirect_stdout(sys.stderr):  # a handler script's prints must not hide the report
-            model = load_model(Path(path).read_bytes(), fmt)
+            model = load_model(artifact, str(header["format"]))
             outputs = run_model(model, manifest, sample_inputs(manifest))
             profile = _profile(model, manifest)
         print(json.dumps({"ok": True, "outputs": {k: list(v.shape) for k, v in outputs.items()}, "profile": profile}))
+    except MemoryError:  # the sandbox's memory limit, met inside Python
+        print(json.dumps({"ok": False, "error": "the model ran out of memory (MemoryError)", "input": "artifact"}))
     except Exception as exc:  # report any failure of the model to the registrant
         message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         print(json.dumps({"ok": False, "error": message[:4000], "input": getattr(exc, "input", None)}))

@@ -53,7 +53,7 @@ async def probed_upload(request: Request, state: ManagerState, owner: str | None
                                          dir=upload_dir(state.settings.data_dir)) as tmp:
             path = Path(tmp) / "artifact"
             await _save(upload, path, state.settings.max_artifact_bytes)
-            outputs, profile = await probe_artifact(path, fmt, manifest)
+            outputs, profile = await probe_artifact(path, fmt, manifest, limits=state.settings.sandbox_limits)
             yield Probed(manifest, fmt, path, outputs, profile)
 
 

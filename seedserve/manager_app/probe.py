@@ -1,47 +1,115 @@
-"""Runs the artifact probe in a child process with a timeout and a memory cap."""
+"""Test-loads an uploaded artifact in the sandbox (:mod:`seedserve.sandbox`),
+with a timeout, and checks what comes back: the report is written by
+code of the uploader's, so it is parsed as untrusted data."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import struct
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from seedserve.codecs import Manifest
 from seedserve.errors import InvalidArtifact
+from seedserve.sandbox import SandboxLimits, launch
 
 __all__ = ["probe_artifact"]
 
+_CHUNK = 2**20
+#: How much of the child's stdout (its report is the last line) and stderr the manager keeps.
+_KEEP_BYTES = 2**20
+
+
+async def _feed(stdin: asyncio.StreamWriter, header: dict[str, Any], path: Path) -> None:
+    """One frame (see :mod:`seedserve.sandbox._frames`): the header, then the file in chunks."""
+    body = json.dumps(header).encode()
+    with contextlib.suppress(ConnectionError):  # the child died early: its exit status says why
+        stdin.write(struct.pack("<QQ", len(body), path.stat().st_size) + body)
+        with path.open("rb") as artifact:
+            while chunk := artifact.read(_CHUNK):
+                stdin.write(chunk)
+                await stdin.drain()
+        stdin.close()
+
+
+async def _tail(stream: asyncio.StreamReader) -> bytes:
+    kept = b""
+    while chunk := await stream.read(_CHUNK):
+        kept = (kept + chunk)[-_KEEP_BYTES:]
+    return kept
+
 
 async def probe_artifact(
-    path: Path, fmt: str, manifest: Manifest, *, timeout_s: float = 120.0, max_memory_bytes: int = 16 * 2**30
+    path: Path, fmt: str, manifest: Manifest, *, timeout_s: float = 120.0, limits: SandboxLimits | None = None
 ) -> tuple[dict[str, list[int]], dict[str, Any]]:
-    """Load and run the artifact once on a sample, and profile it; returns
-    output shapes by name and the profile (or ``{"error": ...}``)."""
-    process = await asyncio.create_subprocess_exec(
-        # The child caps its own memory: preexec_fn is unsafe in a threaded server.
-        sys.executable, "-m", "seedserve.manager_app._probe", str(path), fmt, str(max_memory_bytes),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    """Load and run the artifact once on a sample, and profile it, in a new
+    sandbox; returns output shapes by name and the profile (or ``{"error": ...}``)."""
+    limits = replace(limits or SandboxLimits(), cpu_seconds=int(timeout_s))
+    sandbox = launch([sys.executable, "-m", "seedserve.manager_app._probe"], limits)
     try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(manifest.model_dump_json().encode()), timeout_s)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise InvalidArtifact(
-            f"loading and running the model on a sample took over {timeout_s:.0f} s", input="artifact"
-        ) from None
+        process = await asyncio.create_subprocess_exec(
+            *sandbox.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env={"PATH": "/usr/bin:/bin"},
+        )
+        assert process.stdin and process.stdout and process.stderr
+        header = {"format": fmt, "manifest": manifest.model_dump(mode="json")}
+        try:
+            _, stdout, stderr, _ = await asyncio.wait_for(asyncio.gather(
+                _feed(process.stdin, header, path), _tail(process.stdout), _tail(process.stderr), process.wait()
+            ), timeout_s)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise InvalidArtifact(
+                f"loading and running the model on a sample took over {timeout_s:.0f} s", input="artifact"
+            ) from None
+        over_memory = sandbox.hit_memory_limit()
+    finally:
+        sandbox.cleanup()
+    return _report(stdout, stderr, process.returncode, over_memory, limits)
+
+
+def _report(stdout: bytes, stderr: bytes, returncode: int | None, over_memory: bool,
+            limits: SandboxLimits) -> tuple[dict[str, list[int]], dict[str, Any]]:
     lines = stdout.decode(errors="replace").strip().splitlines()
     try:
         report = json.loads(lines[-1])
+        if not isinstance(report, dict) or not isinstance(report.get("ok"), bool):
+            raise ValueError("not a report")
     except (IndexError, ValueError):
+        if over_memory:
+            raise InvalidArtifact(
+                f"the model used more than its memory limit of {limits.memory_bytes / 2**30:g} GiB while loading "
+                "and was stopped; make it smaller", input="artifact",
+            ) from None
         tail = stderr.decode(errors="replace").strip()[-1000:]
         raise InvalidArtifact(
-            f"the model crashed while loading (exit code {process.returncode}): {tail}", input="artifact"
+            f"the model crashed while loading (exit code {returncode}): {tail}", input="artifact"
         ) from None
     if not report["ok"]:
-        raise InvalidArtifact(f"the model failed on a sample input: {report['error']}", input=report.get("input") or "artifact")
-    return dict(report["outputs"]), dict(report.get("profile") or {"error": "not profiled"})
+        where = report.get("input") if isinstance(report.get("input"), str) else "artifact"
+        raise InvalidArtifact(f"the model failed on a sample input: {str(report.get('error'))[:4000]}", input=where)
+    outputs = report.get("outputs")
+    if not isinstance(outputs, dict) or not all(
+        isinstance(shape, list) and all(isinstance(n, int) for n in shape) for shape in outputs.values()
+    ):
+        raise InvalidArtifact("the test-load reported output shapes that are not lists of integers", input="artifact")
+    return {str(k): list(v) for k, v in outputs.items()}, _profile(report.get("profile"))
+
+
+def _profile(value: Any) -> dict[str, Any]:
+    """The reported profile if it is one, else the reason there is none."""
+    from pydantic import ValidationError
+
+    from seedserve.profiler.profile import ModelProfile
+
+    if isinstance(value, dict) and set(value) == {"error"}:
+        return {"error": str(value["error"])[:500]}
+    try:
+        return ModelProfile.model_validate(value).model_dump(mode="json")
+    except ValidationError as exc:
+        return {"error": f"the test-load reported no valid profile ({exc.error_count()} errors)"}
