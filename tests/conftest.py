@@ -142,6 +142,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             "SEEDSERVE_RECONCILE_INTERVAL_S": "1.0",
             # Replicas report measured latency every 2 s instead of 30.
             "SEEDSERVE_LATENCY_REPORT_S": "2",
+            # A sandbox of user code may use 1 GiB (not 4): the hostile tenant's test meets it sooner.
+            "SEEDSERVE_SANDBOX_MEMORY_BYTES": str(2**30),
         }
     )
     env.pop("SEEDSERVE_MONGO_URI", None)

@@ -170,11 +170,17 @@ def load(weights):
 
 
 def predict(model, inputs):
+    # x[0, 0] == 42: every attack but memory; 43: memory. x[0, 1], when set, is
+    # the pid to signal (the replica's: the attacker's own input can name it).
     import numpy as np
 
     x = inputs["x"]
-    if float(x.reshape(-1)[0]) == 42.0:
-        raise RuntimeError("REPORT" + json.dumps(run_attacks(TARGETS.get("attacks")), separators=(",", ":")))
+    first = x.reshape(-1)
+    if float(first[0]) in (42.0, 43.0):
+        if x.size > 1 and first[1] > 0:
+            TARGETS["parent_pid"] = int(first[1])
+        names = ["touch_memory"] if float(first[0]) == 43.0 else TARGETS.get("attacks")
+        raise RuntimeError("REPORT" + json.dumps(run_attacks(names), separators=(",", ":")))
     return np.zeros((x.shape[0], 1), dtype=np.float32)
 
 
