@@ -15,7 +15,7 @@ from seedserve.cluster.components import (
 )
 from seedserve.cluster.ports import PortPlan, busy_ports
 from seedserve.cluster.processes import Child, supervise, wait_until
-from seedserve.sandbox import check_available
+from seedserve.sandbox import check_available, mechanisms
 from seedserve.settings import Settings
 
 __all__ = ["PortBusy", "run_up", "ports_to_check"]
@@ -49,6 +49,9 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
             f"stop it or choose another port (see `seedserve up --help`)"
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    how = mechanisms()
+    echo(f"user code runs sandboxed (bubblewrap, {how['user']}, no network; memory "
+         f"{settings.sandbox_memory_bytes / 2**30:g} GiB and {settings.sandbox_processes} processes: {how['memory']})")
     token = ensure_admin_token(settings)
     plan = PortPlan(settings.internal_port_base)
 

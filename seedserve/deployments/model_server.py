@@ -7,7 +7,6 @@ encode) so that HAProxy's request reaches the model in a single hop.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import json
 import logging
@@ -419,10 +418,8 @@ def build(args: dict[str, Any]) -> Application:
 
 
 def _sandbox_limits() -> SandboxLimits:
-    """A handler model's sandbox: the node's settings, with this replica's torch threads."""
-    import torch
-
-    return dataclasses.replace(Settings().sandbox_limits, threads=torch.get_num_threads())
+    """A handler model's sandbox: the node's settings (its torch threads are this replica's)."""
+    return Settings().sandbox_limits
 
 
 def node_worker_type() -> str | None:

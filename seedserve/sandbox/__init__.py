@@ -61,7 +61,8 @@ class SandboxLimits:
     #: Total CPU seconds (test-load); None while serving, where ``cpus`` bounds the rate.
     cpu_seconds: int | None = None
     cpus: float | None = None
-    threads: int = 1
+    #: Torch threads of the sandboxed process; None: as many as its caller's torch uses.
+    threads: int | None = None
     #: GPU device files the process may open (``/dev/nvidia0``...), none on a CPU worker.
     gpu_devices: tuple[str, ...] = ()
 
@@ -122,6 +123,13 @@ class Launch:
             shutil.rmtree(self.stage_dir, ignore_errors=True)
 
 
+def _threads(limits: SandboxLimits) -> int:
+    if limits.threads is not None:
+        return limits.threads
+    torch = sys.modules.get("torch")  # a replica's torch (the sandbox itself never imports it here)
+    return int(torch.get_num_threads()) if torch is not None else 1
+
+
 def _env(threads: int, extra: Mapping[str, str]) -> dict[str, str]:
     import seedserve
 
@@ -158,7 +166,7 @@ def launch(program: Sequence[str], limits: SandboxLimits, extra_env: Mapping[str
         rlimits["-u"] = limits.pids
     mounts = Mounts(read_only, staged, stage_dir, limits.gpu_devices)
     argv = launch_command(
-        program, mounts, _env(limits.threads, extra_env or {}), cgroup_procs=cgroup.procs_files if cgroup else [],
+        program, mounts, _env(_threads(limits), extra_env or {}), cgroup_procs=cgroup.procs_files if cgroup else [],
         rlimits=rlimits, tmp_bytes=limits.tmp_bytes, as_root=as_root,
     )
     return Launch(argv, cgroup, stage_dir)
