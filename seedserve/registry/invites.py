@@ -3,8 +3,10 @@
 
 A code is a 192-bit random string shown once to the admin; like API tokens it
 is stored as its SHA-256 (the document's ``_id``). A sign-up consumes it with
-one conditional ``find_one_and_update`` (unexpired, and unused if single-use),
-so of two sign-ups racing for one single-use code exactly one wins.
+one conditional ``find_one_and_update`` (unused, if single-use),
+so of two sign-ups racing for one single-use code exactly one wins. Dates are
+only ever inserted, never ``$set`` (the embedded server stores a ``$set``
+date as a string).
 """
 
 from __future__ import annotations
@@ -76,23 +78,25 @@ class InviteStore:
 
     async def consume(self, code: str, username: str) -> InviteDoc:
         """Use ``code`` for ``username``'s sign-up, atomically; :class:`Forbidden`
-        saying why when it is unknown (or revoked), used up or expired."""
-        now = self._clock()
-        usable = {"_id": hash_key(code), "$and": [
-            {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]},
-            {"$or": [{"single_use": False}, {"uses": 0}]},
-        ]}
+        saying why when it is unknown (or revoked), expired or used up."""
+        key = hash_key(code)
         async with database_errors():
-            doc = await self._invites.find_one_and_update(
-                usable, {"$inc": {"uses": 1}, "$push": {"used_by": username}}, return_document=ReturnDocument.AFTER)
-            if doc is not None:
-                return cast(InviteDoc, doc)
-            found = await self._invites.find_one({"_id": hash_key(code)})
+            found = await self._invites.find_one({"_id": key})
         if found is None:
             raise Forbidden(f"the invite code is not valid (mistyped or revoked?); {_ASK}", input="invite")
-        if found["expires_at"] is not None and found["expires_at"] <= now:
-            raise Forbidden(f"the invite code expired at {found['expires_at'].isoformat()}; {_ASK}", input="invite")
-        raise Forbidden(f"the invite code has already been used; {_ASK}", input="invite")
+        # Expiry is checked here, not in the update's filter: time only moves
+        # forward, and the embedded server compares dates unreliably in filters.
+        expires = found["expires_at"]
+        if expires is not None and expires <= self._clock():
+            raise Forbidden(f"the invite code expired at {expires.isoformat()}; {_ASK}", input="invite")
+        # The use itself is one conditional update: of racing sign-ups, one matches.
+        unused = {"_id": key, "$or": [{"single_use": False}, {"uses": 0}]}
+        async with database_errors():
+            doc = await self._invites.find_one_and_update(
+                unused, {"$inc": {"uses": 1}, "$push": {"used_by": username}}, return_document=ReturnDocument.AFTER)
+        if doc is None:
+            raise Forbidden(f"the invite code has already been used; {_ASK}", input="invite")
+        return cast(InviteDoc, doc)
 
     async def give_back(self, code: str, username: str) -> None:
         """Undo :meth:`consume` when the account could not be created after all."""
