@@ -8,6 +8,7 @@ nothing stored."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 import socket
@@ -315,3 +316,44 @@ def test_open_sign_up_and_all_handlers_on_loopback(manager: Manager, artifacts: 
     assert _register(manager, token, artifacts["handler"], _name("loop"))["version"] == 1
     with ManagerClient(manager.url) as client, pytest.raises(AlreadyExists, match="reserved"):
         client.signup("admin", password)
+
+
+def test_the_cli_makes_lists_and_revokes_invites_and_trusts_accounts(
+    invite_manager: Manager, artifacts: dict[str, Path], tmp_path: Path,
+) -> None:
+    from tests.manager.test_cli import Cli
+
+    admin = Cli(tmp_path / "admin")
+    target = ["--url", invite_manager.url, "--token", invite_manager.token]
+    made = admin("invites", "create", *target, "--label", "for grace", "--expires-in", "7d").stdout
+    assert made.startswith("invite i_") and "single use" in made and "shown only once: inv_" in made
+    invite_id, code = made.split()[1], made.split()[-1]
+    listed = admin("invites", "list", *target).stdout
+    assert invite_id in listed and "for grace" in listed and code not in listed
+
+    grace, password = _name("grace"), _password()
+    user = Cli(tmp_path / "grace")
+    refused = user("login", "--url", invite_manager.url, "--signup", "--username", grace, "--password", password,
+                   ok=False)
+    assert refused.returncode == 1 and "needs an invite code" in refused.stderr
+    user("login", "--url", invite_manager.url, "--signup", "--invite", code, "--username", grace,
+         "--password", password)
+    assert grace in admin("invites", "list", *target).stdout
+
+    # grace may not manage invites; the admin trusts her, then she registers a handler package
+    assert "admin token" in user("invites", "list", ok=False).stderr
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({**MLP_MANIFEST, "name": _name("grace")}))
+    untrusted = user("register", str(artifacts["handler"]), "--manifest", str(manifest), ok=False)
+    assert untrusted.returncode == 1 and "need a trusted account" in untrusted.stderr
+    assert f"{grace} is trusted" in admin("users", "trust", grace, *target).stdout
+    assert "version 1 registered" in user("register", str(artifacts["handler"]), "--manifest", str(manifest)).stdout
+    assert "no longer trusted" in admin("users", "untrust", grace, *target).stdout
+    assert "not_found" in admin("users", "trust", "nobody-" + secrets.token_hex(3), *target, ok=False).stderr
+
+    assert f"revoked {invite_id}" in admin("invites", "revoke", invite_id, *target).stdout
+    assert admin("invites", "revoke", invite_id, *target, ok=False).returncode == 1
+    bad = admin("invites", "create", *target, "--expires-in", "soon", ok=False)
+    assert bad.returncode == 2 and "use e.g. 90s, 30m, 12h or 7d" in bad.stderr
+    assert admin("login", "--url", invite_manager.url, "--invite", "x", "--username", "a", "--password", "b",
+                 ok=False).returncode == 2
