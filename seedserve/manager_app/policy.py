@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from seedserve.errors import Forbidden
+from seedserve.errors import Forbidden, InvalidInput
 from seedserve.settings import HandlerPolicy, SignupPolicy
 
 __all__ = ["handler_refusal", "handlers_allowed", "invite_needed", "signup_closed"]
@@ -30,16 +30,16 @@ def signup_closed() -> Forbidden:
 def invite_needed(policy: SignupPolicy, invite: Any, *, by_admin: bool) -> str | None:
     """The invite code a sign-up must consume, or None when it needs none;
     :class:`Forbidden` when sign-up is closed or the code is missing."""
+    if invite is not None and (not isinstance(invite, str) or len(invite) > MAX_INVITE):
+        raise InvalidInput(f"'invite' is the invite code, a string of at most {MAX_INVITE} characters",
+                           input="invite")
     if by_admin or policy == "open":
         return None
     if policy == "closed":
         raise signup_closed()
-    if not isinstance(invite, str) or not invite.strip():
+    if invite is None or not invite.strip():
         raise Forbidden("sign-up on this manager needs an invite code (SEEDSERVE_SIGNUP=invite): send the code "
                         "the admin gave you as 'invite'", input="invite", policy="invite")
-    if len(invite) > MAX_INVITE:
-        raise Forbidden("the invite code is not valid (too long); send the code exactly as the admin gave it",
-                        input="invite", policy="invite")
     return invite.strip()
 
 

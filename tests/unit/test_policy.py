@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from seedserve.errors import Forbidden
+from seedserve.errors import Forbidden, InvalidInput
 from seedserve.manager_app.policy import handler_refusal, handlers_allowed, invite_needed
 from seedserve.settings import Settings, is_loopback, policy_defaults
 
@@ -58,11 +58,18 @@ def test_open_sign_up_needs_no_invite_and_the_admin_never_does() -> None:
     assert invite_needed("invite", " inv_abc ", by_admin=False) == "inv_abc"
 
 
-@pytest.mark.parametrize("invite", [None, "", "  ", 5, ["inv_x"]])
+@pytest.mark.parametrize("invite", [None, "", "  "])
 def test_invite_sign_up_without_a_code_says_to_send_one(invite: object) -> None:
     with pytest.raises(Forbidden, match="needs an invite code") as refused:
         invite_needed("invite", invite, by_admin=False)
     assert refused.value.input == "invite"
+
+
+@pytest.mark.parametrize("policy", ["open", "invite", "closed"])
+@pytest.mark.parametrize("invite", [5, ["inv_x"], {}, "x" * 129])
+def test_an_invite_that_is_not_a_short_string_is_bad_input_under_every_policy(policy: str, invite: object) -> None:
+    with pytest.raises(InvalidInput, match="a string of at most 128 characters"):
+        invite_needed(policy, invite, by_admin=False)  # type: ignore[arg-type]
 
 
 def test_closed_sign_up_says_who_creates_accounts() -> None:
