@@ -6,6 +6,7 @@ environment at import time.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -14,7 +15,36 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seedserve.sandbox import SandboxLimits
 
-__all__ = ["Settings"]
+__all__ = ["HandlerPolicy", "Settings", "SignupPolicy", "is_loopback", "policy_defaults"]
+
+#: Who may create an account: anyone, whoever holds an invite code, or only the admin.
+SignupPolicy = Literal["open", "invite", "closed"]
+#: Who may register handler packages (Python that seedserve runs): anyone,
+#: trusted accounts and the admin, or nobody.
+HandlerPolicy = Literal["all", "trusted", "none"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only: ``localhost``,
+    127.0.0.0/8 or ``::1`` (bracketed or IPv4-mapped too). Any other name
+    counts as exposed: a name may resolve to anything."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def policy_defaults(host: str) -> tuple[SignupPolicy, HandlerPolicy]:
+    """The (signup, handlers) policy when neither is set: open on loopback
+    (only this machine's users reach it), invite-only sign-up and handler
+    packages from trusted accounts once it listens beyond loopback."""
+    return ("open", "all") if is_loopback(host) else ("invite", "trusted")
 
 
 class Settings(BaseSettings):
@@ -64,6 +94,17 @@ class Settings(BaseSettings):
         default="HeadOnly",
         description="Where Serve's ingress runs. EveryNode suits a cluster of machines; on one machine a second "
         "node's ingress would collide with the head's port.",
+    )
+    signup: SignupPolicy = Field(
+        default_factory=lambda data: policy_defaults(data.get("host", ""))[0],
+        description="Who may create an account: 'open' (anyone), 'invite' (with an invite code the admin made), "
+        "'closed' (only the admin creates accounts). Unset: 'open' when host is loopback, else 'invite'.",
+    )
+    handlers: HandlerPolicy = Field(
+        default_factory=lambda data: policy_defaults(data.get("host", ""))[1],
+        description="Who may register handler packages (Python code seedserve runs): 'all', 'trusted' (accounts the "
+        "admin marked trusted, and the admin), 'none'. TorchScript and torch.export artifacts are accepted from "
+        "anyone. Unset: 'all' when host is loopback, else 'trusted'.",
     )
     max_artifact_bytes: int = Field(default=512 * 2**20, gt=0, description="Largest model artifact accepted.")
     sandbox_memory_bytes: int = Field(

@@ -57,9 +57,13 @@ class _Operations(BaseClient):
 
     # accounts
 
-    def signup(self, username: str, password: str) -> Any:
-        """Create an account."""
-        return self._call("POST", "/api/users", json={"username": username, "password": password})
+    def signup(self, username: str, password: str, *, invite: str | None = None) -> Any:
+        """Create an account; ``invite``: the code the admin gave you, where
+        sign-up is by invitation. With the admin token: create it as the admin."""
+        body = {"username": username, "password": password}
+        if invite is not None:
+            body["invite"] = invite
+        return self._call("POST", "/api/users", json=body)
 
     def create_token(self, label: str = "api", *, username: str | None = None, password: str | None = None) -> Any:
         """A new API token (its ``token`` is shown only this once). Signed in,
@@ -77,6 +81,24 @@ class _Operations(BaseClient):
 
     def me(self) -> Any:
         return self._call("GET", "/api/me")
+
+    # the admin's: invite codes and trusted accounts
+
+    def create_invite(self, label: str = "invite", *, expires_in_s: int | None = None, single_use: bool = True) -> Any:
+        """A new invite code (admin token; its ``code`` is shown only this once)."""
+        return self._call("POST", "/api/invites",
+                          json={"label": label, "expires_in_s": expires_in_s, "single_use": single_use})
+
+    def invites(self) -> Any:
+        """Every invite (admin token): ids, expiry, uses; never the codes."""
+        return self._call("GET", "/api/invites", lambda b: b["invites"])
+
+    def revoke_invite(self, invite_id: str) -> Any:
+        return self._call("DELETE", f"/api/invites/{invite_id}")
+
+    def set_trusted(self, username: str, trusted: bool = True) -> Any:
+        """Whether ``username`` may register handler packages (admin token)."""
+        return self._call("PUT", f"/api/users/{username}/trusted", json={"trusted": trusted})
 
     # models and versions
 

@@ -174,6 +174,10 @@ def start_manager(settings: Settings, admin_token: str) -> Child:
             "SEEDSERVE_DATABASE": settings.database,
             "SEEDSERVE_ADMIN_TOKEN": admin_token,
             "SEEDSERVE_MAX_ARTIFACT_BYTES": str(settings.max_artifact_bytes),
+            # The effective policy, not the host: the manager does not get the
+            # host in its environment, and its defaults would be loopback's.
+            "SEEDSERVE_SIGNUP": settings.signup,
+            "SEEDSERVE_HANDLERS": settings.handlers,
         }
     )
     argv = [

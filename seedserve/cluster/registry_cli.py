@@ -1,5 +1,6 @@
 """The registry commands of ``seedserve``: ``login``, ``models``, ``register``,
-``versions``, ``keys`` and ``delete``, over :class:`ManagerClient`.
+``versions``, ``keys`` and ``delete``, and the admin's ``invites`` and
+``users trust|untrust``, over :class:`ManagerClient`.
 
 ``login`` stores the manager's URL and a new API token in
 ``$SEEDSERVE_CONFIG_DIR/credentials.json`` (default ``~/.config/seedserve``),
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,13 +82,16 @@ def _table(rows: list[list[Any]], header: list[str]) -> None:
 @click.option("--username", prompt=True, help="Your username.")
 @click.option("--password", prompt=True, hide_input=True, help="Your password (prompted if not given).")
 @click.option("--signup", is_flag=True, help="Create the account first.")
+@click.option("--invite", help="With --signup: the invite code the admin gave you (where sign-up is by invitation).")
 @click.option("--label", default="cli", show_default=True, help="Label of the API token this creates.")
-def login(url: str, username: str, password: str, signup: bool, label: str) -> None:
+def login(url: str, username: str, password: str, signup: bool, invite: str | None, label: str) -> None:
     """Sign in: create an API token and save it (with the URL) for the other commands."""
+    if invite is not None and not signup:
+        raise click.UsageError("--invite is for creating an account: add --signup")
     try:
         with ManagerClient(url) as client:
             if signup:
-                client.signup(username, password)
+                client.signup(username, password, invite=invite)
             token = client.create_token(label, username=username, password=password)
     except SeedserveError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}")
@@ -225,4 +230,81 @@ def delete(url: str | None, token: str | None, name: str, yes: bool) -> None:
     click.echo(f"deleted {answer['deleted']} ({answer['versions']} version(s))")
 
 
-commands = [login, models, register, versions, keys, delete]
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str) -> int:
+    """Seconds in ``90``, ``90s``, ``30m``, ``12h`` or ``7d``."""
+    match = _DURATION.match(value.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise click.BadParameter(f"{value!r} is not a duration; use e.g. 90s, 30m, 12h or 7d", param_hint="--expires-in")
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+@click.group()
+def invites() -> None:
+    """Invite codes for sign-up (SEEDSERVE_SIGNUP=invite); admin token only."""
+
+
+@invites.command("create")
+@_target
+@click.option("--label", default="invite", show_default=True, help="A note on who the code is for.")
+@click.option("--expires-in", help="Valid for this long: e.g. 30m, 12h, 7d [default: no expiry].")
+@click.option("--reusable", is_flag=True, help="Any number of sign-ups may use it [default: single use].")
+def create_invite(url: str | None, token: str | None, label: str, expires_in: str | None, reusable: bool) -> None:
+    """A new invite code (printed once)."""
+    seconds = None if expires_in is None else parse_duration(expires_in)
+    with _manager(Target(url, token)) as client:
+        invite = client.create_invite(label, expires_in_s=seconds, single_use=not reusable)
+    expiry = f"expires {invite['expires_at'][:19]}" if invite["expires_at"] else "no expiry"
+    click.echo(f"invite {invite['id']} ({invite['label']}, {'single use' if invite['single_use'] else 'reusable'}, "
+               f"{expiry}), shown only once: {invite['code']}")
+
+
+@invites.command("list")
+@_target
+def list_invites(url: str | None, token: str | None) -> None:
+    """Every invite: id, label, expiry and uses (codes are never shown again)."""
+    with _manager(Target(url, token)) as client:
+        found = client.invites()
+    _table([[i["id"], i["label"], "single" if i["single_use"] else "reusable", (i["expires_at"] or "never")[:19],
+             i["uses"], ",".join(i["used_by"])] for i in found], ["ID", "LABEL", "USE", "EXPIRES", "USES", "USED BY"])
+
+
+@invites.command("revoke")
+@_target
+@click.argument("invite_id")
+def revoke_invite(url: str | None, token: str | None, invite_id: str) -> None:
+    """Revoke INVITE_ID: sign-ups with its code are refused from now on."""
+    with _manager(Target(url, token)) as client:
+        client.revoke_invite(invite_id)
+    click.echo(f"revoked {invite_id}")
+
+
+@click.group()
+def users() -> None:
+    """Accounts: trust one with handler packages (SEEDSERVE_HANDLERS=trusted); admin token only."""
+
+
+@users.command("trust")
+@_target
+@click.argument("name")
+def trust(url: str | None, token: str | None, name: str) -> None:
+    """Let NAME register handler packages (Python code seedserve runs)."""
+    with _manager(Target(url, token)) as client:
+        client.set_trusted(name, True)
+    click.echo(f"{name} is trusted: it may register handler packages")
+
+
+@users.command("untrust")
+@_target
+@click.argument("name")
+def untrust(url: str | None, token: str | None, name: str) -> None:
+    """Stop NAME registering handler packages (what it registered stays)."""
+    with _manager(Target(url, token)) as client:
+        client.set_trusted(name, False)
+    click.echo(f"{name} is no longer trusted: it may register TorchScript and torch.export artifacts only")
+
+
+commands = [login, models, register, versions, keys, delete, invites, users]

@@ -16,9 +16,9 @@ from seedserve.cluster.components import (
 from seedserve.cluster.ports import PortPlan, busy_ports
 from seedserve.cluster.processes import Child, supervise, wait_until
 from seedserve.sandbox import check_available, mechanisms
-from seedserve.settings import Settings
+from seedserve.settings import Settings, is_loopback
 
-__all__ = ["PortBusy", "run_up", "ports_to_check"]
+__all__ = ["PortBusy", "policy_line", "run_up", "ports_to_check"]
 
 
 class PortBusy(Exception):
@@ -36,6 +36,13 @@ def ports_to_check(settings: Settings) -> dict[str, int]:
             port = settings.internal_port_base + offset
             ports[f"internal port {port} (SEEDSERVE_INTERNAL_PORT_BASE={settings.internal_port_base})"] = port
     return ports
+
+
+def policy_line(settings: Settings) -> str:
+    """The effective sign-up and handler policy, as `seedserve up` prints it."""
+    where = "loopback" if is_loopback(settings.host) else f"{settings.host}, beyond loopback"
+    return (f"sign-up: {settings.signup}, handler packages: {settings.handlers} "
+            f"(listening on {where}; set SEEDSERVE_SIGNUP / SEEDSERVE_HANDLERS to change)")
 
 
 def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
@@ -78,6 +85,7 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
             f"seedserve is up\n  master:  {master_url}\n"
             f"  manager: http://{settings.host}:{settings.manager_port}\n"
             f"  admin token: {settings.admin_token_file if settings.admin_token is None else '$SEEDSERVE_ADMIN_TOKEN'}\n"
+            f"  {policy_line(settings)}\n"
             "Press Ctrl-C to stop."
         )
 

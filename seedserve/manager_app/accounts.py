@@ -1,5 +1,6 @@
-"""``/api/users``, ``/api/tokens``, ``/api/me``: sign up, API tokens for the
-SDK and the CLI (create, list, revoke; stored hashed)."""
+"""``/api/users``, ``/api/tokens``, ``/api/me``: sign up (under the sign-up
+policy, see :mod:`seedserve.manager_app.policy`), API tokens for the SDK and
+the CLI (create, list, revoke; stored hashed)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from starlette.routing import Route
 
 from seedserve.errors import InvalidInput, Unauthenticated
 from seedserve.manager_app._json import json_object
-from seedserve.manager_app.auth import caller
+from seedserve.manager_app.auth import authenticate, caller
+from seedserve.manager_app.policy import invite_needed
 from seedserve.manager_app.state import ManagerState
-from seedserve.registry.accounts import TokenDoc, check_password, check_username
+from seedserve.registry.accounts import TokenDoc, UserDoc, check_password, check_username
 
-__all__ = ["routes", "sign_in", "token_view"]
+__all__ = ["routes", "sign_in", "sign_up", "token_view"]
 
 MAX_LABEL = 64
 
@@ -43,11 +45,29 @@ def token_view(doc: TokenDoc) -> dict[str, Any]:
     return {"id": doc["id"], "label": doc["label"], "created_at": doc["created_at"].isoformat()}
 
 
+async def sign_up(state: ManagerState, username: Any, password: Any, invite: Any, *, by_admin: bool) -> UserDoc:
+    """Create an account as the sign-up policy allows. An invite code is
+    consumed before the account exists (so of two sign-ups with one code one
+    wins) and given back if the account cannot be created after all."""
+    username, password = check_username(username), check_password(password)
+    code = invite_needed(state.settings.signup, invite, by_admin=by_admin)
+    if code is None:
+        return await state.accounts.create_user(username, password)
+    await state.invites.consume(code, username)
+    try:
+        return await state.accounts.create_user(username, password)
+    except BaseException:
+        await state.invites.give_back(code, username)
+        raise
+
+
 async def create_user(request: Request) -> Response:
-    """Sign up: ``{"username", "password"}``."""
+    """Sign up: ``{"username", "password", "invite"?}``; with the admin token,
+    the admin creates the account under any sign-up policy."""
     state: ManagerState = request.app.state.seedserve
+    by_admin = "authorization" in request.headers and (await authenticate(request)).admin
     body = await json_object(request)
-    doc = await state.accounts.create_user(check_username(body.get("username")), check_password(body.get("password")))
+    doc = await sign_up(state, body.get("username"), body.get("password"), body.get("invite"), by_admin=by_admin)
     return JSONResponse({"username": doc["_id"], "created_at": doc["created_at"].isoformat()}, status_code=201)
 
 

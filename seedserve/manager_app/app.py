@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from seedserve import __version__
 from seedserve.errors import SeedserveError, Unavailable, http_status
-from seedserve.manager_app import accounts, dashboard, keys, live, models, profiles
+from seedserve.manager_app import accounts, admin, dashboard, keys, live, models, profiles
 from seedserve.manager_app.auth import sign_in_limiter
 from seedserve.manager_app.limits import BodyLimit
 from seedserve.manager_app.master_view import MasterView
@@ -26,6 +26,7 @@ from seedserve.manager_app.orphans import collect_forever, collect_orphans
 from seedserve.manager_app.state import ManagerState
 from seedserve.registry import ModelStore, connect
 from seedserve.registry.accounts import AccountStore
+from seedserve.registry.invites import InviteStore
 from seedserve.settings import Settings
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -78,6 +79,7 @@ def create_app(settings: Settings, admin_token: str) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        logger.info("sign-up: %s, handler packages: %s", settings.signup, settings.handlers)
         try:
             await store.adopt_unowned()
         except Unavailable:
@@ -94,6 +96,7 @@ def create_app(settings: Settings, admin_token: str) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),
             *accounts.routes,
+            *admin.routes,
             *models.routes,
             *keys.routes,
             *live.routes,
@@ -105,8 +108,9 @@ def create_app(settings: Settings, admin_token: str) -> Starlette:
         exception_handlers={SeedserveError: _domain_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
-    accounts_store = AccountStore(client[settings.database])
-    app.state.seedserve = ManagerState(settings, store, accounts_store, admin_token, master, sign_in_limiter())
+    db = client[settings.database]
+    app.state.seedserve = ManagerState(settings, store, AccountStore(db), admin_token, master, sign_in_limiter(),
+                                       InviteStore(db))
     return app
 
 

@@ -22,8 +22,8 @@ from seedserve.registry.store import ADMIN
 if TYPE_CHECKING:
     from seedserve.manager_app.state import ManagerState
 
-__all__ = ["Caller", "sign_in_limiter", "SESSION_COOKIE", "CSRF_HEADER", "authenticate", "caller", "check_csrf",
-           "current_session", "set_session_cookie"]
+__all__ = ["Caller", "sign_in_limiter", "SESSION_COOKIE", "CSRF_HEADER", "admin_caller", "authenticate", "caller",
+           "check_csrf", "current_session", "require_admin", "set_session_cookie"]
 
 SESSION_COOKIE = "seedserve_session"
 CSRF_HEADER = "x-csrf-token"
@@ -36,6 +36,8 @@ class Caller:
 
     user: str
     session: Session | None = None
+    #: Authenticated with the admin token (not merely named ``admin``).
+    admin: bool = False
 
 
 async def current_session(request: Request) -> tuple[str, Session] | None:
@@ -61,7 +63,7 @@ async def authenticate(request: Request) -> Caller:
     token = token.strip()
     if scheme.lower() == "bearer" and token:
         if hmac.compare_digest(token.encode(), state.admin_token.encode()):
-            return Caller(ADMIN)
+            return Caller(ADMIN, admin=True)
         user = await state.accounts.token_user(token) if token.startswith(TOKEN_PREFIX) else None
         if user is None:
             raise Unauthenticated("the token is not valid (revoked?); create one with `seedserve login`")
@@ -80,6 +82,19 @@ async def authenticate(request: Request) -> Caller:
 async def caller(request: Request) -> tuple[ManagerState, Caller]:
     """The app state and the authenticated caller."""
     return request.app.state.seedserve, await authenticate(request)
+
+
+async def admin_caller(request: Request) -> tuple[ManagerState, Caller]:
+    """The app state and the caller, who must hold the admin token (else 403)."""
+    state, who = await caller(request)
+    require_admin(who)
+    return state, who
+
+
+def require_admin(who: Caller) -> None:
+    if not who.admin:
+        raise Forbidden("only the admin may do this: authenticate with the admin token "
+                        "(<data dir>/admin-token, or SEEDSERVE_ADMIN_TOKEN)")
 
 
 def set_session_cookie(response: Response, request: Request, sid: str, max_age_s: int) -> None:

@@ -2,7 +2,8 @@
 calls the same ``/api`` the SDK uses, with the session cookie and the page's
 CSRF token. No build step.
 
-Sign-up and sign-in are plain HTML forms. Every visitor gets a session (signed
+Sign-up and sign-in are plain HTML forms; the sign-up form asks for an invite
+code under ``SEEDSERVE_SIGNUP=invite`` and says sign-up is closed under ``closed``. Every visitor gets a session (signed
 out at first) so that these forms carry a CSRF token too; signing in ends that
 session and starts a new one, so a session id known before sign-in is useless
 after it.
@@ -23,14 +24,14 @@ from starlette.routing import Route
 from seedserve.codecs import Manifest
 from seedserve.codecs.schema import InputSpec
 from seedserve.errors import NotFound, SeedserveError, http_status
-from seedserve.manager_app.accounts import sign_in
+from seedserve.manager_app.accounts import sign_in, sign_up
 from seedserve.manager_app.auth import SESSION_COOKIE, check_csrf, current_session, set_session_cookie
 from seedserve.manager_app.keys import key_view
 from seedserve.manager_app.live import cluster_view
 from seedserve.manager_app.openapi import openapi_document
 from seedserve.manager_app.profiles import insight
 from seedserve.manager_app.state import ManagerState
-from seedserve.registry.accounts import Session, check_password, check_username
+from seedserve.registry.accounts import Session
 
 __all__ = ["routes"]
 
@@ -92,8 +93,9 @@ async def _account_form(request: Request, template: str) -> Response:
     account (sign-up), check the password, then rotate the session."""
     state: ManagerState = request.app.state.seedserve
     sid, session, new = await _visitor(request)
+    policy = state.settings.signup
     if request.method == "GET":
-        page = _render(request, template, session, next=_safe_next(request.query_params.get("next")))
+        page = _render(request, template, session, next=_safe_next(request.query_params.get("next")), signup=policy)
         return _with_cookie(page, request, sid, new)
     async with request.form(max_files=0, max_fields=8, max_part_size=4096) as form:
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
@@ -101,11 +103,11 @@ async def _account_form(request: Request, template: str) -> Response:
     try:
         check_csrf(session, fields.get("csrf_token"))
         if template == "signup.html":
-            await state.accounts.create_user(check_username(username), check_password(password))
+            await sign_up(state, username, password, fields.get("invite"), by_admin=False)
         user = await sign_in(state, request, username, password)
     except SeedserveError as exc:
         page = _render(request, template, session, status=http_status(exc), error=exc.message, username=username,
-                       next=target)
+                       next=target, signup=policy, invite=fields.get("invite", ""))
         return _with_cookie(page, request, sid, new)
     await state.accounts.end_session(sid)  # rotate: the pre-sign-in id dies here
     new_sid, _ = await state.accounts.new_session(user)

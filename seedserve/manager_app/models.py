@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +22,9 @@ from seedserve.codecs import Manifest, parse_manifest
 from seedserve.errors import InvalidArtifact, InvalidInput, InvalidManifest
 from seedserve.manager_app.probe import probe_artifact
 from seedserve.manager_app.profiles import insight
-from seedserve.manager_app.auth import caller
+from seedserve.manager_app._form import watched_form
+from seedserve.manager_app.auth import Caller, caller
+from seedserve.manager_app.policy import handler_refusal, handlers_allowed
 from seedserve.manager_app.keys import key_view
 from seedserve.manager_app.orphans import UPLOAD_PREFIX, upload_dir
 from seedserve.manager_app.state import ManagerState
@@ -35,16 +37,28 @@ _CHUNK = 1 << 20
 
 
 @asynccontextmanager
-async def probed_upload(request: Request, state: ManagerState, owner: str | None = None) -> AsyncIterator[Probed]:
+async def probed_upload(request: Request, state: ManagerState, who: Caller, *,
+                        check_name: bool = False) -> AsyncIterator[Probed]:
     """The registration form (``manifest``, ``format``, ``artifact``): the
     artifact saved under its size limit to a temporary file, test-loaded and
-    profiled in a child process. The file lives until the block ends. With
-    ``owner``, a name another account holds is refused before the work."""
-    async with request.form(max_files=1, max_fields=8, max_part_size=1 << 20) as form:
+    profiled in a child process. The file lives until the block ends.
+
+    Refused before that work: a handler package the caller may not register
+    (SEEDSERVE_HANDLERS), as soon as its ``format`` field has arrived, so
+    before the artifact is read when the field comes first, as the SDK sends
+    it; and with ``check_name``, a name another account holds."""
+    refuse_handler = await _handler_check(state, who)
+
+    def watch(name: str, value: str) -> None:
+        if name == "format":
+            refuse_handler(value)
+
+    async with watched_form(request, watch, max_files=1, max_fields=8, max_part_size=1 << 20) as form:
         manifest = _manifest_field(form.get("manifest"))
-        if owner is not None:
-            await state.store.check_name_free(manifest.name, owner)
+        if check_name:
+            await state.store.check_name_free(manifest.name, who.user)
         fmt = _format_field(form.get("format"))
+        refuse_handler(fmt)
         upload = form.get("artifact")
         if not isinstance(upload, UploadFile):
             raise InvalidInput("missing file part 'artifact' (the model file)", input="artifact")
@@ -55,6 +69,20 @@ async def probed_upload(request: Request, state: ManagerState, owner: str | None
             await _save(upload, path, state.settings.max_artifact_bytes)
             outputs, profile = await probe_artifact(path, fmt, manifest, limits=state.settings.sandbox_limits)
             yield Probed(manifest, fmt, path, outputs, profile)
+
+
+async def _handler_check(state: ManagerState, who: Caller) -> Callable[[str], None]:
+    """A check that raises for the format ``handler`` when ``who`` may not
+    register handler packages (one read of the account, only when it matters)."""
+    policy = state.settings.handlers
+    trusted = policy == "trusted" and not who.admin and await state.accounts.is_trusted(who.user)
+    allowed = handlers_allowed(policy, admin=who.admin, trusted=trusted)
+
+    def check(fmt: str) -> None:
+        if fmt == "handler" and not allowed:
+            raise handler_refusal(policy)
+
+    return check
 
 
 @dataclass(frozen=True)
@@ -69,7 +97,7 @@ class Probed:
 async def register(request: Request) -> Response:
     """A new model (version 1, with a key), or the next version of an existing one."""
     state, who = await caller(request)
-    async with probed_upload(request, state, owner=who.user) as probed:
+    async with probed_upload(request, state, who, check_name=True) as probed:
         manifest, outputs, profile = probed.manifest, probed.outputs, probed.profile
         artifact = await state.store.put_artifact(
             _chunks(probed.path), filename=manifest.name, fmt=probed.format,

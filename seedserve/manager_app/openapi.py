@@ -27,6 +27,43 @@ class _Open(BaseModel):
 class SignUp(BaseModel):
     username: str = Field(pattern=USERNAME_PATTERN)
     password: str = Field(min_length=8, max_length=256)
+    invite: str | None = Field(default=None, max_length=128,
+                               description="An invite code from the admin; needed when SEEDSERVE_SIGNUP=invite.")
+
+
+class InviteRequest(BaseModel):
+    label: str = Field(default="invite", min_length=1, max_length=64)
+    expires_in_s: int | None = Field(default=None, ge=1, le=365 * 24 * 3600,
+                                     description="Seconds until the code expires; null: never.")
+    single_use: bool = Field(default=True, description="False: the code signs up any number of accounts.")
+
+
+class Invite(BaseModel):
+    id: str
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+    single_use: bool
+    uses: int
+    used_by: list[str]
+
+
+class InviteCreated(Invite):
+    code: str = Field(description="The invite code. Shown only this once; only its hash is stored.")
+    message: str
+
+
+class InviteList(BaseModel):
+    invites: list[Invite]
+
+
+class TrustRequest(BaseModel):
+    trusted: bool = Field(description="Whether the account may register handler packages (SEEDSERVE_HANDLERS=trusted).")
+
+
+class Trust(BaseModel):
+    username: str
+    trusted: bool
 
 
 class User(BaseModel):
@@ -175,7 +212,7 @@ class Health(_Open):
 
 
 _SCHEMAS: list[type[BaseModel]] = [
-    SignUp, User, Me, TokenRequest, Token, TokenCreated, TokenList, Revoked, KeyRequest, Key, KeyCreated,
+    SignUp, InviteRequest, Invite, InviteCreated, InviteList, TrustRequest, Trust, User, Me, TokenRequest, Token, TokenCreated, TokenList, Revoked, KeyRequest, Key, KeyCreated,
     KeyList, Model, ModelDetail, ModelList, Version, VersionList, PinRequest, Pinned, Deleted, Registered, Profiled,
     Cluster, Health,
 ]
@@ -201,7 +238,15 @@ _QUERY = {
 
 
 OPERATIONS: list[Operation] = [
-    Operation("post", "/api/users", "Sign up", User, 201, SignUp, (400, 409, 413), auth=False, tags=("accounts",)),
+    Operation("post", "/api/users", "Sign up (as SEEDSERVE_SIGNUP allows), or create an account as the admin", User,
+              201, SignUp, (400, 401, 403, 409, 413), auth=False, tags=("accounts",)),
+    Operation("post", "/api/invites", "Create an invite code (admin; shown once)", InviteCreated, 201, InviteRequest,
+              (400, 401, 403, 413), tags=("admin",), body_required=False),
+    Operation("get", "/api/invites", "List invite codes (admin; codes are never shown again)", InviteList,
+              tags=("admin",)),
+    Operation("delete", "/api/invites/{invite_id}", "Revoke an invite code (admin)", Revoked, tags=("admin",)),
+    Operation("put", "/api/users/{username}/trusted", "Trust an account with handler packages, or stop (admin)",
+              Trust, body=TrustRequest, errors=(400, 401, 403, 404, 413), tags=("admin",)),
     Operation("get", "/api/me", "Who you are and your models", Me, tags=("accounts",)),
     Operation("post", "/api/tokens", "Create an API token (signed in, or with username and password)", TokenCreated,
               201, TokenRequest, (400, 401, 403, 413, 429), auth=False, tags=("accounts",), body_required=False),
@@ -236,6 +281,8 @@ _PARAMS = {
     "version": {"type": "integer", "minimum": 0},
     "key_id": {"type": "string"},
     "token_id": {"type": "string"},
+    "invite_id": {"type": "string"},
+    "username": {"type": "string"},
 }
 
 

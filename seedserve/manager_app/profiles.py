@@ -68,8 +68,8 @@ async def profile_artifact(request: Request) -> Response:
     """Profile an artifact (multipart: ``manifest``, ``artifact``, ``format``) and store nothing."""
     from seedserve.manager_app.models import probed_upload
 
-    state, _ = await caller(request)
-    async with probed_upload(request, state) as probed:
+    state, who = await caller(request)
+    async with probed_upload(request, state, who) as probed:
         pass  # nothing is stored: the temporary file goes with the block
     return JSONResponse({"name": probed.manifest.name, "outputs": probed.outputs,
                          **await insight(state.store, probed.manifest, probed.profile)})

@@ -1,4 +1,4 @@
-"""What the manager's handlers share: settings, the stores, the master's view."""
+"""What the manager's handlers share: settings (with the effective policy), the stores, the master's view."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from seedserve.ratelimit import FailureLimiter
 from seedserve.manager_app.master_view import MasterView
 from seedserve.registry import ModelStore
 from seedserve.registry.accounts import AccountStore
+from seedserve.registry.invites import InviteStore
 from seedserve.settings import Settings
 
 __all__ = ["ManagerState"]
@@ -23,3 +24,10 @@ class ManagerState:
     master: MasterView
     #: Failed sign-ins, per client address and per username.
     sign_in_failures: FailureLimiter
+    #: The admin's invite codes (consumed by sign-up under SEEDSERVE_SIGNUP=invite).
+    invites: InviteStore
+
+    @property
+    def policy(self) -> dict[str, str]:
+        """The effective sign-up and handler policy (explicit, or the host's default)."""
+        return {"signup": self.settings.signup, "handlers": self.settings.handlers}

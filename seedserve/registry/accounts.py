@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 import anyio.to_thread
 from argon2 import PasswordHasher
@@ -22,7 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from seedserve.errors import AlreadyExists, InvalidInput, NotFound
 from seedserve.registry.keys import hash_key
-from seedserve.registry.store import database_errors
+from seedserve.registry.store import ADMIN, database_errors
 
 __all__ = ["AccountStore", "Session", "TokenDoc", "UserDoc", "TOKEN_PREFIX", "USERNAME_PATTERN"]
 
@@ -42,6 +42,8 @@ class UserDoc(TypedDict):
     _id: str  # the username
     password: str  # an Argon2id hash
     created_at: datetime
+    #: Set by the admin: may register handler packages under SEEDSERVE_HANDLERS=trusted.
+    trusted: NotRequired[bool]
 
 
 class TokenDoc(TypedDict):
@@ -66,6 +68,10 @@ def check_username(username: Any) -> str:
             "a username is 3-32 characters: lower-case letters, digits, '_', '.', '-', starting with a letter or digit",
             input="username",
         )
+    if username == ADMIN:
+        # The admin token's account: a password account of that name would own the admin's models.
+        raise AlreadyExists(f"the username {ADMIN!r} is reserved for the admin token; choose another",
+                            input="username")
     return username
 
 
@@ -113,6 +119,18 @@ class AccountStore:
 
         ok = await anyio.to_thread.run_sync(verify)
         return ok and doc is not None
+
+    async def set_trusted(self, username: str, trusted: bool) -> None:
+        """Mark ``username`` trusted (may register handler packages) or not."""
+        async with database_errors():
+            found = await self._users.update_one({"_id": username}, {"$set": {"trusted": trusted}})
+        if found.matched_count == 0:
+            raise NotFound(f"there is no account {username!r}", input="username")
+
+    async def is_trusted(self, username: str) -> bool:
+        async with database_errors():
+            doc = await self._users.find_one({"_id": username}, {"trusted": 1})
+        return bool(doc and doc.get("trusted"))
 
     # sessions
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pymongo
 import pytest
@@ -24,17 +27,17 @@ class Manager:
     db: pymongo.database.Database[dict[str, object]]
 
 
-@pytest.fixture(scope="module")
-def manager(mongo_server: MongoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
+@contextmanager
+def serve_manager(mongo_server: MongoServer, data_dir: Path, **settings: Any) -> Iterator[Manager]:
+    """A manager on real uvicorn (127.0.0.1, a free port) over its own database
+    on the real database server; ``settings`` override the test defaults."""
     database = f"manager_{free_port()}"
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("manager"),
-        mongo_uri=mongo_server.uri,
-        database=database,
-        max_artifact_bytes=256 * 1024,
+    config = Settings(
+        **{"data_dir": data_dir, "mongo_uri": mongo_server.uri, "database": database,
+           "max_artifact_bytes": 256 * 1024, **settings}
     )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, "adm_test"), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(config, "adm_test"), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -43,7 +46,15 @@ def manager(mongo_server: MongoServer, tmp_path_factory: pytest.TempPathFactory)
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
     client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(mongo_server.uri)
-    yield Manager(f"http://127.0.0.1:{port}", "adm_test", client[database])
-    server.should_exit = True
-    thread.join(10)
-    client.close()
+    try:
+        yield Manager(f"http://127.0.0.1:{port}", "adm_test", client[database])
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def manager(mongo_server: MongoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
+    with serve_manager(mongo_server, tmp_path_factory.mktemp("manager")) as running:
+        yield running

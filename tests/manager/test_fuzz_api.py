@@ -94,7 +94,10 @@ def test_sequences_of_operations_answer_as_documented(owner: dict[str, Any], man
     a pinned version then read), so later calls use ids the API handed out.
     Runs last in the module: a sequence may delete the owner's model."""
 
-    class Sequences(schema.as_state_machine()):  # type: ignore[misc]
+    # Without the admin's operations: the owner is not the admin, so they only
+    # answer 403 and hand out nothing to chain, while their links (a username
+    # from sign-up) make what a scenario can draw depend on earlier scenarios.
+    class Sequences(schema.exclude(tag="admin").as_state_machine()):  # type: ignore[misc]
         def setup(self) -> None:
             # Each scenario starts from the same shape of state: signed in,
             # owning the model, unpinned, with a key. An earlier scenario may
