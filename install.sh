@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
-if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-  echo "install.sh: seedserve needs Python 3.11; set PYTHON=/path/to/python3.11" >&2
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))'; then
+  echo "install.sh: seedserve needs Python 3.11 or 3.12; set PYTHON=/path/to/python3.12" >&2
   exit 1
 fi
 
@@ -25,6 +25,13 @@ fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q torch==2.13.0
+# The CPU wheel. For 3.11 this machine's package sources hold it; for 3.12
+# it comes from PyTorch's CPU index (TORCH_INDEX_URL), never from PyPI's
+# default Linux build, which is the multi-GB CUDA one.
+if .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  .venv/bin/pip install -q torch==2.13.0
+else
+  .venv/bin/pip install -q torch==2.13.0 --index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
+fi
 .venv/bin/pip install -q -e '.[test,bench]'
 echo "seedserve installed: run '.venv/bin/seedserve up'"

@@ -14,18 +14,19 @@ import time
 import types
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from seedserve.codecs import Decoded, Manifest, sample_inputs
-from seedserve.errors import InvalidArtifact, ModelError, SeedserveError
+from seedserve.errors import InvalidArtifact, ModelError, SeedserveError, Unavailable
 from seedserve.sandbox import SandboxLimits
 from seedserve.sandbox.handler import SandboxedHandler
 
-__all__ = ["ARTIFACT_FORMATS", "HANDLER_SCRIPT", "HANDLER_WEIGHTS", "Handler", "load_model", "load_served_model",
-           "model_arguments",
+__all__ = ["ARTIFACT_FORMATS", "CPU", "HANDLER_SCRIPT", "HANDLER_WEIGHTS", "Handler", "Placement", "gpu_placement",
+           "load_model", "load_served_model", "model_arguments", "place_model",
            "optimize_for_serving", "sample_inputs", "run_model"]
 
 #: Artifact formats the registry accepts: a TorchScript archive, a
@@ -47,6 +48,52 @@ _TORCH_DTYPES = {
     "uint8": torch.uint8,
     "bool": torch.bool,
 }
+
+
+Precision = Literal["fp32", "fp16", "bf16"]
+_PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a model runs: ``cpu`` or a CUDA device, and at which floating-point
+    precision (weights and float inputs; outputs come back as float32)."""
+
+    device: str = "cpu"
+    precision: Precision = "fp32"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return _PRECISIONS[self.precision]
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+CPU = Placement()
+
+
+def gpu_placement(precision: Precision, stand_in: str | None = None) -> Placement:
+    """The placement of a model on a GPU worker type: this process's CUDA
+    device (Ray's ``CUDA_VISIBLE_DEVICES`` makes it the assigned GPU) at the
+    manifest's precision. ``stand_in`` replaces the GPU by another device
+    (``cpu`` in tests on machines without one: fp32 then, as on any CPU)."""
+    if stand_in:
+        return Placement(stand_in, precision if stand_in.startswith("cuda") else "fp32")
+    if not torch.cuda.is_available():
+        raise Unavailable("CUDA is not available on this node; it advertises a GPU worker type but torch sees "
+                          "no GPU (check the driver and a CUDA build of torch)", input="worker_type")
+    return Placement("cuda", precision)
+
+
+def place_model(model: Callable[..., Any], placement: Placement) -> Callable[..., Any]:
+    """``model`` moved to ``placement``'s device and precision. A handler
+    package places itself (its inputs arrive as arrays)."""
+    if placement == CPU or not isinstance(model, torch.nn.Module):
+        return model
+    model = model.to(placement.device)
+    return model.to(placement.dtype) if placement.precision != "fp32" else model
 
 
 def load_model(data: bytes, fmt: str) -> Callable[..., Any]:
@@ -159,10 +206,21 @@ class Handler:
         return outputs if self._postprocess is None else self._postprocess(outputs)
 
 
-def model_arguments(manifest: Manifest, decoded: Mapping[str, Decoded]) -> list[Any]:
-    """Positional arguments in declared order: an array becomes a tensor,
-    named arrays (graph, recommender) become several tensors in their order,
-    and strings (text without a tokenizer) a ``List[str]``."""
+def _placed(tensor: torch.Tensor, placement: Placement) -> torch.Tensor:
+    """``tensor`` on the placement's device: float inputs at its precision
+    (cast before the copy, which then moves fewer bytes), a batch through
+    pinned host memory so that the copy is a DMA the GPU runs on its own."""
+    if tensor.is_floating_point() and tensor.dtype != placement.dtype:
+        tensor = tensor.to(placement.dtype)
+    if placement.on_cuda and tensor.dim() and tensor.shape[0] > 1:
+        tensor = tensor.pin_memory()
+    return tensor.to(placement.device, non_blocking=True)
+
+
+def model_arguments(manifest: Manifest, decoded: Mapping[str, Decoded], placement: Placement = CPU) -> list[Any]:
+    """Positional arguments in declared order: an array becomes a tensor (on
+    the placement's device), named arrays (graph, recommender) become several
+    tensors in their order, and strings (text without a tokenizer) a ``List[str]``."""
     arguments: list[Any] = []
     for spec in manifest.inputs:
         value = decoded[spec.name]
@@ -171,12 +229,15 @@ def model_arguments(manifest: Manifest, decoded: Mapping[str, Decoded]) -> list[
             if part.dtype == object:
                 arguments.append([str(item) for item in part.tolist()])
             else:
-                arguments.append(torch.from_numpy(np.ascontiguousarray(part)))
+                tensor = torch.from_numpy(np.ascontiguousarray(part))
+                arguments.append(tensor if placement == CPU else _placed(tensor, placement))
     return arguments
 
 
-def run_model(model: Callable[..., Any], manifest: Manifest, arrays: Mapping[str, Decoded]) -> dict[str, Any]:
-    """Call ``model`` with the inputs in declared order; name its outputs.
+def run_model(model: Callable[..., Any], manifest: Manifest, arrays: Mapping[str, Decoded],
+              placement: Placement = CPU) -> dict[str, Any]:
+    """Call ``model`` (already on ``placement``, see :func:`place_model`) with
+    the inputs in declared order; name its outputs, brought back to the host.
 
     Returns arrays keyed by the declared output names. A count mismatch
     between what the model returns and what the manifest declares raises
@@ -186,7 +247,7 @@ def run_model(model: Callable[..., Any], manifest: Manifest, arrays: Mapping[str
         return model(arrays)
     try:
         with torch.inference_mode():
-            result = model(arrays) if isinstance(model, Handler) else model(*model_arguments(manifest, arrays))
+            result = model(arrays) if isinstance(model, Handler) else model(*model_arguments(manifest, arrays, placement))
     except Exception as exc:  # the model's own failure, reported as JSON with its message
         first_line = str(exc).strip().splitlines()[-1][:1000] if str(exc).strip() else ""
         raise ModelError(f"the model failed on these inputs: {type(exc).__name__}: {first_line}") from exc
@@ -218,6 +279,8 @@ def _as_sequence(result: Any, names: Sequence[str]) -> Sequence[Any]:
 
 def _to_numpy(value: Any, name: str) -> np.ndarray:
     if isinstance(value, torch.Tensor):
+        if value.dtype in (torch.float16, torch.bfloat16):  # numpy has no bfloat16; JSON wants float32 anyway
+            value = value.float()
         return value.detach().cpu().numpy()
     if isinstance(value, np.ndarray) and value.dtype != object:
         return value

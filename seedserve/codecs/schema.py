@@ -92,6 +92,9 @@ class Scaling(_Strict):
     # A replica mostly waits on I/O between queries; a small reservation lets
     # many models share a small node, and autoscaling adds replicas under load.
     num_cpus: float = Field(default=0.1, gt=0, le=64)
+    #: GPUs (or a fraction of one) each replica reserves on a GPU worker
+    #: type; unset: 1 on a type with GPUs, none elsewhere.
+    gpus: float | None = Field(default=None, gt=0, le=8)
     worker_type: str | None = Field(
         default=None, pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$",
         description="run replicas only on nodes of this worker type (unset: any node)",
@@ -143,6 +146,8 @@ class Manifest(_Strict):
     scaling: Scaling = Scaling()
     batching: Batching = Batching()
     objective: Objective | None = None
+    #: The model's floating-point precision on a GPU (weights and float inputs); CPUs always run fp32.
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     max_body_bytes: int = Field(default=16 * 2**20, gt=0, le=512 * 2**20)
 
     @field_validator("inputs", "outputs")

@@ -59,7 +59,20 @@ class Calibration(BaseModel):
     live_models: int = 0
 
 
-def _median_s(call: Callable[[], Any], repeats: int, budget_s: float = 0.3) -> float:
+def _synced(call: Callable[[], Any], device: str) -> Callable[[], Any]:
+    """``call`` that returns once a CUDA device has finished it (kernels run asynchronously)."""
+    if not device.startswith("cuda"):
+        return call
+
+    def synced() -> None:
+        call()
+        torch.cuda.synchronize(device)
+
+    return synced
+
+
+def _median_s(call: Callable[[], Any], repeats: int, budget_s: float = 0.3, device: str = "cpu") -> float:
+    call = _synced(call, device)
     call()
     start = time.perf_counter()
     call()
@@ -115,14 +128,14 @@ class _Chain(torch.nn.Module):
         return x
 
 
-def _streaming(call_s: float, repeats: int) -> list[tuple[int, float]]:
+def _streaming(call_s: float, repeats: int, device: str = "cpu") -> list[tuple[int, float]]:
     """Time per call of weight chains from 256 KiB to 64 MiB: hot in cache at
     the small end, streamed from memory at the large end."""
     points = []
     for width, layers in ((256, 1), (256, 2), (256, 4), (256, 8), (512, 1), (512, 2), (512, 4), (512, 8),
                           (512, 16), (1024, 8), (1024, 16)):
-        chain, x = _scripted(_Chain(width, layers)), torch.randn(1, width)
-        seconds = _median_s(lambda: chain(x), repeats, budget_s=0.15) - call_s
+        chain, x = _scripted(_Chain(width, layers).to(device)), torch.randn(1, width, device=device)
+        seconds = _median_s(lambda: chain(x), repeats, budget_s=0.15, device=device) - call_s
         points.append((sum(p.numel() * p.element_size() for p in chain.parameters()), max(seconds, 1e-8)))
     return points
 
@@ -147,14 +160,15 @@ class _Scatter(torch.nn.Module):
 
 
 def _point(module: torch.nn.Module, args: tuple[torch.Tensor, ...], kind: str, base_s: float,
-           repeats: int) -> tuple[int, int, float, str, int] | None:
+           repeats: int, device: str = "cpu") -> tuple[int, int, float, str, int] | None:
     """One sweep point: the kind's ops in one call, and the call's time less the call overhead, per op."""
-    scripted = _scripted(module)
+    scripted = _scripted(module.to(device))
+    args = tuple(arg.to(device) for arg in args)
     ops = [op for op in trace(lambda: scripted(*args)) if op.kind == kind]
     if not ops:
         return None
     with torch.inference_mode():
-        seconds = _median_s(lambda: scripted(*args), repeats, budget_s=0.15) - base_s
+        seconds = _median_s(lambda: scripted(*args), repeats, budget_s=0.15, device=device) - base_s
     main = max(ops, key=lambda op: (op.flops, op.bytes))
     return (sum(op.flops for op in ops) // len(ops), sum(op.bytes for op in ops) // len(ops),
             max(seconds, 1e-8) / len(ops), main.name, main.reduction)
@@ -269,24 +283,26 @@ def fit_kind(points: list[tuple[int, int, float]] | list[tuple[int, int, float, 
     return best[1]
 
 
-def calibrate(worker_type: str, repeats: int = 5) -> Calibration:
-    """Run every sweep here and fit each kind. Takes tens of seconds."""
+def calibrate(worker_type: str, repeats: int = 5, device: str = "cpu") -> Calibration:
+    """Run every sweep here, on ``device`` (``cpu`` or a CUDA device), and fit
+    each kind. Takes tens of seconds."""
     with torch.inference_mode():
         identity, views = _scripted(_Identity()), _scripted(_Views())
-        x = torch.zeros(1)
-        identity_s = _median_s(lambda: identity(x), repeats)
-        view_s = max(0.0, (_median_s(lambda: views(x), repeats) - identity_s) / (32 * 3))
+        x = torch.zeros(1, device=device)
+        identity_s = _median_s(lambda: identity(x), repeats, device=device)
+        view_s = max(0.0, (_median_s(lambda: views(x), repeats, device=device) - identity_s) / (32 * 3))
         # A call that runs ops costs more than one that runs none (its output is
         # a new tensor): the call overhead is one op's call less that op's cost
         # inside a chain, so that each sweep point is an op's cost inside a model.
-        add, adds, row = _scripted(_Add()), _scripted(_chained(_Add(), _CHAINED_ADDS)), torch.zeros(1, 64)
-        chained_s = (_median_s(lambda: adds(row), repeats) - identity_s) / _CHAINED_ADDS
-        call_s = max(identity_s, _median_s(lambda: add(row), repeats) - chained_s)
+        add, adds = _scripted(_Add()), _scripted(_chained(_Add(), _CHAINED_ADDS))
+        row = torch.zeros(1, 64, device=device)
+        chained_s = (_median_s(lambda: adds(row), repeats, device=device) - identity_s) / _CHAINED_ADDS
+        call_s = max(identity_s, _median_s(lambda: add(row), repeats, device=device) - chained_s)
     points: dict[str, list[tuple[int, int, float, str, int]]] = {}
     for kind, sweep in _sweeps().items():
-        points[kind] = [p for module, args in sweep if (p := _point(module, args, kind, call_s, repeats))]
+        points[kind] = [p for module, args in sweep if (p := _point(module, args, kind, call_s, repeats, device))]
     with torch.inference_mode():
-        streaming = _streaming(call_s, repeats)
+        streaming = _streaming(call_s, repeats, device)
     memory = fit_kind(points[MEMORY])
     kinds = {MEMORY: memory, GATHER: fit_kind(points[GATHER])}
     for kind in (GEMM, CONV, DWCONV, RNN):
