@@ -7,6 +7,7 @@ encode) so that HAProxy's request reaches the model in a single hop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import logging
@@ -46,7 +47,7 @@ from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, mongo_uri
 from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout, http_status
 from seedserve.registry import ModelStore, connect
 from seedserve.runtime import load_served_model, optimize_for_serving, run_model
-from seedserve.sandbox import SandboxLimits
+from seedserve.sandbox import SandboxLimits, gpu_device_files
 from seedserve.settings import Settings
 
 __all__ = ["ModelServer", "build"]
@@ -418,8 +419,10 @@ def build(args: dict[str, Any]) -> Application:
 
 
 def _sandbox_limits() -> SandboxLimits:
-    """A handler model's sandbox: the node's settings (its torch threads are this replica's)."""
-    return Settings().sandbox_limits
+    """A handler model's sandbox: the node's settings (its torch threads are
+    this replica's), and the device files of the GPUs Ray assigned it, if any."""
+    devices = gpu_device_files(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return dataclasses.replace(Settings().sandbox_limits, gpu_devices=devices)
 
 
 def node_worker_type() -> str | None:

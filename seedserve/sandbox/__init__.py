@@ -26,7 +26,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +34,8 @@ from seedserve.errors import SeedserveError
 from seedserve.sandbox._cgroup import Cgroup, CgroupLimits, cgroup_support
 from seedserve.sandbox._command import SANDBOX_UID, Mounts, launch_command
 
-__all__ = ["ALLOWED_ENV", "Launch", "SandboxLimits", "SandboxUnavailable", "check_available", "launch", "launched",
-           "mechanisms"]
+__all__ = ["ALLOWED_ENV", "Launch", "SandboxLimits", "SandboxUnavailable", "check_available", "gpu_device_files",
+           "launch", "launched", "mechanisms"]
 
 #: Variables a sandboxed process may inherit; everything else is dropped.
 #: OPENBLAS_* work around wrong results of older OpenBLAS builds on some CPUs.
@@ -65,6 +65,17 @@ class SandboxLimits:
     threads: int | None = None
     #: GPU device files the process may open (``/dev/nvidia0``...), none on a CPU worker.
     gpu_devices: tuple[str, ...] = ()
+
+
+def gpu_device_files(visible: str | None, exists: Callable[[str], bool] = os.path.exists) -> tuple[str, ...]:
+    """The device files a sandbox needs for the GPUs in ``visible`` (a
+    ``CUDA_VISIBLE_DEVICES`` of indices, as Ray sets it): each GPU's own
+    ``/dev/nvidiaN`` and the driver's shared control files; none for none."""
+    indices = [item.strip() for item in (visible or "").split(",") if item.strip().isdigit()]
+    if not indices:
+        return ()
+    shared = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
+    return tuple(path for path in (*(f"/dev/nvidia{i}" for i in indices), *shared) if exists(path))
 
 
 def check_available() -> None:

@@ -79,3 +79,15 @@ def test_leftover_bytes_and_oversized_frames_are_refused_before_reading_them() -
     cut = io.BytesIO(struct.pack("<QQ", 10, 0) + json.dumps({}).encode())
     with pytest.raises(FrameError, match="stream ended"):
         read_frame(cut, 2**20)
+
+
+def test_a_gpu_sandbox_gets_only_its_assigned_gpus_device_files() -> None:
+    from seedserve.sandbox import gpu_device_files
+
+    present = {"/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm"}
+    assert gpu_device_files("1", present.__contains__) == ("/dev/nvidia1", "/dev/nvidiactl", "/dev/nvidia-uvm")
+    assert gpu_device_files(None, present.__contains__) == gpu_device_files("", present.__contains__) == ()
+    assert gpu_device_files("GPU-3f1c", present.__contains__) == ()  # a UUID names no device file
+    assert "--dev-bind /dev/nvidia1 /dev/nvidia1" in " ".join(
+        launch_command(["python"], Mounts({}, devices=("/dev/nvidia1",)), {}, cgroup_procs=[], rlimits={},
+                       tmp_bytes=1, as_root=False))
