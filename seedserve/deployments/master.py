@@ -106,7 +106,8 @@ class Master:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip() or not key_matches(token.strip(), self._token_hashes):
             raise Unauthenticated(
-                f"{request.url.path} needs the admin token or the metrics token as 'Authorization: Bearer <token>'",
+                "/metrics, /cluster and /-/routes need the admin token or the metrics token as "
+                "'Authorization: Bearer <token>'",
                 input="authorization",
             )
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ray import serve
 from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -105,6 +106,30 @@ def _shares(outputs: dict[str, np.ndarray] | SeedserveError, counts: list[int]) 
         return [ModelError(f"the model's outputs could not be split per query: {exc}")] * len(counts)
 
 
+#: How long a starting replica keeps asking the master for what it serves
+#: while the master cannot read it (the database restarting, the master
+#: itself restarting): a constructor that fails quickly and often makes Serve
+#: give the deployment up, and nothing would deploy it again.
+_MODEL_DATA_WITHIN_S = 120.0
+
+
+async def _model_data(master: DeploymentHandle, name: str, version: int) -> ModelData:
+    """``Master.model_data``, retried with backoff for up to :data:`_MODEL_DATA_WITHIN_S`."""
+    deadline = time.monotonic() + _MODEL_DATA_WITHIN_S
+    pause = 0.5
+    while True:
+        try:
+            data: ModelData = await master.model_data.remote(name, version)
+            return data
+        except Exception as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            logger.warning("model %s version %s: the master could not give what it serves (%s); retrying in %.1f s",
+                           name, version, exc, pause)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 5.0)
+
+
 @serve.deployment(max_ongoing_requests=32, health_check_period_s=5)
 class ModelServer:
     """Serves one model version: ``POST <prefix>/predict`` or
@@ -119,7 +144,7 @@ class ModelServer:
         # Everything the replica serves comes from the master over Ray: it
         # holds no database address and no credential (DESIGN.md, trust boundaries).
         self._master = master_handle()
-        data: ModelData = await self._master.model_data.remote(name, version)
+        data = await _model_data(self._master, name, version)
         if artifact_sha256 is not None and hashlib.sha256(data["artifact"]).hexdigest() != artifact_sha256:
             raise RuntimeError(f"model {name!r} version {version}: the artifact read back is not the registered one")
         self._manifest = Manifest.model_validate(data["manifest"])
