@@ -64,3 +64,15 @@ def test_rays_haproxy_template_still_has_the_routes_rule_the_wrapper_switches_of
     assert MASTER_ROUTES_PATH == master_link.MASTER_ROUTES_PATH
     with pytest.raises(ValueError, match="acl routes path -i /-/routes"):
         without_routes_answer("frontend f\n")
+
+
+def test_the_master_document_asks_a_token_of_the_operational_endpoints_and_a_key_of_every_model_route() -> None:
+    from seedserve.deployments.openapi import master_document
+
+    paths = master_document()["paths"]
+    for path in ("/metrics", "/cluster", "/-/routes"):
+        assert paths[path]["get"]["security"] == [{"operator_token": []}] and "401" in paths[path]["get"]["responses"]
+    for path in ("/v2/models/{name}", "/v2/models/{name}/ready"):
+        assert "security" not in paths[path]["get"] and "401" in paths[path]["get"]["responses"]  # the model key
+    for path in ("/healthz", "/v2/health/live"):
+        assert paths[path]["get"]["security"] == [{}]
