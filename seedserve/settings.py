@@ -73,6 +73,11 @@ class Settings(BaseSettings):
         default=None,
         description="Token for the manager's write API. Unset: generated into <data_dir>/admin-token.",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Token that may read the master's /metrics, /cluster and /-/routes (for a Prometheus "
+        "scraper, say), besides the admin token. Unset: only the admin token may.",
+    )
     ray_address: str | None = Field(
         default=None,
         validation_alias=AliasChoices("SEEDSERVE_RAY_ADDRESS", "RAY_ADDRESS"),

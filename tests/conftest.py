@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -80,7 +81,16 @@ class System:
 
     @property
     def admin_token(self) -> str:
-        return (self.data_dir / "admin-token").read_text().strip()
+        return self.env.get("SEEDSERVE_ADMIN_TOKEN") or (self.data_dir / "admin-token").read_text().strip()
+
+    @property
+    def metrics_token(self) -> str:
+        return self.env["SEEDSERVE_METRICS_TOKEN"]
+
+    @property
+    def operator(self) -> dict[str, str]:
+        """Headers that may read the master's /cluster, /metrics and /-/routes."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
 
     def start(self, timeout_s: float = 300) -> None:
         self.starts += 1
@@ -144,6 +154,10 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             "SEEDSERVE_LATENCY_REPORT_S": "2",
             # A sandbox of user code may use 1 GiB (not 4): the hostile tenant's test meets it sooner.
             "SEEDSERVE_SANDBOX_MEMORY_BYTES": str(2**30),
+            # Given through the environment (not the data directory's file), so
+            # tests can check that no Ray process inherits them.
+            "SEEDSERVE_ADMIN_TOKEN": "adm_" + secrets.token_urlsafe(32),
+            "SEEDSERVE_METRICS_TOKEN": "mt_" + secrets.token_urlsafe(32),
         }
     )
     env.pop("SEEDSERVE_MONGO_URI", None)

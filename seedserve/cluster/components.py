@@ -18,15 +18,20 @@ from typing import Any
 import httpx
 import pymongo
 
+from seedserve.cluster.haproxy import install_wrapper
 from seedserve.cluster.ports import PortPlan
 from seedserve.cluster.processes import Child, environ_with, start_child, wait_until
 from seedserve.deployments import deploy_config, master_application, model_applications
 from seedserve.deployments.serve_config import worker_resource
 from seedserve.registry import ModelStore, connect
+from seedserve.registry.keys import hash_key
 from seedserve.settings import Settings
 
 __all__ = [
     "HAPROXY_ENV",
+    "RAY_NODE_SECRETS",
+    "ray_node_environ",
+    "operator_token_hashes",
     "ensure_admin_token",
     "start_database",
     "start_ray_head",
@@ -87,10 +92,25 @@ def start_database(settings: Settings) -> Child:
     return child
 
 
+#: Secrets of ours that no Ray process may inherit: every replica, user
+#: code's included, starts with its node's environment. The master gets its
+#: database URI through its application args; model replicas need none.
+RAY_NODE_SECRETS = ("SEEDSERVE_MONGO_URI", "SEEDSERVE_ADMIN_TOKEN", "SEEDSERVE_METRICS_TOKEN")
+
+
+def ray_node_environ(extra: dict[str, str], wrapper_dir: Path) -> dict[str, str]:
+    """The environment of a Ray node: ours without :data:`RAY_NODE_SECRETS`,
+    plus ``extra``, plus HAProxy through seedserve's wrapper (see
+    :mod:`seedserve.cluster.haproxy`), installed into ``wrapper_dir``."""
+    env = {k: v for k, v in environ_with({**HAPROXY_ENV, **extra}).items() if k not in RAY_NODE_SECRETS}
+    env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(install_wrapper(wrapper_dir))
+    return env
+
+
 def start_ray_head(settings: Settings, plan: PortPlan) -> Child:
     """A local Ray head (``ray start --head --block``; SIGTERM stops the whole node)."""
     data = settings.data_dir.resolve()
-    env = environ_with({**HAPROXY_ENV, **plan.serve_env(), **ray_token_auth()})
+    env = ray_node_environ({**plan.serve_env(), **ray_token_auth()}, data / "bin")
     argv = [
         str(_BIN / "ray"), "start", "--head", "--block",
         f"--port={settings.ray_port}",
@@ -132,21 +152,28 @@ def dashboard_url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.dashboard_port}"
 
 
-def deploy_system(settings: Settings, plan: PortPlan) -> None:
+def operator_token_hashes(settings: Settings, admin_token: str) -> list[str]:
+    """SHA-256 of each token that may read the master's operational
+    endpoints: the admin token and, if set, the metrics token."""
+    tokens = [admin_token] + ([settings.metrics_token.get_secret_value()] if settings.metrics_token else [])
+    return [hash_key(token) for token in tokens]
+
+
+def deploy_system(settings: Settings, plan: PortPlan, admin_token: str) -> None:
     """Submit the master and every registered model as one Serve config."""
     master = master_application(
         mongo_uri=settings.resolved_mongo_uri,
         database=settings.database,
         dashboard_url=dashboard_url(settings),
         reconcile_interval_s=settings.reconcile_interval_s,
+        token_sha256=operator_token_hashes(settings, admin_token),
     )
 
     async def registered() -> list[dict[str, Any]]:
         client = connect(settings.resolved_mongo_uri)
         try:
             store = ModelStore(client[settings.database])
-            return model_applications(await store.list(), await store.versions(),
-                                      mongo_uri=settings.resolved_mongo_uri, database=settings.database)
+            return model_applications(await store.list(), await store.versions())
         finally:
             await client.close()
 

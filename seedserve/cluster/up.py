@@ -74,7 +74,7 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
             echo("starting a local Ray head")
             children.append(start_ray_head(settings, plan))
         echo("deploying the master and the registered models")
-        deploy_system(settings, plan)
+        deploy_system(settings, plan, token)
         master_url = f"http://{settings.host}:{settings.master_port}"
         wait_until(lambda: http_ok(master_url + "/v2/health/ready"), 180, "master")
         echo("starting the manager")

@@ -9,9 +9,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from seedserve.cluster.components import HAPROXY_ENV
+from seedserve.cluster.components import ray_node_environ
 from seedserve.cluster.ports import PortPlan, port_is_free
-from seedserve.cluster.processes import Child, environ_with, start_child, supervise, wait_until
+from seedserve.cluster.processes import Child, start_child, supervise, wait_until
 from seedserve.deployments.serve_api import ray_auth_headers
 from seedserve.deployments.serve_config import worker_resource
 
@@ -45,7 +45,7 @@ def run_worker(
             f"port {plan.base} is taken (another node on this machine?); choose another --port-base"
         )
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = environ_with({**HAPROXY_ENV, **plan.serve_env()})
+    env = ray_node_environ(plan.serve_env(), log_dir / "bin")
     if ray_auth_headers():
         # A head started by `ray start --head` turns token auth on; a joining
         # node only presents the token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH

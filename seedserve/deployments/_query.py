@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
 from seedserve.errors import (
     InputTooLarge,
@@ -28,7 +28,10 @@ from seedserve.errors import (
 from seedserve.ratelimit import FailureLimiter
 from seedserve.registry.keys import key_matches
 
-__all__ = ["KeyCache", "bearer_key", "bearer_key_from", "read_body", "parse_json", "load_json", "error_headers", "error_response", "relative_path"]
+__all__ = [
+    "KeyCache", "bearer_key", "bearer_key_from", "not_accepted", "check_key", "wrong_key_limiter", "read_body", "parse_json", "load_json",
+    "error_headers", "error_parts", "error_response", "relative_path",
+]
 
 logger = logging.getLogger("seedserve.query")
 
@@ -42,33 +45,55 @@ WRONG_KEYS_PER_MINUTE = 100
 _MAX_KNOWN_KEYS = 64
 
 
+def not_accepted(name: str) -> Unauthenticated:
+    """The one answer for a model that does not exist, one not served yet,
+    and one that does not accept the caller's key, whichever of the master
+    and the model's replica gives it: an anonymous caller cannot tell which
+    models exist."""
+    return Unauthenticated(
+        f"no model named {name!r} accepts this key; check the model name and the key", input="authorization"
+    )
+
+
+def check_key(name: str, key: str, hashes: list[str], wrong: FailureLimiter) -> None:
+    """Raise :func:`not_accepted` unless ``key`` hashes to one of ``hashes``
+    (constant-time), or :class:`RateLimited` once ``wrong`` has counted too
+    many wrong keys for ``name`` in the last minute. A right key is always
+    served, so guessing cannot lock the model's clients out."""
+    if key_matches(key, hashes):
+        return
+    wrong.check(model=name)
+    wrong.failed(model=name)
+    raise not_accepted(name)
+
+
+def wrong_key_limiter(per_minute: int = WRONG_KEYS_PER_MINUTE) -> FailureLimiter:
+    """Counts wrong keys per model name, ``per_minute`` of them answered 401, then 429."""
+    return FailureLimiter({"model": per_minute}, what="wrong keys for this model")
+
+
 class KeyCache:
-    """The model's key hashes, refreshed from the registry in the background so
-    a revoked key stops working within one refresh interval."""
+    """The model's key hashes, refreshed in the background (from the master)
+    so a revoked key stops working within one refresh interval."""
 
     def __init__(self, hashes: list[str], fetch: Callable[[], Awaitable[list[str]]], interval_s: float,
-                 *, wrong_keys_per_minute: int = WRONG_KEYS_PER_MINUTE) -> None:
+                 *, model: str, wrong_keys_per_minute: int = WRONG_KEYS_PER_MINUTE) -> None:
+        self._model = model
         self._hashes = list(hashes)
         # Keys that matched the current hashes: each is hashed once, not per query.
         self._known: set[str] = set()
         self._fetch = fetch
         self._interval_s = interval_s
-        self._wrong = FailureLimiter({"model": wrong_keys_per_minute}, what="wrong keys for this model")
+        self._wrong = wrong_key_limiter(wrong_keys_per_minute)
 
     def check(self, key: str) -> None:
-        """Raise :class:`Unauthenticated` unless ``key`` is one of the model's
-        keys, or :class:`RateLimited` once too many wrong keys came in the
-        last minute. A right key is always served, so guessing cannot lock
-        the model's clients out."""
+        """:func:`check_key` against the model's current hashes; a key that
+        matched is remembered, so it is hashed once, not per query."""
         if key in self._known:
             return
-        if key_matches(key, self._hashes):
-            if len(self._known) < _MAX_KNOWN_KEYS:
-                self._known.add(key)
-            return
-        self._wrong.check(model="*")
-        self._wrong.failed(model="*")
-        raise Unauthenticated("the key is not valid for this model; check Authorization: Bearer <key>")
+        check_key(self._model, key, self._hashes, self._wrong)
+        if len(self._known) < _MAX_KNOWN_KEYS:
+            self._known.add(key)
 
     async def refresh_forever(self) -> None:
         while True:
@@ -148,8 +173,17 @@ def error_headers(exc: SeedserveError) -> dict[str, str]:
     return {}
 
 
-def error_response(exc: SeedserveError) -> JSONResponse:
-    return JSONResponse(exc.to_body(), status_code=http_status(exc), headers=error_headers(exc))
+def error_parts(exc: SeedserveError) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and JSON body of ``exc``'s answer. Every error answer
+    is rendered here, so that the master and a model's replica answer the
+    same error with the same bytes."""
+    body = json.dumps(exc.to_body(), ensure_ascii=False, separators=(",", ":")).encode()
+    return http_status(exc), {"content-type": "application/json", **error_headers(exc)}, body
+
+
+def error_response(exc: SeedserveError) -> Response:
+    status, headers, body = error_parts(exc)
+    return Response(body, status_code=status, headers=headers)
 
 
 def relative_path(request: Request) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import numpy as np
 
 from ray import serve
 from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -36,16 +38,16 @@ from seedserve.deployments._query import (
     KeyCache,
     bearer_key,
     bearer_key_from,
-    error_headers,
+    error_parts,
     error_response,
     read_body,
     relative_path,
 )
 from seedserve.deployments._oip import encode_infer_response, oip_tensor_metadata, parse_infer_request
 from seedserve.deployments._transport import parse_payload
-from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, mongo_uri_from, replica_capacity, typed_nodes
-from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout, http_status
-from seedserve.registry import ModelStore, connect
+from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, replica_capacity, typed_nodes
+from seedserve.deployments._master_link import ModelData, master_handle
+from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout
 from seedserve.runtime import load_served_model, optimize_for_serving, run_model
 from seedserve.sandbox import SandboxLimits, gpu_device_files
 from seedserve.settings import Settings
@@ -107,6 +109,30 @@ def _shares(outputs: dict[str, np.ndarray] | SeedserveError, counts: list[int]) 
         return [ModelError(f"the model's outputs could not be split per query: {exc}")] * len(counts)
 
 
+#: How long a starting replica keeps asking the master for what it serves
+#: while the master cannot read it (the database restarting, the master
+#: itself restarting): a constructor that fails quickly and often makes Serve
+#: give the deployment up, and nothing would deploy it again.
+_MODEL_DATA_WITHIN_S = 120.0
+
+
+async def _model_data(master: DeploymentHandle, name: str, version: int) -> ModelData:
+    """``Master.model_data``, retried with backoff for up to :data:`_MODEL_DATA_WITHIN_S`."""
+    deadline = time.monotonic() + _MODEL_DATA_WITHIN_S
+    pause = 0.5
+    while True:
+        try:
+            data: ModelData = await master.model_data.remote(name, version)
+            return data
+        except Exception as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            logger.warning("model %s version %s: the master could not give what it serves (%s); retrying in %.1f s",
+                           name, version, exc, pause)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 5.0)
+
+
 @serve.deployment(max_ongoing_requests=32, health_check_period_s=5)
 class ModelServer:
     """Serves one model version: ``POST <prefix>/predict`` or
@@ -115,19 +141,23 @@ class ModelServer:
     (503 when the replica is full), decoded, batched with others when the
     model allows it, run, and encoded, all within the request timeout (504)."""
 
-    async def __init__(self, name: str, version: int, mongo_uri: str, database: str, key_refresh_s: float = 2.0,
+    async def __init__(self, name: str, version: int, artifact_sha256: str | None = None, key_refresh_s: float = 2.0,
                        report_s: float = 30.0, wrong_keys_per_minute: int = WRONG_KEYS_PER_MINUTE) -> None:
         self._name = name
-        store = ModelStore(connect(mongo_uri)[database])
-        doc = await store.get(name)
-        stored = await store.get_version(name, version)
-        self._manifest = Manifest.model_validate(stored["manifest"])
+        # Everything the replica serves comes from the master over Ray: it
+        # holds no database address and no credential (DESIGN.md, trust boundaries).
+        self._master = master_handle()
+        data = await _model_data(self._master, name, version)
+        if artifact_sha256 is not None and hashlib.sha256(data["artifact"]).hexdigest() != artifact_sha256:
+            raise RuntimeError(f"model {name!r} version {version}: the artifact read back is not the registered one")
+        self._manifest = Manifest.model_validate(data["manifest"])
         self._version = version
         self._routes = {"/predict", f"/versions/{version}/predict"}
-        artifact = await store.read_artifact(stored["artifact"]["file_id"])
-        self._format = stored["artifact"]["format"]
-        self._model = load_served_model(artifact, self._format, self._manifest, _sandbox_limits(),
+        self._format = data["format"]
+        self._model = load_served_model(data["artifact"], self._format, self._manifest, _sandbox_limits(),
                                         call_timeout_s=self._manifest.scaling.request_timeout_s)
+        key_hashes = data["key_hashes"]
+        del data  # the artifact's bytes are not kept
         # Warm-up: the first call of a TorchScript module compiles and is slow;
         # pay it here, before this replica takes traffic. Then serve the frozen,
         # optimized graph if it is equivalent and no slower.
@@ -160,12 +190,11 @@ class ModelServer:
         # One inference at a time per replica; torch uses its own threads inside.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
         self._keys = KeyCache(
-            [key["sha256"] for key in doc["keys"]], lambda: store.key_hashes(name), key_refresh_s,
-            wrong_keys_per_minute=wrong_keys_per_minute,
+            key_hashes, self._fetch_key_hashes, key_refresh_s, model=name, wrong_keys_per_minute=wrong_keys_per_minute,
         )
         self._refresh = asyncio.get_running_loop().create_task(self._keys.refresh_forever())
         self._flush = asyncio.get_running_loop().create_task(self._metrics.flush_forever())
-        self._report = asyncio.get_running_loop().create_task(self._report_forever(store, report_s))
+        self._report = asyncio.get_running_loop().create_task(self._report_forever(report_s))
         logger.info("model %s version %s ready (batch size %d)", name, self._version, self.batch_size)
         # What exists now (Ray, torch, the model) lives as long as the replica:
         # keep it out of the garbage collector's full passes, which would
@@ -198,21 +227,28 @@ class ModelServer:
                 if request.method != "POST":
                     raise MethodNotAllowed.on(request.method, request.url.path, ["POST"])
                 response = await self._predict(request)
-            elif path.startswith("/versions/"):
-                raise NotFound(
-                    f"model {self._name!r} serves no version {path.split('/')[2]!r} (yet); list its versions with "
-                    f"GET /api/models/{self._name}/versions, and retry a new one in a few seconds",
-                    input="version",
-                )
             else:
-                raise NotFound(
-                    f"no route {request.method} {request.url.path}; use POST /models/{self._name}/predict, "
-                    f"or /models/{self._name}/versions/<version>/predict for a registered version"
-                )
+                # Only a caller with one of the model's keys learns what the
+                # model serves; anyone else hears what the master says of a
+                # model that does not exist.
+                self._keys.check(bearer_key(request))
+                raise self._no_route(request, path)
         except SeedserveError as exc:
             response = error_response(exc)
         self._metrics.answered(response.status_code, time.perf_counter() - start)
         return response
+
+    def _no_route(self, request: Request, path: str) -> NotFound:
+        if path.startswith("/versions/"):
+            return NotFound(
+                f"model {self._name!r} serves no version {path.split('/')[2]!r} (yet); list its versions with "
+                f"GET /api/models/{self._name}/versions, and retry a new one in a few seconds",
+                input="version",
+            )
+        return NotFound(
+            f"no route {request.method} {request.url.path}; use POST /models/{self._name}/predict, "
+            f"or /models/{self._name}/versions/<version>/predict for a registered version"
+        )
 
     async def _predict(self, request: Request) -> Response:
         self._keys.check(bearer_key(request))
@@ -261,8 +297,7 @@ class ModelServer:
             response_body, headers = await self._admitted(run)
             return 200, headers, response_body
         except SeedserveError as exc:
-            headers = {"content-type": "application/json", **error_headers(exc)}
-            return http_status(exc), headers, json.dumps(exc.to_body()).encode()
+            return error_parts(exc)
 
     async def _admitted(self, run: Callable[[], Awaitable[T]]) -> T:
         """``run()`` in an admission slot, within the request timeout."""
@@ -357,7 +392,11 @@ class ModelServer:
             self._call_time.add(elapsed)
             self._calls.add(elapsed, count)
 
-    async def _report_forever(self, store: ModelStore, interval_s: float) -> None:
+    async def _fetch_key_hashes(self) -> list[str]:
+        hashes: list[str] = await self._master.key_hashes.remote(self._name)
+        return hashes
+
+    async def _report_forever(self, interval_s: float) -> None:
         """Every ``interval_s``, the latency of recent model calls into the
         version's registry entry, under this node's worker type, where the
         manager shows it beside the predicted latency."""
@@ -370,8 +409,8 @@ class ModelServer:
                 worker_type = worker_type or await asyncio.to_thread(node_worker_type)
                 stats = self._calls.stats()
                 if stats is not None and worker_type is not None:
-                    await store.record_measured(self._name, self._version, worker_type, stats)
-            except Exception:  # the database or Ray's state API is away: the next report carries newer numbers
+                    await self._master.record_measured.remote(self._name, self._version, worker_type, stats)
+            except Exception:  # the master, its database or Ray's state API is away: the next report carries newer numbers
                 logger.warning("could not record measured latency for %s", self._name, exc_info=True)
 
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=0.0, batch_size_fn=_batch_items)
@@ -391,8 +430,22 @@ class ModelServer:
                 results[i] = share
         return results  # type: ignore[return-value]
 
-    def metadata_v2(self) -> dict[str, Any]:
-        """Model metadata in the Open Inference Protocol's form."""
+    def metadata_v2(self, authorization: str) -> tuple[int, dict[str, str], bytes]:
+        """Model metadata in the Open Inference Protocol's form, for one of the model's keys."""
+        return self._with_key(authorization, lambda: json.dumps(self._metadata()).encode())
+
+    def ready_v2(self, authorization: str) -> tuple[int, dict[str, str], bytes]:
+        """The model's readiness (it is: this replica answers), for one of the model's keys."""
+        return self._with_key(authorization, lambda: json.dumps({"name": self._name, "ready": True}).encode())
+
+    def _with_key(self, authorization: str, answer: Callable[[], bytes]) -> tuple[int, dict[str, str], bytes]:
+        try:
+            self._keys.check(bearer_key_from(authorization))
+        except SeedserveError as exc:
+            return error_parts(exc)
+        return 200, {"content-type": "application/json"}, answer()
+
+    def _metadata(self) -> dict[str, Any]:
         return {
             "name": self._name,
             "versions": [str(self._version)],
@@ -411,7 +464,7 @@ class ModelServer:
 def build(args: dict[str, Any]) -> Application:
     """Application builder for ``import_path: seedserve.deployments.model_server:build``."""
     return ModelServer.bind(
-        args["name"], int(args["version"]), mongo_uri_from(args), args["database"], float(args.get("key_refresh_s", 2.0)),
+        args["name"], int(args["version"]), args.get("artifact_sha256"), float(args.get("key_refresh_s", 2.0)),
         float(os.environ.get("SEEDSERVE_LATENCY_REPORT_S", "30")),
         # Raised only by benchmarks/key_timing.py, which sends thousands of wrong keys.
         int(os.environ.get("SEEDSERVE_WRONG_KEYS_PER_MINUTE", str(WRONG_KEYS_PER_MINUTE))),

@@ -104,6 +104,7 @@ class Health(BaseModel):
 class ClusterView(BaseModel):
     nodes: list[dict[str, Any]]
     models: dict[str, dict[str, Any]]
+    applications: dict[str, str] = Field(description="Serve application -> its status.")
 
 
 _SCHEMAS: list[type[BaseModel]] = [InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata, Live, Ready,
@@ -142,6 +143,18 @@ def _query_ops(path: str, summary: str) -> list[Operation]:
                       tags=("queries",), headers=(_KEY,))]
 
 
+#: The operational endpoints: they name models and nodes, so they need the
+#: admin token or the metrics token.
+_OPERATOR_OPS = [
+    Operation("get", "/metrics", "Per-model requests, errors, latency, batch sizes, replicas (Prometheus text)",
+              {"text/plain": {"schema": {"type": "string"}}}, errors=(), tags=("cluster",)),
+    Operation("get", "/cluster", "Nodes with their worker types, and each model's applications and replicas",
+              ClusterView, errors=(), tags=("cluster",)),
+    Operation("get", "/-/routes", "Route prefix -> application (Serve's routes table)",
+              {"application/json": {"schema": {"type": "object", "additionalProperties": {"type": "string"}}}},
+              errors=(), tags=("cluster",)),
+]
+
 OPERATIONS: list[Operation] = [
     *_query_ops("/models/{name}/predict", "Query the version the model serves"),
     *_query_ops("/models/{name}/versions/{version}/predict", "Query one registered version"),
@@ -151,20 +164,17 @@ OPERATIONS: list[Operation] = [
     Operation("get", "/v2/health/ready", "Readiness: the master has reconciled the registry", Ready, errors=(503,),
               auth=False, tags=("open inference protocol",)),
     *(op for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}") for op in (
-        Operation("get", prefix, "Model metadata: inputs and outputs as tensors", ModelMetadata, errors=(404, 503),
-                  retry_after=(503,), auth=False, tags=("open inference protocol",)),
-        Operation("get", f"{prefix}/ready", "Model readiness", ModelReady, errors=(404, 503), retry_after=(503,),
-                  auth=False, tags=("open inference protocol",)),
+        Operation("get", prefix, "Model metadata: inputs and outputs as tensors", ModelMetadata, errors=(404, 429, 503),
+                  retry_after=(429, 503), tags=("open inference protocol",), headers=(_KEY,)),
+        Operation("get", f"{prefix}/ready", "Model readiness", ModelReady, errors=(404, 429, 503), retry_after=(429, 503),
+                  tags=("open inference protocol",), headers=(_KEY,)),
         Operation("post", f"{prefix}/infer", "Inference (JSON, or the binary data extension)", _INFER_ANSWER,
                   body=_INFER_BODY, errors=_QUERY_ERRORS, retry_after=_RETRY, tags=("open inference protocol",),
                   headers=(_KEY, _BINARY_HEADER)),
     )),
-    Operation("get", "/healthz", "Master, database and reconciler health", Health, errors=(), auth=False,
-              tags=("cluster",)),
-    Operation("get", "/metrics", "Per-model requests, errors, latency, batch sizes, replicas (Prometheus text)",
-              {"text/plain": {"schema": {"type": "string"}}}, errors=(), auth=False, tags=("cluster",)),
-    Operation("get", "/cluster", "Nodes with their worker types, and each model's applications and replicas",
-              ClusterView, errors=(), auth=False, tags=("cluster",)),
+    Operation("get", "/healthz", "Master, database and reconciler health (names no model)", Health, errors=(),
+              auth=False, tags=("cluster",)),
+    *_OPERATOR_OPS,
     Operation("get", "/openapi.json", "This document", {"application/json": {"schema": {"type": "object"}}},
               errors=(), auth=False, tags=("cluster",)),
 ]
@@ -183,14 +193,27 @@ def master_document() -> dict[str, Any]:
             "title": "seedserve master",
             "version": __version__,
             "description": "Query registered models: natively at /models/{name}/predict or with the Open Inference "
-            "Protocol (v2). Queries carry one of the model's keys as 'Authorization: Bearer <key>'. Errors are "
-            '{"error": {"code", "message", "input"}}; 429 and 503 come with Retry-After.',
+            "Protocol (v2). Queries and model metadata carry one of the model's keys as 'Authorization: Bearer <key>'; "
+            "an unknown model and a wrong key get the same 401. /metrics, /cluster and /-/routes need the admin or "
+            'the metrics token. Errors are {"error": {"code", "message", "input"}}; 429 and 503 come with Retry-After.',
         },
         operations=OPERATIONS,
         schemas=_SCHEMAS,
         params=_PARAMS,
         security={"model_key": {"type": "http", "scheme": "bearer", "description": "One of the model's keys."}},
     )
+    document["components"]["securitySchemes"]["operator_token"] = {
+        "type": "http", "scheme": "bearer", "description": "The admin token, or the metrics token (SEEDSERVE_METRICS_TOKEN)."}
+    for op in _OPERATOR_OPS:
+        operation = document["paths"][op.path][op.method]
+        operation["security"] = [{"operator_token": []}]
+        operation["responses"]["401"]["description"] = "No token, or not the admin or the metrics token"
+    # An unknown model and a wrong key get the same 401, so that an anonymous caller cannot tell which models exist.
+    for path, item in document["paths"].items():
+        for operation in item.values():
+            if operation.get("security") is None and "401" in operation["responses"]:
+                operation["responses"]["401"]["description"] = (
+                    "Missing key, or no model of that name accepts this key (the same answer for both)")
     # Not ready is a readiness answer, not an error.
     document["paths"]["/v2/health/ready"]["get"]["responses"]["503"] = {
         "description": "Not ready yet", "content": {"application/json": {"schema": ref(Ready)}}}

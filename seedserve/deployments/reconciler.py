@@ -42,11 +42,9 @@ class ReconcilerState:
 
 
 class Reconciler:
-    def __init__(self, store: ModelStore, api: ServeRestApi, *, mongo_uri: str | None, database: str, interval_s: float) -> None:
+    def __init__(self, store: ModelStore, api: ServeRestApi, *, interval_s: float) -> None:
         self._store = store
         self._api = api
-        self._mongo_uri = mongo_uri
-        self._database = database
         self._interval_s = interval_s
         self.state = ReconcilerState()
 
@@ -69,7 +67,7 @@ class Reconciler:
         }
         self.state.registered = {doc["name"] for doc in docs}
         self.state.serving = {doc["name"]: default_version(doc) for doc in docs}
-        desired = model_applications(docs, versions, mongo_uri=self._mongo_uri, database=self._database)
+        desired = model_applications(docs, versions)
         if not model_apps_differ(desired, deployed):
             return False
         if MASTER_APP not in deployed:

@@ -15,6 +15,7 @@ from seedserve.codecs import Manifest
 
 __all__ = [
     "MASTER_APP",
+    "MASTER_MAX_ONGOING_REQUESTS",
     "MODEL_APP_PREFIX",
     "model_app_name",
     "mongo_uri_from",
@@ -55,8 +56,9 @@ def typed_nodes(nodes: Iterable[Mapping[str, Any]]) -> dict[str, str]:
 
 
 def mongo_uri_from(args: Mapping[str, Any]) -> str:
-    """An application's database URI: its ``mongo_uri`` arg, else the node's
-    ``SEEDSERVE_MONGO_URI`` (as the Kubernetes manifests set it from a Secret)."""
+    """The master's database URI: its ``mongo_uri`` arg, else its node's
+    ``SEEDSERVE_MONGO_URI`` (as the Kubernetes manifests set it from a Secret).
+    Model replicas have none: they read the registry through the master."""
     uri = args.get("mongo_uri") or os.environ.get("SEEDSERVE_MONGO_URI")
     if not uri:
         raise ValueError("no database: give the application a mongo_uri arg or set SEEDSERVE_MONGO_URI on the Ray nodes")
@@ -69,8 +71,19 @@ def model_app_name(model: str, version: int | None = None) -> str:
     return MODEL_APP_PREFIX + model + ("" if version is None else f".v{version}")
 
 
-def master_application(*, mongo_uri: str | None, database: str, dashboard_url: str, reconcile_interval_s: float) -> dict[str, Any]:
-    """The master's application: health, /v2 metadata, and the reconciler."""
+#: Requests the master runs at once: queries it forwards (/v2), plus every
+#: model replica's key refreshes and latency reports, which go through it.
+MASTER_MAX_ONGOING_REQUESTS = 200
+
+
+def master_application(
+    *, mongo_uri: str | None, database: str, dashboard_url: str, reconcile_interval_s: float,
+    token_sha256: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The master's application: health, /v2 metadata, the reconciler, and
+    what model replicas read from the registry. ``token_sha256``: SHA-256 of
+    each token that may read /cluster, /metrics and /-/routes (the admin
+    token, the metrics token); the master never holds the tokens themselves."""
     return {
         "name": MASTER_APP,
         "route_prefix": "/",
@@ -80,14 +93,14 @@ def master_application(*, mongo_uri: str | None, database: str, dashboard_url: s
             "database": database,
             "dashboard_url": dashboard_url,
             "reconcile_interval_s": reconcile_interval_s,
+            "token_sha256": sorted(token_sha256),
         },
-        "deployments": [{"name": "Master", "num_replicas": 1, "ray_actor_options": {"num_cpus": 0.05}}],
+        "deployments": [{"name": "Master", "num_replicas": 1, "max_ongoing_requests": MASTER_MAX_ONGOING_REQUESTS,
+                         "ray_actor_options": {"num_cpus": 0.05}}],
     }
 
 
-def model_applications(
-    models: Iterable[Mapping[str, Any]], versions: Iterable[Mapping[str, Any]], *, mongo_uri: str | None, database: str
-) -> list[dict[str, Any]]:
+def model_applications(models: Iterable[Mapping[str, Any]], versions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The applications the registry asks for: per model, one at
     ``/models/{name}`` serving its default version (pinned, else latest), and
     one at ``/models/{name}/versions/{v}`` for each other version, scaled to
@@ -102,17 +115,16 @@ def model_applications(
         default = model.get("pinned") or model["latest"]
         if default not in available:
             continue  # a version still being written, or one already deleted
-        apps.append(model_application(available[default], mongo_uri=mongo_uri, database=database))
-        apps += [model_application(available[v], mongo_uri=mongo_uri, database=database, own_route=True)
+        apps.append(model_application(available[default]))
+        apps += [model_application(available[v], own_route=True)
                  for v in sorted(available) if v != default]
     return apps
 
 
-def model_application(
-    version: Mapping[str, Any], *, mongo_uri: str | None, database: str, own_route: bool = False
-) -> dict[str, Any]:
+def model_application(version: Mapping[str, Any], *, own_route: bool = False) -> dict[str, Any]:
     """One version's application; its args change (and so it redeploys) when
-    the version or the artifact behind a route changes."""
+    the version or the artifact behind a route changes. No database address
+    or credential: its replicas read what they serve from the master."""
     manifest = Manifest.model_validate(version["manifest"])
     scaling = manifest.scaling
     name, number = version["name"], version["version"]
@@ -125,10 +137,6 @@ def model_application(
             "name": name,
             "version": number,
             "artifact_sha256": version["artifact"]["sha256"],
-            # None: the replicas read SEEDSERVE_MONGO_URI from their environment,
-            # so a URI with credentials stays out of the Serve config.
-            **({"mongo_uri": mongo_uri} if mongo_uri else {}),
-            "database": database,
         },
         "deployments": [
             {

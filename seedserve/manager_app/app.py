@@ -75,7 +75,7 @@ def create_app(settings: Settings, admin_token: str) -> Starlette:
     """The manager app over the database that ``settings`` names."""
     client = connect(settings.resolved_mongo_uri)
     store = ModelStore(client[settings.database])
-    master = MasterView(settings.resolved_master_url)
+    master = MasterView(settings.resolved_master_url, admin_token)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

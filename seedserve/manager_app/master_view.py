@@ -77,9 +77,12 @@ def _parse(text: str) -> _Scrape:
 class MasterView:
     """The master at ``url``, read over HTTP with short timeouts."""
 
-    def __init__(self, url: str, timeout_s: float = 3.0) -> None:
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 3.0) -> None:
+        """``token``: sent to the master's operational endpoints (/cluster,
+        /metrics), which need the admin or the metrics token."""
         self.url = url.rstrip("/")
         self._http = httpx.AsyncClient(timeout=timeout_s)
+        self._operator = {"authorization": f"Bearer {token}"} if token else {}
         self._previous: _Scrape | None = None
 
     async def close(self) -> None:
@@ -88,7 +91,7 @@ class MasterView:
     async def cluster(self) -> dict[str, Any]:
         """The master's ``/cluster``, or ``{"error": ...}`` when it cannot be read."""
         try:
-            response = await self._http.get(self.url + "/cluster")
+            response = await self._http.get(self.url + "/cluster", headers=self._operator)
             response.raise_for_status()
             body: dict[str, Any] = response.json()
             return body
@@ -99,7 +102,7 @@ class MasterView:
         """Requests/s and latency quantiles per model since the previous read
         (or since the replicas started, on the first read)."""
         try:
-            response = await self._http.get(self.url + "/metrics")
+            response = await self._http.get(self.url + "/metrics", headers=self._operator)
             response.raise_for_status()
             now = _parse(response.text)
         except (httpx.HTTPError, ValueError):

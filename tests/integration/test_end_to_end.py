@@ -209,7 +209,9 @@ def test_deleting_a_model_stops_serving_it(system: System, tmp_path: Path, http:
     def gone() -> None:
         response = http.post(system.master_url + "/models/short-lived/predict", json={"x": [[0.0] * 16]},
                              headers={"Authorization": f"Bearer {key}"})
-        assert response.status_code == 404, response.text
+        # A deleted model is as absent as one never registered: its key is refused.
+        assert response.status_code == 401, response.text
+        assert "no model named 'short-lived' accepts this key" in response.json()["error"]["message"]
 
     eventually(gone, timeout_s=60)
 
@@ -227,7 +229,7 @@ def test_a_register_and_delete_cycle_costs_only_a_few_config_submissions(
         manager.delete_model("cycle")
 
     def gone() -> None:
-        applications = http.get(system.master_url + "/healthz").json()["components"]["applications"]
+        applications = http.get(system.master_url + "/cluster", headers=system.operator).json()["applications"]
         assert "model-cycle" not in applications, applications
 
     eventually(gone, timeout_s=60)

@@ -131,11 +131,16 @@ def test_a_hostile_tenant_reaches_nothing_and_learns_no_secret(
 
     eventually(victim_answers, timeout_s=120)
 
+    # Where a default install keeps the admin token (this fixture hands it over in the environment too).
+    token_file = system.data_dir / "admin-token"
+    if not token_file.exists():
+        token_file.write_text(system.admin_token + "\n")
+        token_file.chmod(0o600)
     mallory = _account(recorder, system, "mallory")
     manager_pid = _listening_pid(int(system.env["SEEDSERVE_MANAGER_PORT"]))
     tag = os.urandom(3).hex()
     targets = {
-        "token_file": str(system.data_dir / "admin-token"), "data_dir": str(system.data_dir), "checkout": str(REPO),
+        "token_file": str(token_file), "data_dir": str(system.data_dir), "checkout": str(REPO),
         "home": str(Path.home()), "db_port": int(system.env["SEEDSERVE_DB_PORT"]),
         "master_port": int(system.env["SEEDSERVE_MASTER_PORT"]),
         "manager_port": int(system.env["SEEDSERVE_MANAGER_PORT"]), "ray_port": int(system.env["SEEDSERVE_RAY_PORT"]),

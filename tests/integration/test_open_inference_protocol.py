@@ -59,8 +59,9 @@ def test_infer_in_json_and_binary_forms_gives_the_in_process_outputs(
 
 def test_metadata_readiness_and_auth(system: System, oip_model: tuple[str, object], http: httpx.Client) -> None:
     key, _ = oip_model
-    eventually(lambda: _ready(http, system.master_url + "/v2/models/oip-mlp/ready"), timeout_s=90)
-    meta = http.get(system.master_url + "/v2/models/oip-mlp").json()
+    auth = {"Authorization": f"Bearer {key}"}
+    eventually(lambda: _ready(http, system.master_url + "/v2/models/oip-mlp/ready", auth), timeout_s=90)
+    meta = http.get(system.master_url + "/v2/models/oip-mlp", headers=auth).json()
     assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 16]}]
     assert http.get(system.master_url + "/v2").json()["name"] == "seedserve"
     request = {"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": [0.0] * 16}]}
@@ -69,8 +70,8 @@ def test_metadata_readiness_and_auth(system: System, oip_model: tuple[str, objec
     bad = http.post(system.master_url + "/v2/models/oip-mlp/infer", json={"inputs": [{"name": "x"}]},
                     headers={"Authorization": f"Bearer {key}"})
     assert bad.status_code == 400 and bad.json()["error"]["input"] == "x"
-    assert http.get(system.master_url + "/v2/models/no-such-model").status_code == 404
+    assert http.get(system.master_url + "/v2/models/no-such-model", headers=auth).status_code == 401
 
 
-def _ready(http: httpx.Client, url: str) -> None:
-    assert http.get(url).status_code == 200
+def _ready(http: httpx.Client, url: str, headers: dict[str, str]) -> None:
+    assert http.get(url, headers=headers).status_code == 200

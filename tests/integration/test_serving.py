@@ -85,7 +85,7 @@ def test_concurrent_queries_share_model_calls_and_each_gets_its_own_rows(
     assert max(seen) <= 8
 
     def recorded() -> None:
-        text = httpx.get(f"{system.master_url}/metrics", timeout=10).text
+        text = httpx.get(f"{system.master_url}/metrics", headers=system.operator, timeout=10).text
         assert _sample_sum(text, "seedserve_batch_size_count", 'model="batched"') >= 1
 
     eventually(recorded, timeout_s=120, interval_s=2)
@@ -287,7 +287,7 @@ def test_metrics_count_queries_by_model_and_status(system: System, tmp_path: Pat
     assert bad.status_code == 400
 
     def counted() -> str:
-        text = httpx.get(f"{system.master_url}/metrics", timeout=10).text
+        text = httpx.get(f"{system.master_url}/metrics", headers=system.operator, timeout=10).text
         assert _sample_sum(text, "seedserve_requests", 'model="metered"', 'status="200"') >= 6  # +1 from _serving
         assert _sample_sum(text, "seedserve_requests", 'model="metered"', 'status="400"') >= 1
         return text

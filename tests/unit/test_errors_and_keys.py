@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
-from seedserve.deployments._query import KeyCache, error_headers
+from seedserve.deployments._query import KeyCache, check_key, error_headers, error_parts, wrong_key_limiter
 from seedserve.errors import (
     AlreadyExists,
     InputTooLarge,
@@ -73,7 +74,7 @@ def test_wrong_keys_past_the_limit_get_429_while_the_right_key_still_passes() ->
     async def fetch() -> list[str]:
         return [hash_key(key)]
 
-    keys = KeyCache([hash_key(key)], fetch, interval_s=60, wrong_keys_per_minute=3)
+    keys = KeyCache([hash_key(key)], fetch, interval_s=60, model="m", wrong_keys_per_minute=3)
     for _ in range(3):
         with pytest.raises(Unauthenticated):
             keys.check(key + "x")
@@ -93,7 +94,7 @@ def test_a_known_key_stops_working_once_a_refresh_no_longer_lists_it() -> None:
         return list(listed)
 
     async def scenario() -> None:
-        keys = KeyCache(listed, fetch, interval_s=0.01)
+        keys = KeyCache(listed, fetch, interval_s=0.01, model="m")
         keys.check(revoked)  # known from now on, without hashing
         keys.check(revoked)
         listed.remove(hash_key(revoked))
@@ -105,3 +106,30 @@ def test_a_known_key_stops_working_once_a_refresh_no_longer_lists_it() -> None:
         keys.check(kept)
 
     asyncio.run(scenario())
+
+
+def test_an_unknown_model_and_a_wrong_key_get_the_same_status_headers_and_bytes() -> None:
+    key = new_key()
+    wrong = wrong_key_limiter()
+    answers = []
+    for hashes in ([], [hash_key(new_key())]):  # no model of that name; a model with other keys
+        with pytest.raises(Unauthenticated) as refused:
+            check_key("tenant", key, hashes, wrong)
+        answers.append(error_parts(refused.value))
+    assert answers[0] == answers[1]
+    status, headers, body = answers[0]
+    assert status == 401 and headers["WWW-Authenticate"] == "Bearer"
+    assert json.loads(body) == {"error": {"code": "unauthenticated", "input": "authorization", "message":
+                                          "no model named 'tenant' accepts this key; check the model name and the key"}}
+    check_key("tenant", key, [hash_key(key)], wrong)  # the right key passes
+
+
+def test_the_wrong_key_limit_counts_per_model_name_on_the_master() -> None:
+    wrong = wrong_key_limiter(2)
+    for _ in range(2):
+        with pytest.raises(Unauthenticated):
+            check_key("a", new_key(), [], wrong)
+    with pytest.raises(RateLimited):
+        check_key("a", new_key(), [], wrong)
+    with pytest.raises(Unauthenticated):
+        check_key("b", new_key(), [], wrong)

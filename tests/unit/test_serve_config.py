@@ -19,7 +19,7 @@ def _doc(name: str, version: int = 1, sha: str = "abc") -> dict[str, Any]:
 
 
 def _app(doc: dict[str, Any]) -> dict[str, Any]:
-    return model_application(doc, mongo_uri="mongodb://db", database="seedserve")
+    return model_application(doc)
 
 
 def test_each_model_gets_its_own_prefix_and_autoscaling_from_its_manifest() -> None:
@@ -36,7 +36,7 @@ def test_a_fixed_replica_count_gets_no_autoscaler_but_its_other_versions_still_s
     doc["manifest"]["scaling"] = {"min_replicas": 2, "max_replicas": 2}
     deployment = _app(doc)["deployments"][0]
     assert deployment["num_replicas"] == 2 and "autoscaling_config" not in deployment
-    other = model_application(doc, mongo_uri="m", database="d", own_route=True)["deployments"][0]
+    other = model_application(doc, own_route=True)["deployments"][0]
     assert "num_replicas" not in other
     assert other["autoscaling_config"]["min_replicas"] == 0 and other["autoscaling_config"]["max_replicas"] == 2
 
@@ -79,7 +79,7 @@ def test_model_deployments_carry_the_manifests_scaling_and_admission() -> None:
                                  "metrics_window_s": 2, "max_ongoing_requests": 4, "max_queued_requests": 10},
                      "batching": {"max_batch_size": 8}},
     }
-    deployment = model_application(doc, mongo_uri="mongodb://x", database="d")["deployments"][0]
+    deployment = model_application(doc)["deployments"][0]
     autoscaling = deployment["autoscaling_config"]
     assert (autoscaling["min_replicas"], autoscaling["initial_replicas"], autoscaling["max_replicas"]) == (0, 1, 3)
     assert (autoscaling["upscale_delay_s"], autoscaling["downscale_delay_s"]) == (1, 4)
@@ -93,7 +93,7 @@ def _model(name: str, latest: int, pinned: int | None = None) -> dict[str, Any]:
 
 
 def _routes(models: list[dict[str, Any]], versions: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
-    apps = model_applications(models, versions, mongo_uri="mongodb://db", database="d")
+    apps = model_applications(models, versions)
     return {app["route_prefix"]: (app["args"]["version"], app["deployments"][0]["autoscaling_config"]["min_replicas"])
             for app in apps}
 
@@ -103,7 +103,7 @@ def test_the_endpoint_serves_the_latest_version_and_every_other_version_has_its_
     assert _routes([_model("a", 2), _model("b", 1)], versions) == {
         "/models/a": (2, 0), "/models/a/versions/1": (1, 0), "/models/b": (1, 0),
     }
-    apps = model_applications([_model("a", 2)], versions, mongo_uri="m", database="d")
+    apps = model_applications([_model("a", 2)], versions)
     assert [app["name"] for app in apps] == ["model-a", "model-a.v1"]
     assert apps[1]["deployments"][0]["autoscaling_config"]["initial_replicas"] == 0
 
@@ -112,8 +112,8 @@ def test_a_pin_moves_the_endpoint_and_gives_the_latest_its_own_route() -> None:
     versions = [_doc("a", 1), _doc("a", 2, sha="two")]
     routes = _routes([_model("a", 2, pinned=1)], versions)
     assert routes["/models/a"][0] == 1 and routes["/models/a/versions/2"][0] == 2
-    unpinned = model_applications([_model("a", 2)], versions, mongo_uri="m", database="d")
-    pinned = model_applications([_model("a", 2, pinned=1)], versions, mongo_uri="m", database="d")
+    unpinned = model_applications([_model("a", 2)], versions)
+    pinned = model_applications([_model("a", 2, pinned=1)], versions)
     assert model_apps_differ(pinned, {app["name"]: app for app in unpinned})
 
 

