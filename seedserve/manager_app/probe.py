@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import struct
 import sys
 from dataclasses import replace
@@ -20,8 +21,10 @@ from seedserve.sandbox import SandboxLimits, launch
 __all__ = ["probe_artifact"]
 
 _CHUNK = 2**20
-#: How much of the child's stdout (its report is the last line) and stderr the manager keeps.
-_KEEP_BYTES = 2**20
+#: How much of the child's stdout (its report, the last line: a profile lists
+#: every op, megabytes for a deep model) and of its stderr the manager keeps.
+_KEEP_REPORT = 64 * 2**20
+_KEEP_STDERR = 64 * 2**10
 
 
 async def _feed(stdin: asyncio.StreamWriter, header: dict[str, Any], path: Path) -> None:
@@ -36,11 +39,12 @@ async def _feed(stdin: asyncio.StreamWriter, header: dict[str, Any], path: Path)
         stdin.close()
 
 
-async def _tail(stream: asyncio.StreamReader) -> bytes:
-    kept = b""
+async def _tail(stream: asyncio.StreamReader, keep: int) -> bytes:
+    kept = bytearray()
     while chunk := await stream.read(_CHUNK):
-        kept = (kept + chunk)[-_KEEP_BYTES:]
-    return kept
+        kept += chunk
+        del kept[:-keep]
+    return bytes(kept)
 
 
 async def probe_artifact(
@@ -48,7 +52,8 @@ async def probe_artifact(
 ) -> tuple[dict[str, list[int]], dict[str, Any]]:
     """Load and run the artifact once on a sample, and profile it, in a new
     sandbox; returns output shapes by name and the profile (or ``{"error": ...}``)."""
-    limits = replace(limits or SandboxLimits(), cpu_seconds=int(timeout_s))
+    # CPU seconds: what every core could burn within the wall-clock timeout (which is the real bound).
+    limits = replace(limits or SandboxLimits(), cpu_seconds=int(timeout_s * (os.cpu_count() or 1)) + 1)
     sandbox = launch([sys.executable, "-m", "seedserve.manager_app._probe"], limits)
     try:
         process = await asyncio.create_subprocess_exec(
@@ -59,7 +64,7 @@ async def probe_artifact(
         header = {"format": fmt, "manifest": manifest.model_dump(mode="json")}
         try:
             _, stdout, stderr, _ = await asyncio.wait_for(asyncio.gather(
-                _feed(process.stdin, header, path), _tail(process.stdout), _tail(process.stderr), process.wait()
+                _feed(process.stdin, header, path), _tail(process.stdout, _KEEP_REPORT), _tail(process.stderr, _KEEP_STDERR), process.wait()
             ), timeout_s)
         except TimeoutError:
             process.kill()

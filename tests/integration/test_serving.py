@@ -5,6 +5,8 @@ under load and back down after it."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import signal
 import subprocess
 import threading
@@ -320,7 +322,10 @@ def test_serve_deploy_of_configs_serve_yaml_brings_back_every_registered_model(
     dashboard = f"http://127.0.0.1:{system.env['SEEDSERVE_DASHBOARD_PORT']}"
     for default, ours in (("mongodb://127.0.0.1:27017", system.mongo_uri), ("http://127.0.0.1:8265", dashboard),
                           ("port: 8000", f"port: {system.env['SEEDSERVE_MASTER_PORT']}"),
-                          ("reconcile_interval_s: 2.0", "reconcile_interval_s: 1.0")):
+                          ("reconcile_interval_s: 2.0", "reconcile_interval_s: 1.0"),
+                          # The operator fills in the SHA-256 of the tokens /metrics and /cluster accept.
+                          ("token_sha256: []", "token_sha256: " + json.dumps(sorted(
+                              hashlib.sha256(t.encode()).hexdigest() for t in (system.admin_token, system.metrics_token))))):
         assert default in config
         config = config.replace(default, ours)
     (tmp_path / "serve.yaml").write_text(config)
