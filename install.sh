@@ -26,5 +26,5 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e '.[test,bench]'
+.venv/bin/pip install -q -e '.[server,test,bench]'
 echo "seedserve installed: run '.venv/bin/seedserve up'"
