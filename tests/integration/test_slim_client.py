@@ -128,3 +128,12 @@ def test_a_venv_without_torch_and_ray_queries_the_running_stack(
     assert out["importable"] == [] and out["imported"] == []
     assert out["native"] == [[3.0, 5.0, 7.0, 9.0]]
     assert out["oip"] == [[2.0, 1.0, -1.0, 5.0]]
+
+
+def test_the_command_line_of_a_client_only_install_names_the_server_install(
+    slim_python: tuple[Path, list[str]],
+) -> None:
+    python, _ = slim_python
+    done = subprocess.run([str(python.parent / "seedserve"), "status"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "pip install 'seedserve[server]'" in done.stderr and "Traceback" not in done.stderr
