@@ -15,4 +15,4 @@ COPY --chown=ray:users seedserve /opt/seedserve/seedserve
 COPY --chown=ray:users configs /opt/seedserve/configs
 ENV SEEDSERVE_WORKERS_CATALOG=/opt/seedserve/configs/workers.yaml
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
- && pip install --no-cache-dir /opt/seedserve
+ && pip install --no-cache-dir "/opt/seedserve[server]"

@@ -33,5 +33,5 @@ if .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; 
 else
   .venv/bin/pip install -q torch==2.13.0 --index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
 fi
-.venv/bin/pip install -q -e '.[test,bench]'
+.venv/bin/pip install -q -e '.[server,test,bench]'
 echo "seedserve installed: run '.venv/bin/seedserve up'"

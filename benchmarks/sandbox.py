@@ -34,7 +34,8 @@ import numpy as np
 from benchmarks._model import MLP, make_cnn, make_mlp
 from benchmarks._system import seedserve_up
 from benchmarks._wrk import run_wrk
-from seedserve.client import ManagerClient, package_handler
+from seedserve.client import ManagerClient
+from seedserve.client.handler import package_handler
 from seedserve.codecs import Manifest
 from seedserve.runtime import load_model, run_model
 from seedserve.sandbox.handler import SandboxedHandler

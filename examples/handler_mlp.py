@@ -45,7 +45,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _common import register_and_query
 
-    from seedserve.client import package_handler
+    from seedserve.client.handler import package_handler
 
     torch.manual_seed(0)
     network = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))

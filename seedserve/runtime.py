@@ -168,7 +168,7 @@ class Handler:
         except zipfile.BadZipFile as exc:
             raise InvalidArtifact(
                 f"a handler package is a zip of {HANDLER_SCRIPT} (and optionally {HANDLER_WEIGHTS}); "
-                f"build one with seedserve.client.package_handler ({exc})",
+                f"build one with seedserve.client.handler.package_handler ({exc})",
                 input="artifact",
             ) from None
         weights: dict[str, Any] = {}

@@ -17,7 +17,7 @@ from typing import IO, Any, Self
 
 import httpx
 
-from seedserve.client._base import DEFAULT_TIMEOUT, BaseClient, SyncClient, raise_for_error, unreachable
+from seedserve.client._base import DEFAULT_TIMEOUT, BaseClient, SyncClient, raise_for_error, transport_error
 
 __all__ = ["ManagerClient", "AsyncManagerClient", "artifact_format"]
 
@@ -136,7 +136,7 @@ class _Operations(BaseClient):
         model's secret key (shown only this once); None for a new version,
         which the model's existing keys serve. ``format``: ``torchscript``,
         ``export`` (a ``torch.export`` .pt2) or ``handler`` (a zip from
-        :func:`package_handler`); by default from the file's suffix."""
+        :func:`seedserve.client.handler.package_handler`); by default from the file's suffix."""
         return self._upload("/api/models", artifact_path, manifest, format, progress, lambda b: b["key"])
 
     def profile(self, artifact_path: str | PathLike[str], manifest: dict[str, Any], *,
@@ -197,7 +197,7 @@ class ManagerClient(_Operations, SyncClient):
         try:
             response = self._http.request(method, url, headers=self._headers, **kwargs)
         except httpx.TransportError as exc:
-            raise unreachable(url, exc) from exc
+            raise transport_error(url, exc) from exc
         finally:
             if _close is not None:
                 _close.close()
@@ -233,7 +233,7 @@ class AsyncManagerClient(_Operations):
         try:
             response = await self._http.request(method, url, headers=self._headers, **kwargs)
         except httpx.TransportError as exc:
-            raise unreachable(url, exc) from exc
+            raise transport_error(url, exc) from exc
         finally:
             if _close is not None:
                 _close.close()

@@ -1,8 +1,11 @@
 """Audio: WAV (8/16/24/32-bit integer and float), FLAC, OGG/Vorbis, MP3 ->
-float32 at the declared sample rate, mono or the declared channels.
+float32 at the declared sample rate, mono or the declared channels, and
+optionally librosa's features of that waveform (mel, log-mel, MFCC).
 
 The header (frames, rate, channels) is read first: the duration limit is
-checked before any sample is decoded.
+checked before any sample is decoded. soundfile, soxr and librosa are
+imported when a clip is decoded, not with this module: the SDK imports the
+codecs package and must not need them.
 """
 
 from __future__ import annotations
@@ -11,21 +14,31 @@ import io
 from typing import Any, Literal
 
 import numpy as np
-import soundfile as sf
-import soxr
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from seedserve.codecs._common import Spec, as_batch, media_bytes
 from seedserve.errors import InputTooLarge, InvalidInput, UnsupportedMediaType
 
-__all__ = ["AudioInput", "decode_audio", "sample_audio"]
+__all__ = ["AudioInput", "audio_features", "decode_audio", "sample_audio"]
+
+
+#: The most feature values (channels x rows x frames) one clip may become.
+MAX_FEATURE_VALUES = 2**26
+
+Features = Literal["waveform", "mel", "log_mel", "mfcc"]
 
 
 class AudioInput(Spec):
     """A sound file per item; the model gets ``[N, T]`` (mono) or ``[N, C, T]``.
 
     Clips of a batch are padded with zeros to the longest, or padded or cut to
-    ``length_s`` when it is set.
+    ``length_s`` when it is set. ``features`` other than ``waveform`` turn each
+    padded clip into librosa's features, with librosa's defaults: ``mel``
+    (``librosa.feature.melspectrogram``, power), ``log_mel`` (that through
+    ``librosa.power_to_db``) or ``mfcc`` (``librosa.feature.mfcc``); the model
+    gets ``[N, rows, frames]`` (mono) or ``[N, C, rows, frames]``, rows being
+    ``n_mels`` or ``n_mfcc``. Decibels are relative to each clip, never to the
+    batch, so a clip's features do not depend on the clips beside it.
     """
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -36,6 +49,38 @@ class AudioInput(Spec):
     max_seconds: float = Field(default=30.0, gt=0, le=3600)
     max_bytes: int = Field(default=50 * 2**20, gt=0, le=1024 * 2**20)
     max_batch: int = Field(default=32, ge=1, le=1024)
+    features: Features = "waveform"
+    n_fft: int = Field(default=2048, ge=16, le=16384)
+    hop_length: int = Field(default=512, ge=16, le=16384)
+    n_mels: int = Field(default=128, ge=1, le=512)
+    n_mfcc: int = Field(default=20, ge=1, le=512)
+
+    @model_validator(mode="after")
+    def _features_fit(self) -> "AudioInput":
+        if self.features == "waveform":
+            return self
+        if self.hop_length > self.n_fft:
+            raise ValueError(f"hop_length ({self.hop_length}) exceeds n_fft ({self.n_fft}); frames would skip samples")
+        if self.n_mels > self.n_fft // 2 + 1:
+            raise ValueError(
+                f"n_mels ({self.n_mels}) exceeds the {self.n_fft // 2 + 1} frequency bins of n_fft ({self.n_fft}); "
+                "lower n_mels or raise n_fft"
+            )
+        if self.features == "mfcc" and self.n_mfcc > self.n_mels:
+            raise ValueError(f"n_mfcc ({self.n_mfcc}) exceeds n_mels ({self.n_mels})")
+        seconds = self.length_s or self.max_seconds
+        values = self.channels * self.rows * (int(seconds * self.sample_rate) // self.hop_length + 1)
+        if values > MAX_FEATURE_VALUES:
+            raise ValueError(
+                f"a clip of {seconds:g} s would become {values:,} feature values, over the limit of "
+                f"{MAX_FEATURE_VALUES:,}; raise hop_length or lower max_seconds, length_s or n_mels"
+            )
+        return self
+
+    @property
+    def rows(self) -> int:
+        """Rows of one frame of features: ``n_mfcc`` for MFCC, else ``n_mels``."""
+        return self.n_mfcc if self.features == "mfcc" else self.n_mels
 
 
 def decode_audio(value: Any, spec: AudioInput) -> np.ndarray:
@@ -46,10 +91,34 @@ def decode_audio(value: Any, spec: AudioInput) -> np.ndarray:
     for i, clip in enumerate(clips):
         n = min(length, clip.shape[-1])
         batch[i, :, :n] = clip[:, :n]
-    return batch[:, 0, :] if spec.channels == 1 else batch
+    return _shaped(batch, spec)
+
+
+def _shaped(batch: np.ndarray, spec: AudioInput) -> np.ndarray:
+    """``[N, C, T]`` waveforms as the model takes them: features, and mono without its channel axis."""
+    if spec.features != "waveform":
+        batch = np.stack([audio_features(clip, spec) for clip in batch])  # [N, C, rows, frames]
+    return batch[:, 0] if spec.channels == 1 else batch
+
+
+def audio_features(clip: np.ndarray, spec: AudioInput) -> np.ndarray:
+    """librosa's ``spec.features`` of one clip ``[..., T]`` -> ``[..., rows, frames]`` float32."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(
+        y=clip, sr=spec.sample_rate, n_fft=spec.n_fft, hop_length=spec.hop_length, n_mels=spec.n_mels
+    )
+    if spec.features == "log_mel":
+        mel = librosa.power_to_db(mel)
+    elif spec.features == "mfcc":
+        mel = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=spec.n_mfcc)
+    return mel.astype(np.float32, copy=False)
 
 
 def _decode_one(data: bytes, spec: AudioInput) -> np.ndarray:
+    import soundfile as sf
+    import soxr
+
     name = spec.name
     if data[:4] == b"RIFF" and int.from_bytes(data[4:8], "little") + 8 > len(data):
         # libsndfile would quietly decode the part that arrived.
@@ -102,6 +171,6 @@ def _channels(samples: np.ndarray, spec: AudioInput) -> np.ndarray:
 
 
 def sample_audio(spec: AudioInput, batch: int = 1) -> np.ndarray:
+    """``batch`` silent clips of ``length_s`` (or 1 s), as :func:`decode_audio` gives them."""
     length = round((spec.length_s or 1.0) * spec.sample_rate)
-    shape = (batch, length) if spec.channels == 1 else (batch, spec.channels, length)
-    return np.zeros(shape, dtype=np.float32)
+    return _shaped(np.zeros((batch, spec.channels, length), dtype=np.float32), spec)

@@ -256,7 +256,7 @@ def predict(model, x):
 
 
 def test_handler_packages_and_torch_export_programs_serve_what_they_compute(system: System, tmp_path: Path) -> None:
-    from seedserve.client import package_handler
+    from seedserve.client.handler import package_handler
 
     network = make_mlp(seed=9)
     script = tmp_path / "handler.py"

@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from seedserve.client import AsyncManagerClient, ManagerClient, package_handler
+from seedserve.client import AsyncManagerClient, ManagerClient
+from seedserve.client.handler import package_handler
 from seedserve.errors import AlreadyExists, Forbidden, SeedserveError
 from tests.conftest import MongoServer
 from tests.helpers import MLP_MANIFEST, make_mlp, save_torchscript

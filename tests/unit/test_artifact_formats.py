@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from seedserve.client import package_handler
+from seedserve.client.handler import package_handler
 from seedserve.codecs import Manifest, sample_inputs
 from seedserve.errors import InvalidArtifact, ModelError
 from seedserve.runtime import load_model, run_model
