@@ -171,13 +171,17 @@ def _markdown(calls: list[dict[str, Any]], e2e: list[dict[str, Any]], when: str)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--calls-only", action="store_true", help="skip the end-to-end rows")
+    parser.add_argument("--calls-only", action="store_true",
+                        help="skip the end-to-end rows and print only (benchmarks/results/ keeps the last full run)")
     args = parser.parse_args()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="seedserve-sandbox-bench-") as tmp:
         directory = Path(tmp)
         calls = call_costs(directory)
         e2e = [] if args.calls_only else end_to_end(directory, args.seconds)
+    if args.calls_only:
+        print(_markdown(calls, e2e, when))
+        return
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sandbox.json").write_text(json.dumps({"when": when, "calls": calls, "end_to_end": e2e}, indent=1))
     (RESULTS / "sandbox.md").write_text(_markdown(calls, e2e, when))
