@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import struct
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ async def probe_artifact(
     sandbox; returns output shapes by name and the profile (or ``{"error": ...}``)."""
     # CPU seconds: what every core could burn within the wall-clock timeout (which is the real bound).
     limits = replace(limits or SandboxLimits(), cpu_seconds=int(timeout_s * (os.cpu_count() or 1)) + 1)
-    sandbox = launch([sys.executable, "-m", "seedserve.manager_app._probe"], limits)
+    sandbox = launch(["-m", "seedserve.manager_app._probe"], limits)
     try:
         process = await asyncio.create_subprocess_exec(
             *sandbox.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

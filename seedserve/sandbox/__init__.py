@@ -20,13 +20,12 @@ What a sandboxed process sees and may do, and the mechanism for each:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +33,8 @@ from seedserve.errors import SeedserveError
 from seedserve.sandbox._cgroup import Cgroup, CgroupLimits, cgroup_support
 from seedserve.sandbox._command import SANDBOX_UID, Mounts, launch_command
 
-__all__ = ["ALLOWED_ENV", "Launch", "SandboxLimits", "SandboxUnavailable", "check_available", "gpu_device_files",
-           "launch", "launched", "mechanisms"]
+__all__ = ["ALLOWED_ENV", "INSIDE_SOURCE", "INSIDE_VENV", "Launch", "SandboxLimits", "SandboxUnavailable", "check_available", "gpu_device_files",
+           "launch", "mechanisms", "sandbox_python"]
 
 #: Variables a sandboxed process may inherit; everything else is dropped.
 #: OPENBLAS_* work around wrong results of older OpenBLAS builds on some CPUs.
@@ -106,13 +105,31 @@ def _reachable_by_others(path: Path) -> bool:
     return bool(os.stat(path).st_mode & stat.S_IROTH)
 
 
+#: Where the virtual environment and the seedserve package appear inside:
+#: fixed paths outside ``/tmp``, whatever their host paths (a checkout under
+#: the host's /tmp would otherwise appear inside the sandbox's writable tmpfs).
+INSIDE_VENV = "/opt/seedserve/venv"
+INSIDE_SOURCE = "/opt/seedserve/src"
+
+
+def sandbox_python() -> str:
+    """The interpreter a sandboxed process runs: this one's, seen from inside."""
+    if sys.prefix == sys.base_prefix:
+        return sys.executable
+    return f"{INSIDE_VENV}/bin/{Path(sys.executable).name}"
+
+
 def _python_mounts() -> dict[str, str]:
-    """The interpreter, its virtual environment and the seedserve package, each at its own path."""
+    """Host path -> path inside: the Python installation at its own path (the
+    virtual environment's interpreter links there), the virtual environment
+    and the seedserve package at :data:`INSIDE_VENV` and :data:`INSIDE_SOURCE`."""
     import seedserve
 
-    package = Path(seedserve.__file__).resolve().parent
-    paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix), package}
-    return {str(path): str(path) for path in sorted(paths)}
+    mounts = {str(Path(sys.base_prefix).resolve()): str(Path(sys.base_prefix).resolve())}
+    if sys.prefix != sys.base_prefix:
+        mounts[str(Path(sys.prefix).resolve())] = INSIDE_VENV
+    mounts[str(Path(seedserve.__file__).resolve().parent)] = f"{INSIDE_SOURCE}/seedserve"
+    return mounts
 
 
 @dataclass
@@ -142,20 +159,19 @@ def _threads(limits: SandboxLimits) -> int:
 
 
 def _env(threads: int, extra: Mapping[str, str]) -> dict[str, str]:
-    import seedserve
-
     env = {name: os.environ[name] for name in ALLOWED_ENV if name in os.environ}
     env |= {
         "PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONNOUSERSITE": "1", "PYTHONPATH": str(Path(seedserve.__file__).resolve().parent.parent),
+        "PYTHONNOUSERSITE": "1", "PYTHONPATH": INSIDE_SOURCE,
         "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
     }
     return env | dict(extra)
 
 
-def launch(program: Sequence[str], limits: SandboxLimits, extra_env: Mapping[str, str] | None = None) -> Launch:
-    """Prepare ``program`` (an argv whose first item is this interpreter or a
-    system binary) to run in a new sandbox under ``limits``."""
+def launch(python_args: Sequence[str], limits: SandboxLimits, extra_env: Mapping[str, str] | None = None) -> Launch:
+    """Prepare this interpreter with ``python_args`` (``["-m", module, ...]``)
+    to run in a new sandbox under ``limits``."""
+    program = [sandbox_python(), *python_args]
     check_available()
     as_root = os.geteuid() == 0
     read_only = _python_mounts()
@@ -181,12 +197,3 @@ def launch(program: Sequence[str], limits: SandboxLimits, extra_env: Mapping[str
         rlimits=rlimits, tmp_bytes=limits.tmp_bytes, as_root=as_root,
     )
     return Launch(argv, cgroup, stage_dir)
-
-
-@contextlib.contextmanager
-def launched(program: Sequence[str], limits: SandboxLimits) -> Iterator[Launch]:
-    prepared = launch(program, limits)
-    try:
-        yield prepared
-    finally:
-        prepared.cleanup()

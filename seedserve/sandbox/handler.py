@@ -14,7 +14,6 @@ import logging
 import os
 import select
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -90,7 +89,7 @@ class SandboxedHandler:
         self._start()
 
     def _start(self) -> None:
-        self._sandbox = launch([sys.executable, "-m", "seedserve.sandbox.worker"], self._limits)
+        self._sandbox = launch(["-m", "seedserve.sandbox.worker"], self._limits)
         self._process = subprocess.Popen(
             self._sandbox.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={"PATH": "/usr/bin:/bin"}, bufsize=0,

@@ -21,7 +21,7 @@ import pytest
 from seedserve.codecs import Manifest
 from seedserve.errors import HandlerError, InvalidArtifact
 from seedserve.manager_app.probe import probe_artifact
-from seedserve.sandbox import ALLOWED_ENV, SandboxLimits
+from seedserve.sandbox import ALLOWED_ENV, SandboxLimits, sandbox_python
 from seedserve.sandbox.handler import SandboxedHandler
 from tests.helpers import free_port
 from tests.netns import listener_in, namespace
@@ -133,7 +133,7 @@ def test_the_sandboxed_process_runs_as_nobody_with_only_allowed_variables(tmp_pa
         pids = [int(p) for p in Path(handler._sandbox.cgroup.procs_files[0]).read_text().split()]
         # The Python process inside (bwrap's own process, outside the sandbox, names the worker too).
         workers = [pid for pid in pids if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:3]
-                   == [sys.executable.encode(), b"-m", b"seedserve.sandbox.worker"]]
+                   == [sandbox_python().encode(), b"-m", b"seedserve.sandbox.worker"]]
         assert workers, pids
         for pid in workers:
             status = Path(f"/proc/{pid}/status").read_text()
