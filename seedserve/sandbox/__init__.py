@@ -134,8 +134,8 @@ def _python_mounts() -> dict[str, str]:
 
 @dataclass
 class Launch:
-    """A prepared sandbox: the argv to start, the environment to start it
-    with, and its cgroup; :meth:`cleanup` removes what it made."""
+    """A prepared sandbox: the argv to start (the launcher clears the
+    environment itself) and its cgroup; :meth:`cleanup` removes what it made."""
 
     argv: list[str]
     cgroup: Cgroup | None

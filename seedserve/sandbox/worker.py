@@ -21,8 +21,7 @@ _MAX_PAYLOAD = 2**40
 
 def _error(exc: BaseException) -> dict[str, Any]:
     message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-    return {"ok": False, "error": str(message)[:4000], "input": getattr(exc, "input", None),
-            "load": bool(getattr(exc, "code", "") == "invalid_artifact")}
+    return {"ok": False, "error": str(message)[:4000], "input": getattr(exc, "input", None)}
 
 
 def _serve(frames_in: BinaryIO, frames_out: BinaryIO) -> int:
