@@ -53,8 +53,10 @@ class Calibration(BaseModel):
     #: the caches they stream from memory, which the single-op sweeps (their
     #: weights hot in cache) do not see.
     streaming: list[tuple[int, float]] = []
-    #: Measured / predicted latency on live traffic of ``live_models`` models
-    #: on this worker type (seedserve.profiler.feedback); scales every prediction.
+    #: Corrections fitted on live traffic of ``live_models`` models on this
+    #: worker type (seedserve.profiler.feedback): a constant added to the fixed
+    #: cost of every call, and a scale on the compute and memory terms.
+    live_fixed_s: float = 0.0
     live_scale: float = 1.0
     live_models: int = 0
 
