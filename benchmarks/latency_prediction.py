@@ -20,8 +20,9 @@ models in seven families at two batch sizes.
    - seedserve's predictor before this node is calibrated (catalog peaks x
      default efficiency);
    - each of seedserve's two with live feedback, as the manager applies it
-     once replicas report measured latency: scaled by the median measured /
-     predicted ratio of the other families' models (seedserve.profiler.feedback).
+     once replicas report measured latency: a fixed cost per call and a
+     scale on compute and memory fitted on the other families' models
+     (seedserve.profiler.feedback).
 Writes benchmarks/results/latency_prediction.{json,md,png}.
 """
 
@@ -42,8 +43,8 @@ from seedserve.profiler.calibrate import calibrate
 from seedserve.profiler.catalog import load_catalog
 from benchmarks._zoo import measure_s, resnet50, zoo
 from seedserve.profiler.calibrate import Calibration
-from seedserve.profiler.feedback import live_scale
-from seedserve.profiler.predict import TERMS, assumed_calibration, predict_s, terms_s
+from seedserve.profiler.feedback import Sample, fit_live
+from seedserve.profiler.predict import TERMS, assumed_calibration, predict_s, split_s, terms_s
 from seedserve.profiler.profile import BatchProfile, profile_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -98,13 +99,15 @@ def _two_parameter_lofo(rows: list[dict[str, Any]]) -> list[float]:
     return predicted
 
 
-def _with_live_feedback(rows: list[dict[str, Any]], key: str) -> list[float]:
-    """``key``'s predictions scaled as the manager scales them once replicas
-    report live latency (seedserve.profiler.feedback): by the measured /
-    predicted ratios of every model outside the held-out family."""
-    scales = {family: live_scale([r["measured_s"] / r[key] for r in rows if r["family"] != family])[0]
-              for family in dict.fromkeys(r["family"] for r in rows)}
-    return [r[key] * scales[r["family"]] for r in rows]
+def _with_live_feedback(rows: list[dict[str, Any]], key: str, calibrated: bool) -> list[float]:
+    """``key``'s predictions corrected as the manager corrects them once
+    replicas report live latency (seedserve.profiler.feedback: a fixed cost
+    per call and a scale on compute and memory), fitted on the measured
+    latency of every model outside the held-out family."""
+    fits = {family: fit_live([Sample(*r[f"{key}_split_s"], r["measured_s"]) for r in rows if r["family"] != family],
+                             calibrated) for family in dict.fromkeys(r["family"] for r in rows)}
+    return [r[f"{key}_split_s"][0] + fits[r["family"]].fixed_s + r[f"{key}_split_s"][1] * fits[r["family"]].scale
+            for r in rows]
 
 
 def main() -> None:
@@ -129,7 +132,9 @@ def main() -> None:
             runs.append((scripted, entry.make(batch)))
             rows.append({"family": entry.family, "model": entry.name, "batch": batch, "flops": at.flops,
                          "ptflops_flops": 2 * (at.ptflops_macs or 0), "roofline_s": predict_s(at, calibration)[0],
+                         "roofline_split_s": split_s(at, calibration),
                          "profile_s": profile_s, "catalog_s": predict_s(at, uncalibrated)[0],
+                         "catalog_split_s": split_s(at, uncalibrated),
                          "uncalibrated_s": max(2 * (at.ptflops_macs or 0), 1) / peak})
     # Each model is measured in every pass over the zoo, and its latency is the
     # median of its passes: a burst of load from this shared host's neighbours
@@ -155,8 +160,8 @@ def main() -> None:
             weights_without[family] = refine([(a, r["measured_s"]) for a, r in zip(profiles, rows)
                                               if r["family"] != family], calibration)
         row["refined_s"] = predict_s(at, calibration, weights_without[family])[0]
-    for key in ("roofline", "catalog"):
-        for row, scaled in zip(rows, _with_live_feedback(rows, f"{key}_s")):
+    for key, calibrated in (("roofline", True), ("catalog", False)):
+        for row, scaled in zip(rows, _with_live_feedback(rows, key, calibrated)):
             row[f"{key}_live_s"] = scaled
     all_weights = refine([(a, r["measured_s"]) for a, r in zip(profiles, rows)], calibration)
     measured = [r["measured_s"] for r in rows]

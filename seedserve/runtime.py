@@ -27,7 +27,7 @@ from seedserve.sandbox.handler import SandboxedHandler
 
 __all__ = ["ARTIFACT_FORMATS", "CPU", "HANDLER_SCRIPT", "HANDLER_WEIGHTS", "Handler", "Placement", "gpu_placement",
            "load_model", "load_served_model", "model_arguments", "place_model",
-           "optimize_for_serving", "sample_inputs", "run_model"]
+           "optimize_for_serving", "sample_inputs", "run_model", "torch_threads"]
 
 #: Artifact formats the registry accepts: a TorchScript archive, a
 #: ``torch.export`` program (.pt2), or a handler package (a zip, see :class:`Handler`).
@@ -232,6 +232,11 @@ def model_arguments(manifest: Manifest, decoded: Mapping[str, Decoded], placemen
                 tensor = torch.from_numpy(np.ascontiguousarray(part))
                 arguments.append(tensor if placement == CPU else _placed(tensor, placement))
     return arguments
+
+
+def torch_threads() -> int:
+    """The intra-op threads a model call in this process runs with."""
+    return torch.get_num_threads()
 
 
 def run_model(model: Callable[..., Any], manifest: Manifest, arrays: Mapping[str, Decoded],

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         default=64, ge=8, description="Processes and threads one sandboxed process of user code may have (pids cgroup)."
     )
     reconcile_interval_s: float = Field(default=2.0, gt=0, description="How often the master reconciles.")
+    auto_calibrate: bool = Field(
+        default=True,
+        description="The master calibrates each worker type's latency model in the background, once per torch "
+        "version, when a node of the type is first in the cluster and quiet (a minute or two of sweeps).",
+    )
     orphan_age_s: float = Field(
         default=3600.0, gt=0,
         description="A starting manager deletes artifacts no version refers to once they are this old "

@@ -23,6 +23,10 @@ from tests.helpers import free_port, free_ports
 
 VENV_BIN = Path(sys.executable).parent
 
+# Every system a test starts inherits this: no background calibration sweeps
+# beside the tests (tests/integration/test_autocalibrate.py runs one itself).
+os.environ.setdefault("SEEDSERVE_AUTO_CALIBRATE", "false")
+
 
 @dataclass
 class MongoServer:

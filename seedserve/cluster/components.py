@@ -167,6 +167,7 @@ def deploy_system(settings: Settings, plan: PortPlan, admin_token: str) -> None:
         dashboard_url=dashboard_url(settings),
         reconcile_interval_s=settings.reconcile_interval_s,
         token_sha256=operator_token_hashes(settings, admin_token),
+        auto_calibrate=settings.auto_calibrate,
     )
 
     async def registered() -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ registry reads and writes of model replicas (which have no database)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +21,7 @@ from seedserve import __version__
 from seedserve.codecs.oip import HEADER_LENGTH
 from seedserve.deployments._master_link import MASTER_ROUTES_PATH, ModelData
 from seedserve.deployments._query import bearer_key, check_key, error_response, read_body, wrong_key_limiter
+from seedserve.deployments._autocalibrate import calibrate_new_types
 from seedserve.deployments.reconciler import Reconciler
 from seedserve.deployments.serve_api import ServeRestApi
 from seedserve.deployments._metrics import gather, node_metric_urls
@@ -31,6 +33,8 @@ from seedserve.registry.keys import key_matches
 
 __all__ = ["Master", "build"]
 
+logger = logging.getLogger("seedserve.master")
+
 #: The master reads a /v2 body before forwarding it; the model applies its own, smaller limit.
 _MAX_V2_BODY = 512 * 2**20
 
@@ -38,7 +42,7 @@ _MAX_V2_BODY = 512 * 2**20
 @serve.deployment
 class Master:
     async def __init__(self, mongo_uri: str | None, database: str, dashboard_url: str, reconcile_interval_s: float,
-                       token_sha256: list[str] | None = None) -> None:
+                       token_sha256: list[str] | None = None, auto_calibrate: bool = False) -> None:
         """``mongo_uri`` None: the replica reads ``SEEDSERVE_MONGO_URI`` from its node.
         ``token_sha256``: SHA-256 of each token that may read the operational
         endpoints (/cluster, /metrics, /-/routes); none: nobody may."""
@@ -47,6 +51,8 @@ class Master:
         self._wrong_keys = wrong_key_limiter()
         self._reconciler = Reconciler(self._store, ServeRestApi(dashboard_url), interval_s=reconcile_interval_s)
         self._task = asyncio.get_running_loop().create_task(self._reconciler.run_forever())
+        # Calibrates worker types no node has measured yet (seedserve.deployments._autocalibrate).
+        self._calibrating = asyncio.get_running_loop().create_task(self._calibrate_forever()) if auto_calibrate else None
         self._routes: dict[str, Callable[[], Awaitable[Response]]] = {
             "/healthz": self._healthz,
             "/v2": self._server_metadata,
@@ -98,6 +104,15 @@ class Master:
     async def record_measured(self, name: str, version: int, worker_type: str, stats: dict[str, float]) -> None:
         """A replica's measured call latency, into the version's registry entry."""
         await self._store.record_measured(name, version, worker_type, stats)
+
+    async def _calibrate_forever(self, interval_s: float = 30.0) -> None:
+        in_flight: set[str] = set()
+        while True:
+            try:
+                await calibrate_new_types(self._store, in_flight=in_flight)
+            except Exception:  # the database or Ray's state API is away: the next round tries again
+                logger.warning("background calibration failed", exc_info=True)
+            await asyncio.sleep(interval_s)
 
     def _check_operator(self, request: Request) -> None:
         """The operational endpoints need the admin or the metrics token; only
@@ -251,5 +266,5 @@ def build(args: dict[str, Any]) -> Application:
     """Application builder for ``import_path: seedserve.deployments.master:build``."""
     return Master.bind(
         args.get("mongo_uri"), args["database"], args["dashboard_url"], float(args.get("reconcile_interval_s", 2.0)),
-        list(args.get("token_sha256") or []),
+        list(args.get("token_sha256") or []), bool(args.get("auto_calibrate", False)),
     )

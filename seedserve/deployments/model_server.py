@@ -48,7 +48,7 @@ from seedserve.deployments._transport import parse_payload
 from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, replica_capacity, typed_nodes
 from seedserve.deployments._master_link import ModelData, master_handle
 from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout
-from seedserve.runtime import load_served_model, optimize_for_serving, run_model
+from seedserve.runtime import load_served_model, optimize_for_serving, run_model, torch_threads
 from seedserve.sandbox import SandboxLimits, gpu_device_files
 from seedserve.settings import Settings
 
@@ -409,6 +409,8 @@ class ModelServer:
                 worker_type = worker_type or await asyncio.to_thread(node_worker_type)
                 stats = self._calls.stats()
                 if stats is not None and worker_type is not None:
+                    # The prediction it is compared with depends on the call's torch threads.
+                    stats["threads"] = float(torch_threads())
                     await self._master.record_measured.remote(self._name, self._version, worker_type, stats)
             except Exception:  # the master, its database or Ray's state API is away: the next report carries newer numbers
                 logger.warning("could not record measured latency for %s", self._name, exc_info=True)

@@ -78,7 +78,7 @@ MASTER_MAX_ONGOING_REQUESTS = 200
 
 def master_application(
     *, mongo_uri: str | None, database: str, dashboard_url: str, reconcile_interval_s: float,
-    token_sha256: Iterable[str] = (),
+    token_sha256: Iterable[str] = (), auto_calibrate: bool = False,
 ) -> dict[str, Any]:
     """The master's application: health, /v2 metadata, the reconciler, and
     what model replicas read from the registry. ``token_sha256``: SHA-256 of
@@ -94,6 +94,7 @@ def master_application(
             "dashboard_url": dashboard_url,
             "reconcile_interval_s": reconcile_interval_s,
             "token_sha256": sorted(token_sha256),
+            "auto_calibrate": auto_calibrate,
         },
         "deployments": [{"name": "Master", "num_replicas": 1, "max_ongoing_requests": MASTER_MAX_ONGOING_REQUESTS,
                          "ray_actor_options": {"num_cpus": 0.05}}],

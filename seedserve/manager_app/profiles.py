@@ -15,7 +15,7 @@ from seedserve.codecs import Manifest
 from seedserve.manager_app.auth import caller
 from seedserve.profiler.calibrate import Calibration
 from seedserve.profiler.catalog import load_catalog
-from seedserve.profiler.feedback import with_live_scales
+from seedserve.profiler.feedback import with_live_feedback
 from seedserve.profiler.predict import assumed_calibration, predict, recommend
 from seedserve.profiler.profile import ModelProfile
 from seedserve.registry import ModelStore
@@ -31,8 +31,8 @@ async def insight(store: ModelStore, manifest: Manifest, profile: dict[str, Any]
     """The profile as the API shows it (ops summarized by kind), the predicted
     latency on every worker type (with what replicas measured there, once
     traffic has flowed), and the recommendation if the manifest has an
-    objective. Predictions are scaled by what other models measured on each
-    worker type (seedserve.profiler.feedback)."""
+    objective. Predictions are corrected, term by term, by what the models
+    measured on each worker type (seedserve.profiler.feedback)."""
     measured = measured or {}
     if not profile or "error" in profile:
         return {"profile": profile, "predictions": [], "recommendation": None, "measured": measured}
@@ -45,7 +45,7 @@ async def insight(store: ModelStore, manifest: Manifest, profile: dict[str, Any]
             calibrations[worker.name] = Calibration.model_validate(stored[worker.name])
         except (KeyError, ValidationError):
             calibrations[worker.name] = assumed_calibration(worker, catalog)
-    calibrations = with_live_scales(calibrations, await store.versions(), exclude=manifest.name)
+    calibrations = with_live_feedback(calibrations, await store.versions())
     predictions = []
     for worker in catalog.types:
         seen = measured.get(worker.name)

@@ -42,6 +42,8 @@ class Calibration(BaseModel):
     host: str
     threads: int
     measured_at: datetime
+    #: torch's version where it was measured: another version is recalibrated (seedserve.deployments._autocalibrate).
+    torch_version: str = ""
     call_overhead_s: float
     view_overhead_s: float
     kinds: dict[str, KindFit]
@@ -53,8 +55,10 @@ class Calibration(BaseModel):
     #: the caches they stream from memory, which the single-op sweeps (their
     #: weights hot in cache) do not see.
     streaming: list[tuple[int, float]] = []
-    #: Measured / predicted latency on live traffic of ``live_models`` models
-    #: on this worker type (seedserve.profiler.feedback); scales every prediction.
+    #: Corrections fitted on live traffic of ``live_models`` models on this
+    #: worker type (seedserve.profiler.feedback): a constant added to the fixed
+    #: cost of every call, and a scale on the compute and memory terms.
+    live_fixed_s: float = 0.0
     live_scale: float = 1.0
     live_models: int = 0
 
@@ -283,9 +287,10 @@ def fit_kind(points: list[tuple[int, int, float]] | list[tuple[int, int, float, 
     return best[1]
 
 
-def calibrate(worker_type: str, repeats: int = 5, device: str = "cpu") -> Calibration:
+def calibrate(worker_type: str, repeats: int = 5, device: str = "cpu", quick: bool = False) -> Calibration:
     """Run every sweep here, on ``device`` (``cpu`` or a CUDA device), and fit
-    each kind. Takes tens of seconds."""
+    each kind. Takes tens of seconds; ``quick`` runs every fourth point of
+    each sweep (for tests: the same code, a coarser calibration)."""
     with torch.inference_mode():
         identity, views = _scripted(_Identity()), _scripted(_Views())
         x = torch.zeros(1, device=device)
@@ -300,7 +305,8 @@ def calibrate(worker_type: str, repeats: int = 5, device: str = "cpu") -> Calibr
         call_s = max(identity_s, _median_s(lambda: add(row), repeats, device=device) - chained_s)
     points: dict[str, list[tuple[int, int, float, str, int]]] = {}
     for kind, sweep in _sweeps().items():
-        points[kind] = [p for module, args in sweep if (p := _point(module, args, kind, call_s, repeats, device))]
+        chosen = itertools.islice(sweep, 0, None, 4 if quick else 1)
+        points[kind] = [p for module, args in chosen if (p := _point(module, args, kind, call_s, repeats, device))]
     with torch.inference_mode():
         streaming = _streaming(call_s, repeats, device)
     memory = fit_kind(points[MEMORY])
@@ -309,7 +315,7 @@ def calibrate(worker_type: str, repeats: int = 5, device: str = "cpu") -> Calibr
         kinds[kind] = fit_kind(points[kind], memory.bytes_per_s)
     return Calibration(
         worker_type=worker_type, calibrated=True, host=platform.node(), threads=torch.get_num_threads(),
-        measured_at=datetime.now(UTC), call_overhead_s=call_s, view_overhead_s=view_s, kinds=kinds, points=points,
+        torch_version=torch.__version__, measured_at=datetime.now(UTC), call_overhead_s=call_s, view_overhead_s=view_s, kinds=kinds, points=points,
         streaming=streaming,
     )
 

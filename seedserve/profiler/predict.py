@@ -24,7 +24,7 @@ from seedserve.profiler.profile import BatchProfile, ModelProfile
 from seedserve.profiler.trace import GATHER, GEMM, KINDS, MEMORY, ROW_OPS, VIEW
 
 __all__ = ["Objective", "Prediction", "Recommendation", "TERMS", "assumed_calibration", "predict", "predict_s",
-           "recommend", "terms_s"]
+           "recommend", "split_s", "terms_s"]
 
 #: p99 / p50 of a replica's latency when nothing is measured yet (queueing
 #: and scheduler noise on a shared node); replaced by the measured ratio once traffic flows.
@@ -36,6 +36,8 @@ class Prediction(BaseModel):
     worker_type: str
     calibrated: bool
     batch_size: int
+    #: The torch threads of one call, as calibrated (replicas report theirs with their measurements).
+    threads: int = 0
     latency_ms: float
     compute_ms: float
     memory_ms: float
@@ -180,32 +182,39 @@ def _lookup_s(points: Sequence[Sequence[Any]], fit: KindFit, flops: int, size: i
 def predict_s(batch: BatchProfile, calibration: Calibration,
               weights: Mapping[str, float] | None = None) -> tuple[float, float, float, float]:
     """(total, compute-bound part, memory-bound part, fixed overheads) in
-    seconds; ``weights`` scale the terms (the benchmark tries fitted ones)."""
-    return _totals(terms_s(batch, calibration), calibration.live_scale, weights or {})
+    seconds, with the calibration's live corrections; ``weights`` scale the
+    terms (the benchmark tries fitted ones)."""
+    return _totals(terms_s(batch, calibration), calibration, weights or {})
 
 
-def _totals(terms: Mapping[str, float], scale: float,
+def split_s(batch: BatchProfile, calibration: Calibration) -> tuple[float, float]:
+    """(fixed cost per call, variable cost) in seconds, the two parts that
+    live feedback corrects separately (seedserve.profiler.feedback)."""
+    _, compute, memory, overhead = predict_s(batch, calibration)
+    return overhead, compute + memory
+
+
+def _totals(terms: Mapping[str, float], calibration: Calibration,
             weights: Mapping[str, float]) -> tuple[float, float, float, float]:
-    weighted = {name: value * weights.get(name, 1.0) * scale for name, value in terms.items()}
-    compute = sum(weighted[k] for k in _COMPUTE_TERMS)
-    memory = weighted["memory"] + weighted["weights"]
-    overhead = weighted["call"] + weighted["op_overhead"] + weighted["views"]
+    weighted = {name: value * weights.get(name, 1.0) for name, value in terms.items()}
+    compute = sum(weighted[k] for k in _COMPUTE_TERMS) * calibration.live_scale
+    memory = (weighted["memory"] + weighted["weights"]) * calibration.live_scale
+    overhead = weighted["call"] + weighted["op_overhead"] + weighted["views"] + calibration.live_fixed_s
     return compute + memory + overhead, compute, memory, overhead
 
 
 def predict(profile: ModelProfile, worker: WorkerType, calibration: Calibration, batch_size: int = 1) -> Prediction:
     at = profile.at(batch_size)
     terms = terms_s(at, calibration)
-    total, compute, memory, overhead = _totals(terms, calibration.live_scale, {})
-    assumptions = ["one replica runs one call at a time; FP32 weights"]
+    total, compute, memory, overhead = _totals(terms, calibration, {})
+    assumptions = ["one model call at a time (inputs decoded, outputs not yet encoded); FP32 weights"]
     if calibration.calibrated:
         assumptions.append(f"calibrated on {calibration.host} ({calibration.threads} threads) "
                            f"at {calibration.measured_at:%Y-%m-%d %H:%M} UTC")
     else:
         assumptions.append("uncalibrated: catalog peaks x default efficiency, default fixed costs")
     if calibration.live_models:
-        assumptions.append(f"scaled x{calibration.live_scale:.2f} by live traffic: measured / predicted latency of "
-                           f"{calibration.live_models} other model(s) on this worker type")
+        assumptions.extend(_live_assumptions(terms, calibration, total))
     if batch_size not in {b.batch_size for b in profile.batches}:
         assumptions.append(f"batch {batch_size} scaled from a profiled batch size")
     if terms["weights"] > 0:
@@ -214,8 +223,19 @@ def predict(profile: ModelProfile, worker: WorkerType, calibration: Calibration,
     if any(b.uncounted_ops for b in profile.batches):
         assumptions.append("some ops have no FLOP formula and count as memory-bound")
     return Prediction(worker_type=worker.name, calibrated=calibration.calibrated, batch_size=batch_size,
-                      latency_ms=total * 1e3, compute_ms=compute * 1e3, memory_ms=memory * 1e3,
+                      threads=calibration.threads, latency_ms=total * 1e3, compute_ms=compute * 1e3, memory_ms=memory * 1e3,
                       overhead_ms=overhead * 1e3, assumptions=assumptions)
+
+
+def _live_assumptions(terms: Mapping[str, float], calibration: Calibration, total: float) -> list[str]:
+    """What live feedback changed, and a warning when it moves the prediction past 2x."""
+    said = [f"corrected by live traffic of {calibration.live_models} model(s) on this worker type: fixed cost "
+            f"{calibration.live_fixed_s * 1e3:+.3f} ms per call, compute and memory x{calibration.live_scale:.2f}"]
+    before = _totals(terms, calibration.model_copy(update={"live_scale": 1.0, "live_fixed_s": 0.0}), {})[0]
+    factor = total / before if before > 0 else 1.0
+    if not 0.5 <= factor <= 2.0:
+        said.append(f"live correction moves this prediction x{factor:.2f} from the calibrated {before * 1e3:.3f} ms")
+    return said
 
 
 class Option(BaseModel):
@@ -223,6 +243,8 @@ class Option(BaseModel):
     calibrated: bool
     replicas: int
     batch_size: int
+    #: The torch threads of one call, as calibrated (replicas report theirs with their measurements).
+    threads: int = 0
     latency_ms: float
     throughput_rps_per_replica: float
     cost_per_hour: float

@@ -113,7 +113,7 @@ def test_predictions_say_what_they_assume() -> None:
     prediction = predict(_profile(nn.Linear(16, 4), (16,)), worker, assumed_calibration(worker, catalog), 8)
     assert not prediction.calibrated and prediction.latency_ms > 0
     assert any("uncalibrated" in a for a in prediction.assumptions)
-    assert any("scaled" in a for a in prediction.assumptions)
+    assert any("one model call at a time" in a for a in prediction.assumptions)
 
 
 def test_the_calibration_fit_recovers_a_known_rate_and_overhead() -> None:
@@ -125,17 +125,6 @@ def test_the_calibration_fit_recovers_a_known_rate_and_overhead() -> None:
     fit = fit_kind(points, bandwidth)
     assert fit.flops_per_s == pytest.approx(rate, rel=0.13)  # the grid has 20 steps per decade
     assert fit.overhead_s == pytest.approx(overhead, rel=0.3)
-
-
-def test_the_live_scale_is_the_median_ratio_shrunk_toward_one_and_bounded() -> None:
-    from seedserve.profiler.feedback import MAX_SCALE, live_scale
-
-    assert live_scale([]) == (1.0, 0)
-    assert live_scale([4.0]) == (pytest.approx(2.0), 1)  # one model: half-way in log terms
-    assert live_scale([2.0, 2.0, 8.0]) == (pytest.approx(2.0 ** 0.75), 3)  # the median, 3/4 of the way
-    assert live_scale([0.25, 0.25]) == (pytest.approx(0.25 ** (2 / 3)), 2)
-    assert live_scale([1e9]) == (MAX_SCALE, 1)
-    assert live_scale([0.0, float("nan")]) == (1.0, 0)  # nothing usable
 
 
 class _GRUAndBag(nn.Module):
