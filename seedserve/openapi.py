@@ -95,8 +95,9 @@ def build_document(*, info: dict[str, Any], operations: Iterable[Operation], sch
     JSON schemas of ``schemas`` (and the error body) as components, and the
     ``security`` schemes, all required unless an operation says ``auth=False``
     (then ``public_security`` applies: none by default)."""
+    models: list[type[BaseModel]] = [Error, *schemas]
     _, definitions = models_json_schema(
-        [(model, "validation") for model in (Error, *schemas)], ref_template="#/components/schemas/{model}"
+        [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
     )
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:

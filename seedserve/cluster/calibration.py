@@ -4,12 +4,13 @@ alive node that advertises a worker type, each measuring its own node
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from seedserve.deployments.serve_config import typed_nodes
+from seedserve.deployments.serve_config import ray_nodes, typed_nodes
 from seedserve.profiler.calibrate import Calibration
 
 __all__ = ["calibrate_cluster"]
@@ -38,9 +39,9 @@ def calibrate_cluster(address: str, threads: int, only: str | None = None,
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     try:
-        nodes = {node: kind for node, kind in typed_nodes(ray.nodes()).items() if only in (None, kind)}
+        nodes = {node: kind for node, kind in typed_nodes(ray_nodes()).items() if only in (None, kind)}
         if not nodes:
             raise RuntimeError(f"no alive node advertises worker type {only!r}" if only
                                else "no alive node advertises a worker type (a worker:<type> resource)")
@@ -64,4 +65,4 @@ def calibrate_cluster(address: str, threads: int, only: str | None = None,
 
 
 def _sweep_s(calibration: Calibration) -> float:
-    return sum(point[2] for points in calibration.points.values() for point in points)
+    return sum(point.seconds for points in calibration.points.values() for point in points)

@@ -161,7 +161,8 @@ def _channels(samples: np.ndarray, spec: AudioInput) -> np.ndarray:
     if spec.channels == have:
         return samples
     if spec.channels == 1:
-        return samples.mean(axis=1, keepdims=True)
+        mono: np.ndarray = samples.mean(axis=1, keepdims=True)
+        return mono
     if have == 1:
         return np.repeat(samples, spec.channels, axis=1)
     raise InvalidInput(

@@ -57,7 +57,7 @@ def merge(queries: Sequence[Mapping[str, Decoded]]) -> dict[str, Decoded]:
     """One model call's inputs from several queries with the same signature."""
     first = queries[0]
     return {
-        name: (np.concatenate([q[name] for q in queries]) if isinstance(first[name], np.ndarray)  # type: ignore[misc]
+        name: (np.concatenate([q[name] for q in queries]) if isinstance(first[name], np.ndarray)
                else _merge_named([q[name] for q in queries]))  # type: ignore[misc]
         for name in first
     }

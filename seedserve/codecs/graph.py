@@ -49,7 +49,7 @@ def decode_graph(value: Any, spec: GraphInput) -> dict[str, np.ndarray]:
         "edge_index": np.concatenate([edges + shift for (_, edges, _), shift in zip(parts, shifts)], axis=1),
     }
     if spec.edge_features:
-        result["edge_attr"] = np.concatenate([attr for _, _, attr in parts])  # type: ignore[misc]
+        result["edge_attr"] = np.concatenate([attr for _, _, attr in parts])
     result["batch"] = np.repeat(np.arange(len(parts), dtype=np.int64), sizes)
     return result
 

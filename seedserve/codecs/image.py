@@ -69,6 +69,7 @@ def decode_image(value: Any, spec: ImageInput) -> np.ndarray:
 
 def _open(data: bytes, spec: ImageInput) -> Image.Image:
     name = spec.name
+    image: Image.Image
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

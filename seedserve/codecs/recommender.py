@@ -85,7 +85,7 @@ def stable_hashes(ids: list[str | int], *, all_int: bool | None = None) -> np.nd
             z = z + np.uint64(0x9E3779B97F4A7C15)
             z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
             z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            return z ^ (z >> np.uint64(31))  # type: ignore[no-any-return]
+            return z ^ (z >> np.uint64(31))
     return np.fromiter((_hash_one(i) for i in ids), dtype=np.uint64, count=len(ids))
 
 

@@ -65,12 +65,12 @@ async def calibrate_new_types(store: Any, *, threads: int = 1, repeats: int = 5,
     import torch
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from seedserve.deployments.serve_config import typed_nodes
+    from seedserve.deployments.serve_config import ray_nodes, typed_nodes
 
     in_flight = set() if in_flight is None else in_flight
     stored = await store.calibrations()
     chosen: dict[str, str] = {}
-    for node, kind in typed_nodes(ray.nodes()).items():
+    for node, kind in typed_nodes(ray_nodes()).items():
         if kind not in in_flight and kind not in chosen and needs_calibration(stored.get(kind), torch.__version__):
             chosen[kind] = node
     if not chosen:

@@ -24,6 +24,7 @@ __all__ = [
     "node_worker_types",
     "replica_capacity",
     "typed_nodes",
+    "ray_nodes",
     "DEFAULT_MAX_BATCH_SIZE",
     "master_application",
     "model_application",
@@ -48,6 +49,14 @@ def worker_resource(worker_type: str) -> str:
 def node_worker_types(node: Mapping[str, Any]) -> list[str]:
     """The worker types a Ray node (an entry of ``ray.nodes()``) advertises."""
     return sorted(r.removeprefix(_WORKER_PREFIX) for r in node.get("Resources") or {} if r.startswith(_WORKER_PREFIX))
+
+
+def ray_nodes() -> list[dict[str, Any]]:
+    """Ray's nodes (``ray.nodes()``, untyped in Ray) of the cluster this process is connected to."""
+    import ray
+
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return nodes
 
 
 def typed_nodes(nodes: Iterable[Mapping[str, Any]]) -> dict[str, str]:

@@ -69,11 +69,11 @@ async def authenticate(request: Request) -> Caller:
             raise Unauthenticated("the token is not valid (revoked?); create one with `seedserve login`")
         return Caller(user)
     found = await current_session(request)
-    if found is not None and found[1]["user"] is not None:
+    if found is not None and (user := found[1]["user"]) is not None:
         session = found[1]
         if request.method not in _SAFE_METHODS:
             check_csrf(session, request.headers.get(CSRF_HEADER))
-        return Caller(session["user"], session)
+        return Caller(user, session)
     raise Unauthenticated(
         "sign in: send 'Authorization: Bearer <API token>' (create one with `seedserve login`), or use the dashboard"
     )

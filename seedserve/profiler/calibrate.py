@@ -14,16 +14,27 @@ import math
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from pydantic import BaseModel
 
 from seedserve.profiler.trace import CONV, DWCONV, GATHER, GEMM, MEMORY, RNN, trace
 
-__all__ = ["Calibration", "KindFit", "calibrate", "fit_kind"]
+__all__ = ["Calibration", "KindFit", "SweepPoint", "calibrate", "fit_kind"]
+
+
+class SweepPoint(NamedTuple):
+    """One point of a calibration sweep: the kind's ops in one call, per op."""
+
+    flops: int
+    bytes: int
+    seconds: float
+    #: The main op's name and its reduction length (for gathers: rows moved).
+    name: str = ""
+    reduction: int = 0
 
 
 class KindFit(BaseModel):
@@ -49,7 +60,7 @@ class Calibration(BaseModel):
     kinds: dict[str, KindFit]
     #: The sweeps' points per kind: (flops, bytes, seconds per op, op name,
     #: reduction length or, for gathers, rows moved). The predictor looks each op up among them.
-    points: dict[str, list[tuple[int, int, float, str, int]]] = {}
+    points: dict[str, list[SweepPoint]] = {}
     #: (weight bytes, seconds): chains of distinct Linear layers at batch 1,
     #: less the call overhead. A model's weights are read once per call; past
     #: the caches they stream from memory, which the single-op sweeps (their
@@ -118,7 +129,8 @@ class _RNN(torch.nn.Module):
         self.rnn = cell(width, hidden, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rnn(x)[0]
+        output: torch.Tensor = self.rnn(x)[0]
+        return output
 
 
 class _Chain(torch.nn.Module):
@@ -150,7 +162,8 @@ class _Bag(torch.nn.Module):
         self.bag = torch.nn.EmbeddingBag(rows, dim, mode="mean")
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        return self.bag(ids, offsets)
+        output: torch.Tensor = self.bag(ids, offsets)
+        return output
 
 
 class _Gather(torch.nn.Module):
@@ -164,7 +177,7 @@ class _Scatter(torch.nn.Module):
 
 
 def _point(module: torch.nn.Module, args: tuple[torch.Tensor, ...], kind: str, base_s: float,
-           repeats: int, device: str = "cpu") -> tuple[int, int, float, str, int] | None:
+           repeats: int, device: str = "cpu") -> SweepPoint | None:
     """One sweep point: the kind's ops in one call, and the call's time less the call overhead, per op."""
     scripted = _scripted(module.to(device))
     args = tuple(arg.to(device) for arg in args)
@@ -174,8 +187,8 @@ def _point(module: torch.nn.Module, args: tuple[torch.Tensor, ...], kind: str, b
     with torch.inference_mode():
         seconds = _median_s(lambda: scripted(*args), repeats, budget_s=0.15, device=device) - base_s
     main = max(ops, key=lambda op: (op.flops, op.bytes))
-    return (sum(op.flops for op in ops) // len(ops), sum(op.bytes for op in ops) // len(ops),
-            max(seconds, 1e-8) / len(ops), main.name, main.reduction)
+    return SweepPoint(sum(op.flops for op in ops) // len(ops), sum(op.bytes for op in ops) // len(ops),
+                      max(seconds, 1e-8) / len(ops), main.name, main.reduction)
 
 
 class _Chained(torch.nn.Module):
@@ -212,12 +225,13 @@ class _Mean(torch.nn.Module):
 def _memory_op(op: str, channels: int, width: int) -> torch.nn.Module:
     """One memory-bound op on a 4-d activation (a module each: branching
     inside one scripted module would add interpreter time to every point)."""
-    return {
+    makers: dict[str, Callable[[], torch.nn.Module]] = {
         "clone": _Clone, "add": _Add, "mean": _Mean, "relu": torch.nn.ReLU, "hardtanh": torch.nn.ReLU6,
         "gelu": torch.nn.GELU, "sigmoid": torch.nn.Sigmoid,
         "batch_norm": lambda: torch.nn.BatchNorm2d(channels), "max_pool2d": lambda: torch.nn.MaxPool2d(2),
         "layer_norm": lambda: torch.nn.LayerNorm(width), "softmax": lambda: torch.nn.Softmax(-1),
-    }[op]()
+    }
+    return makers[op]()
 
 
 def _sweeps() -> dict[str, Iterable[tuple[torch.nn.Module, tuple[torch.Tensor, ...]]]]:
@@ -263,24 +277,23 @@ def _scatter_args(points: Iterable[tuple[torch.nn.Module, tuple[torch.Tensor, ..
         yield module, (x, index)
 
 
-def fit_kind(points: list[tuple[int, int, float]] | list[tuple[int, int, float, str, int]],
-             bytes_per_s: float | None = None) -> KindFit:
+def fit_kind(points: Sequence[SweepPoint], bytes_per_s: float | None = None) -> KindFit:
     """The op cost model that best fits ``points`` in relative error: a grid
     over the rate, the overhead from the median residual at each rate."""
     if bytes_per_s is None:  # memory-bound ops: bytes alone
         best = None
         for rate in (10 ** (7 + i / 20) for i in range(100)):
-            overhead = max(0.0, statistics.median(p[2] - p[1] / rate for p in points))
-            error = statistics.mean(abs(math.log((overhead + p[1] / rate) / p[2])) for p in points)
+            overhead = max(0.0, statistics.median(p.seconds - p.bytes / rate for p in points))
+            error = statistics.mean(abs(math.log((overhead + p.bytes / rate) / p.seconds)) for p in points)
             if best is None or error < best[0]:
                 best = (error, KindFit(overhead_s=overhead, flops_per_s=None, bytes_per_s=rate))
         assert best is not None
         return best[1]
     best = None
     for rate in (10 ** (8 + i / 20) for i in range(100)):
-        floor = [max(p[0] / rate, p[1] / bytes_per_s) for p in points]
-        overhead = max(0.0, statistics.median(p[2] - x for p, x in zip(points, floor)))
-        error = statistics.mean(abs(math.log((overhead + x) / p[2])) for p, x in zip(points, floor))
+        floor = [max(p.flops / rate, p.bytes / bytes_per_s) for p in points]
+        overhead = max(0.0, statistics.median(p.seconds - x for p, x in zip(points, floor)))
+        error = statistics.mean(abs(math.log((overhead + x) / p.seconds)) for p, x in zip(points, floor))
         if best is None or error < best[0]:
             best = (error, KindFit(overhead_s=overhead, flops_per_s=rate, bytes_per_s=bytes_per_s))
     assert best is not None
@@ -303,7 +316,7 @@ def calibrate(worker_type: str, repeats: int = 5, device: str = "cpu", quick: bo
         row = torch.zeros(1, 64, device=device)
         chained_s = (_median_s(lambda: adds(row), repeats, device=device) - identity_s) / _CHAINED_ADDS
         call_s = max(identity_s, _median_s(lambda: add(row), repeats, device=device) - chained_s)
-    points: dict[str, list[tuple[int, int, float, str, int]]] = {}
+    points: dict[str, list[SweepPoint]] = {}
     for kind, sweep in _sweeps().items():
         chosen = itertools.islice(sweep, 0, None, 4 if quick else 1)
         points[kind] = [p for module, args in chosen if (p := _point(module, args, kind, call_s, repeats, device))]

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel
 
 from seedserve.codecs.schema import Objective
-from seedserve.profiler.calibrate import Calibration, KindFit
+from seedserve.profiler.calibrate import Calibration, KindFit, SweepPoint
 from seedserve.profiler.catalog import Catalog, WorkerType
 from seedserve.profiler.profile import BatchProfile, ModelProfile
 from seedserve.profiler.trace import GATHER, GEMM, KINDS, MEMORY, ROW_OPS, VIEW
@@ -79,11 +79,11 @@ def terms_s(batch: BatchProfile, calibration: Calibration) -> dict[str, float]:
     for kind, flops, size, name, reduction in batch.ops:
         fit = calibration.kinds.get(kind) or calibration.kinds[GEMM if flops else MEMORY]
         points = calibration.points.get(kind) or []
-        if kind == GATHER and not any(p[3] == name for p in points):
+        if kind == GATHER and not any(p.name == name for p in points):
             # A gather the sweeps did not run moves bytes like an elementwise op.
             kind, fit, points = MEMORY, calibration.kinds[MEMORY], calibration.points.get(MEMORY) or []
         if kind == GATHER and name in ROW_OPS and reduction > 0:
-            rows = [p for p in points if p[3] == name and p[4] > 0]
+            rows = [p for p in points if p.name == name and p.reduction > 0]
             if len(rows) >= 2:  # a calibration older than row counts has none
                 terms["memory"] += _rows_s(rows, size, reduction)
                 continue
@@ -132,17 +132,17 @@ def _streaming_s(points: Sequence[Sequence[float]], weight_bytes: int) -> float:
     return weight_bytes * math.exp(_interpolate(xs, ys, math.log(max(weight_bytes, 1))))
 
 
-def _rows_s(points: Sequence[Sequence[Any]], size: int, rows: int) -> float:
+def _rows_s(points: Sequence[SweepPoint], size: int, rows: int) -> float:
     """A row gather or scatter (swept over rows and row widths): the cost
     per row interpolated in log rows within each swept width (bytes per
     row), then between the two nearest widths."""
-    by_width: dict[float, list[Sequence[Any]]] = {}
+    by_width: dict[float, list[SweepPoint]] = {}
     for p in points:
-        by_width.setdefault(round(math.log(p[1] / p[4]), 1), []).append(p)
+        by_width.setdefault(round(math.log(p.bytes / p.reduction), 1), []).append(p)
     widths, costs = [], []
     for _, group in sorted(by_width.items()):
-        widths.append(statistics.median(math.log(p[1] / p[4]) for p in group))
-        xs, ys = _by_log([(p[4], p[2] / p[4]) for p in group])
+        widths.append(statistics.median(math.log(p.bytes / p.reduction) for p in group))
+        xs, ys = _by_log([(p.reduction, p.seconds / p.reduction) for p in group])
         costs.append(_interpolate(xs, ys, math.log(rows)))
     return rows * math.exp(_interpolate(widths, costs, math.log(max(size, 1) / rows)))
 
@@ -150,7 +150,7 @@ def _rows_s(points: Sequence[Sequence[Any]], size: int, rows: int) -> float:
 _PLAIN_ELEMENTWISE = {"clone", "add", "relu", "hardtanh"}
 
 
-def _lookup_s(points: Sequence[Sequence[Any]], fit: KindFit, flops: int, size: int, name: str,
+def _lookup_s(points: Sequence[SweepPoint], fit: KindFit, flops: int, size: int, name: str,
               reduction: int) -> float | None:
     if not points:
         return None
@@ -158,21 +158,21 @@ def _lookup_s(points: Sequence[Sequence[Any]], fit: KindFit, flops: int, size: i
         # The 3 nearest sweep points in (log FLOPs, log reduction, log bytes):
         # bytes tell a weight-bound GEMV from a GEMM of the same FLOPs. Each
         # scales its variable time to this op's FLOPs above the kind's fixed cost.
-        def distance(p: Sequence[Any]) -> float:
-            return ((math.log10(max(p[0], 1)) - math.log10(flops)) ** 2
-                    + (math.log10(max(p[4], 1)) - math.log10(max(reduction, 1))) ** 2
-                    + (math.log10(max(p[1], 1)) - math.log10(max(size, 1))) ** 2)
+        def distance(p: SweepPoint) -> float:
+            return ((math.log10(max(p.flops, 1)) - math.log10(flops)) ** 2
+                    + (math.log10(max(p.reduction, 1)) - math.log10(max(reduction, 1))) ** 2
+                    + (math.log10(max(p.bytes, 1)) - math.log10(max(size, 1))) ** 2)
 
-        near = sorted((p for p in points if p[0] > 0), key=distance)[:3]
+        near = sorted((p for p in points if p.flops > 0), key=distance)[:3]
         if not near:
             return None
-        estimates = [fit.overhead_s + max(p[2] - fit.overhead_s, 1e-9) * flops / p[0] for p in near]
+        estimates = [fit.overhead_s + max(p.seconds - fit.overhead_s, 1e-9) * flops / p.flops for p in near]
         return math.exp(statistics.fmean(math.log(e) for e in estimates))
-    same = [p for p in points if p[3] == name]
+    same = [p for p in points if p.name == name]
     # An op the sweeps did not run is priced as a plain elementwise op.
-    plain = [p for p in points if p[3] in _PLAIN_ELEMENTWISE]
+    plain = [p for p in points if p.name in _PLAIN_ELEMENTWISE]
     pool = same if len(same) >= 2 else (plain or list(points))
-    xs, ys = _by_log([(p[1], p[2]) for p in pool])
+    xs, ys = _by_log([(p.bytes, p.seconds) for p in pool])
     x = math.log(max(size, 1))
     if x >= xs[-1]:  # past the largest point: at its rate
         return math.exp(ys[-1]) * max(size, 1) / math.exp(xs[-1])

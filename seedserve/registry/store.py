@@ -12,6 +12,7 @@ document first (so serving stops), then its versions, then their artifacts.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -107,7 +108,7 @@ class ModelStore:
         if model is not None and model.get("owner", ADMIN) != owner:
             raise _name_taken(name)
 
-    async def versions(self, name: str | None = None) -> list[VersionDoc]:
+    async def versions(self, name: str | None = None) -> builtins.list[VersionDoc]:
         """Every version of ``name`` (of every model if None), oldest first;
         not a stray one (see :meth:`collect_stray_versions`)."""
         async with database_errors():
@@ -115,7 +116,7 @@ class ModelStore:
             latest = await self._latest({} if name is None else {"_id": name})
         return [doc for doc in docs if doc["version"] <= latest.get(doc["name"], 0)]
 
-    async def _version_docs(self, name: str | None) -> list[VersionDoc]:
+    async def _version_docs(self, name: str | None) -> builtins.list[VersionDoc]:
         found = self._versions.find({} if name is None else {"name": name})
         docs = [cast(VersionDoc, doc) async for doc in found]
         return sorted(docs, key=lambda doc: (doc["name"], doc["version"]))
@@ -189,7 +190,7 @@ class ModelStore:
             raise
         return version, result.upserted_id is not None
 
-    async def update_keys(self, name: str, owner: str, change: Callable[[list[KeyDoc]], list[KeyDoc]]) -> list[KeyDoc]:
+    async def update_keys(self, name: str, owner: str, change: Callable[[builtins.list[KeyDoc]], builtins.list[KeyDoc]]) -> builtins.list[KeyDoc]:
         """Replace the keys of ``owner``'s model ``name`` by ``change(keys)``.
         Optimistic: a concurrent change makes this one start over."""
         for _ in range(8):
@@ -329,7 +330,7 @@ class ModelStore:
     async def read_artifact(self, file_id: ObjectId) -> bytes:
         async with database_errors():
             stream = await self._bucket.open_download_stream(file_id)
-            return cast(bytes, await stream.read())
+            return await stream.read()
 
     async def record_measured(self, name: str, version: int, worker_type: str, stats: dict[str, float]) -> None:
         """A replica's measured call latency for one version on one worker type."""
@@ -352,7 +353,7 @@ class ModelStore:
         async with database_errors():
             await self._calibrations.replace_one({"_id": worker_type}, {"_id": worker_type, **calibration}, upsert=True)
 
-    async def key_hashes(self, name: str) -> list[str]:
+    async def key_hashes(self, name: str) -> builtins.list[str]:
         """The stored key hashes of ``name`` (empty if the model is gone)."""
         # Project the whole array: the embedded server ignores dotted projections
         # like "keys.sha256" and would return no keys at all.

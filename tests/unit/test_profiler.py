@@ -117,10 +117,10 @@ def test_predictions_say_what_they_assume() -> None:
 
 
 def test_the_calibration_fit_recovers_a_known_rate_and_overhead() -> None:
-    from seedserve.profiler.calibrate import fit_kind
+    from seedserve.profiler.calibrate import SweepPoint, fit_kind
 
     rate, overhead, bandwidth = 5e10, 2e-5, 1e10
-    points = [(f, b, overhead + max(f / rate, b / bandwidth)) for f, b in
+    points = [SweepPoint(f, b, overhead + max(f / rate, b / bandwidth)) for f, b in
               ((10**6, 10**4), (10**7, 10**5), (10**8, 10**6), (10**9, 10**6), (10**5, 10**6))]
     fit = fit_kind(points, bandwidth)
     assert fit.flops_per_s == pytest.approx(rate, rel=0.13)  # the grid has 20 steps per decade
@@ -175,7 +175,8 @@ def _batch(ops: list[tuple[str, int, int, str, int]], weight_bytes: int = 0) -> 
 
 def _calibration(**update: object) -> Calibration:
     catalog = load_catalog()
-    return assumed_calibration(catalog.get("cpu-local"), catalog).model_copy(update=update)
+    base = assumed_calibration(catalog.get("cpu-local"), catalog).model_dump()
+    return Calibration.model_validate({**base, **update})  # validated: sweep points become SweepPoints
 
 
 def test_weights_that_do_not_fit_in_cache_floor_the_compute_time() -> None:
