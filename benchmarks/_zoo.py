@@ -1,7 +1,11 @@
-"""A reference zoo: 30 small models in seven families (MLP, CNN, depthwise
+"""A reference zoo: 66 small models in 16 families (MLP, CNN, depthwise
 CNN, Transformer encoder, LSTM/GRU, graph convolution, embedding-bag
-recommender), plus a ResNet-50-shaped network, on which the latency
-benchmark scores the predictor, leave one family out."""
+recommender; residual, grouped-convolution, encoder-decoder with upsampling,
+transposed-convolution decoder, 1-D convolution over audio, MLP-mixer,
+recurrent decoder, very wide MLP, many tiny ops), plus a ResNet-50-shaped
+network, on which the latency benchmark scores the predictor, leave one
+family out. ``benchmarks.latency_prediction --zoo MODULE`` scores any module
+with a ``zoo()`` that returns these entries."""
 
 from __future__ import annotations
 
@@ -118,6 +122,146 @@ def resnet50() -> nn.Module:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2048, 1000)).eval()
 
 
+class _Residual(nn.Module):
+    """A small ResNet: basic blocks of two 3x3 convolutions and a skip."""
+
+    def __init__(self, widths: list[int]) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        blocks: list[nn.Module] = []
+        for a, b in zip(widths, widths[1:]):
+            blocks.append(_Basic(a, b, 2 if b != a else 1))
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Linear(widths[-1], 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)).mean([2, 3]))
+
+
+class _Basic(nn.Module):
+    def __init__(self, a: int, b: int, stride: int, groups: int = 1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(a, b, 3, stride, 1, groups=groups if a % groups == 0 else 1, bias=False), nn.BatchNorm2d(b),
+            nn.ReLU(), nn.Conv2d(b, b, 3, 1, 1, groups=groups, bias=False), nn.BatchNorm2d(b))
+        self.skip = (nn.Sequential(nn.Conv2d(a, b, 1, stride, bias=False), nn.BatchNorm2d(b))
+                     if stride != 1 or a != b else nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+def _grouped(widths: list[int], groups: int) -> nn.Module:
+    """ResNeXt-style: blocks whose 3x3 convolutions are grouped."""
+    layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, padding=1), nn.ReLU()]
+    for a, b in zip(widths, widths[1:]):
+        layers.append(_Basic(a, b, 2, groups))
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], 10))
+
+
+class _UNet(nn.Module):
+    """An encoder-decoder: convolutions and pooling down, bilinear upsampling and skips up."""
+
+    def __init__(self, widths: list[int]) -> None:
+        super().__init__()
+        self.down = nn.ModuleList([nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.ReLU())
+                                   for a, b in zip([3] + widths[:-1], widths)])
+        self.up = nn.ModuleList([nn.Sequential(nn.Conv2d(b + a, a, 3, padding=1), nn.ReLU())
+                                 for a, b in zip(widths[:-1], widths[1:])][::-1])
+        self.out = nn.Conv2d(widths[0], 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips: list[torch.Tensor] = []
+        for i, layer in enumerate(self.down):
+            x = layer(x)
+            if i < len(self.down) - 1:
+                skips.append(x)
+                x = nn.functional.max_pool2d(x, 2)
+        for layer in self.up:
+            skip = skips.pop()
+            x = nn.functional.interpolate(x, size=[skip.shape[2], skip.shape[3]], mode="bilinear",
+                                          align_corners=False)
+            x = layer(torch.cat([x, skip], 1))
+        return self.out(x)
+
+
+def _transposed(latent: int, widths: list[int]) -> nn.Module:
+    """A generator-style decoder: a linear layer to 4x4, then transposed convolutions doubling the size."""
+    layers: list[nn.Module] = [nn.Linear(latent, widths[0] * 16), nn.Unflatten(1, (widths[0], 4, 4))]
+    for a, b in zip(widths, widths[1:]):
+        layers += [nn.ConvTranspose2d(a, b, 4, 2, 1), nn.BatchNorm2d(b), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Conv2d(widths[-1], 3, 3, padding=1), nn.Tanh())
+
+
+def _audio(channels: list[int], kernel: int) -> nn.Module:
+    """1-D convolutions over a waveform (strided, as keyword spotters do)."""
+    layers: list[nn.Module] = [nn.Conv1d(1, channels[0], 80, stride=16), nn.BatchNorm1d(channels[0]), nn.ReLU()]
+    for a, b in zip(channels, channels[1:]):
+        layers += [nn.Conv1d(a, b, kernel, padding=kernel // 2), nn.BatchNorm1d(b), nn.ReLU(), nn.MaxPool1d(4)]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(channels[-1], 12))
+
+
+class _MixerBlock(nn.Module):
+    def __init__(self, tokens: int, dim: int) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.tokens = nn.Sequential(nn.Linear(tokens, 2 * tokens), nn.GELU(), nn.Linear(2 * tokens, tokens))
+        self.channels = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.tokens(self.norm1(x).transpose(1, 2)).transpose(1, 2)
+        return x + self.channels(self.norm2(x))
+
+
+class _Mixer(nn.Module):
+    """MLP-Mixer on image patches."""
+
+    def __init__(self, size: int, patch: int, dim: int, depth: int) -> None:
+        super().__init__()
+        self.patches = nn.Conv2d(3, dim, patch, patch)
+        self.blocks = nn.Sequential(*[_MixerBlock((size // patch) ** 2, dim) for _ in range(depth)])
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patches(x).flatten(2).transpose(1, 2)
+        return self.head(self.blocks(x).mean(1))
+
+
+class _Decoder(nn.Module):
+    """An autoregressive recurrent decoder: each step's output is the next step's input."""
+
+    def __init__(self, hidden: int, out: int, steps: int) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(out, hidden)
+        self.proj = nn.Linear(hidden, out)
+        self.out, self.steps = out, steps
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        y = torch.zeros(h.shape[0], self.out)
+        outs: list[torch.Tensor] = []
+        for _ in range(self.steps):
+            h = self.cell(y, h)
+            y = self.proj(h)
+            outs.append(y)
+        return torch.stack(outs, 1)
+
+
+class _TinyOps(nn.Module):
+    """Many tiny elementwise ops and small layers: dispatch, not arithmetic."""
+
+    def __init__(self, width: int, repeats: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(width, width) for _ in range(4)])
+        self.repeats = repeats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(self.repeats):
+            x = (x * 1.01 + 0.1).relu() - x.sigmoid() * 0.5
+        for layer in self.layers:
+            x = layer(x).tanh()
+        return x
+
+
 def _graph(nodes: int, width: int) -> Callable[[int], tuple[torch.Tensor, ...]]:
     def make(batch: int) -> tuple[torch.Tensor, ...]:
         n = nodes * batch
@@ -137,6 +281,7 @@ def zoo() -> list[Entry]:
     image = lambda size: (lambda b: (torch.randn(b, 3, size, size),))  # noqa: E731
     seq = lambda length, width: (lambda b: (torch.randn(b, length, width),))  # noqa: E731
     rows = lambda width: (lambda b: (torch.randn(b, width),))  # noqa: E731
+    wave = lambda samples: (lambda b: (torch.randn(b, 1, samples),))  # noqa: E731
     entries = [
         Entry("mlp", "mlp-16-64-4", _mlp([16, 64, 4]), rows(16)),
         Entry("mlp", "mlp-128-256-10", _mlp([128, 256, 10]), rows(128)),
@@ -168,6 +313,42 @@ def zoo() -> list[Entry]:
         Entry("recommender", "ebag-100k-64-128-b50", _Recommender(100_000, 64, 128), _bags(100_000, 50)),
         Entry("recommender", "ebag-50k-128-256-b10", _Recommender(50_000, 128, 256), _bags(50_000, 10)),
         Entry("recommender", "ebag-200k-32-512-b100", _Recommender(200_000, 32, 512), _bags(200_000, 100)),
+        Entry("residual", "res-16-32-64@32", _Residual([16, 32, 64]), image(32)),
+        Entry("residual", "res-32-64-128@64", _Residual([32, 64, 128]), image(64)),
+        Entry("residual", "res-64-64-128-256@64", _Residual([64, 64, 128, 256]), image(64)),
+        Entry("residual", "res-16-16-32@128", _Residual([16, 16, 32]), image(128)),
+        Entry("grouped", "gconv-32-64-g4@32", _grouped([32, 64], 4), image(32)),
+        Entry("grouped", "gconv-64-128-256-g8@64", _grouped([64, 128, 256], 8), image(64)),
+        Entry("grouped", "gconv-64-128-g32@64", _grouped([64, 128], 32), image(64)),
+        Entry("grouped", "gconv-32-64-128-g16@96", _grouped([32, 64, 128], 16), image(96)),
+        Entry("unet", "unet-16-32@64", _UNet([16, 32]), image(64)),
+        Entry("unet", "unet-16-32-64@64", _UNet([16, 32, 64]), image(64)),
+        Entry("unet", "unet-32-64-128@128", _UNet([32, 64, 128]), image(128)),
+        Entry("unet", "unet-8-16-32-64@96", _UNet([8, 16, 32, 64]), image(96)),
+        Entry("transposed", "tconv-z32-64-32@16", _transposed(32, [64, 32]), rows(32)),
+        Entry("transposed", "tconv-z64-128-64-32@32", _transposed(64, [128, 64, 32]), rows(64)),
+        Entry("transposed", "tconv-z100-256-128-64@32", _transposed(100, [256, 128, 64]), rows(100)),
+        Entry("transposed", "tconv-z64-64-32-16-8@64", _transposed(64, [64, 32, 16, 8]), rows(64)),
+        Entry("audio", "conv1d-32-64-k9-1s", _audio([32, 64], 9), wave(16_000)),
+        Entry("audio", "conv1d-64-128-128-k5-1s", _audio([64, 128, 128], 5), wave(16_000)),
+        Entry("audio", "conv1d-32-32-k3-4s", _audio([32, 32], 3), wave(64_000)),
+        Entry("audio", "conv1d-128-256-k7-2s", _audio([128, 256], 7), wave(32_000)),
+        Entry("mixer", "mixer-32-p8-d64x2", _Mixer(32, 8, 64, 2), image(32)),
+        Entry("mixer", "mixer-64-p8-d128x4", _Mixer(64, 8, 128, 4), image(64)),
+        Entry("mixer", "mixer-64-p16-d256x2", _Mixer(64, 16, 256, 2), image(64)),
+        Entry("mixer", "mixer-96-p8-d96x3", _Mixer(96, 8, 96, 3), image(96)),
+        Entry("decoder", "gru-dec-64-8-T16", _Decoder(64, 8, 16), rows(64)),
+        Entry("decoder", "gru-dec-128-32-T32", _Decoder(128, 32, 32), rows(128)),
+        Entry("decoder", "gru-dec-256-64-T16", _Decoder(256, 64, 16), rows(256)),
+        Entry("decoder", "gru-dec-32-4-T64", _Decoder(32, 4, 64), rows(32)),
+        Entry("wide", "wide-4096-4096", _mlp([1024, 4096, 4096, 10]), rows(1024)),
+        Entry("wide", "wide-2048x2", _mlp([2048, 2048, 2048, 10]), rows(2048)),
+        Entry("wide", "wide-8192-1", _mlp([256, 8192, 10]), rows(256)),
+        Entry("wide", "deep-64x32", _mlp([64] * 33 + [10]), rows(64)),
+        Entry("tiny-ops", "tiny-16x50", _TinyOps(16, 50), rows(16)),
+        Entry("tiny-ops", "tiny-64x20", _TinyOps(64, 20), rows(64)),
+        Entry("tiny-ops", "tiny-256x10", _TinyOps(256, 10), rows(256)),
+        Entry("tiny-ops", "tiny-32x100", _TinyOps(32, 100), rows(32)),
     ]
     for entry in entries:
         entry.module.eval()

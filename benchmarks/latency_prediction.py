@@ -1,7 +1,8 @@
 """Predicted vs measured latency on this machine's CPU worker, for a zoo of
-models in seven families at two batch sizes.
+models (benchmarks/_zoo.py: 66 models in 16 families, or any module given
+with --zoo) at two batch sizes.
 
-    .venv/bin/python -m benchmarks.latency_prediction [--threads 1]
+    .venv/bin/python -m benchmarks.latency_prediction [--threads 1] [--zoo MODULE]
 
 1. Calibrate this node (seedserve.profiler.calibrate: GEMM, convolution,
    depthwise, recurrent, gather and copy sweeps; nothing from the zoo).
@@ -29,6 +30,7 @@ Writes benchmarks/results/latency_prediction.{json,md,png}.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import statistics
@@ -41,7 +43,7 @@ import torch
 
 from seedserve.profiler.calibrate import calibrate
 from seedserve.profiler.catalog import load_catalog
-from benchmarks._zoo import measure_s, resnet50, zoo
+from benchmarks._zoo import measure_s, resnet50
 from seedserve.profiler.calibrate import Calibration
 from seedserve.profiler.feedback import Sample, fit_live
 from seedserve.profiler.predict import TERMS, assumed_calibration, predict_s, split_s, terms_s
@@ -113,7 +115,11 @@ def _with_live_feedback(rows: list[dict[str, Any]], key: str, calibrated: bool) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (replicas run with 1)")
+    parser.add_argument("--zoo", default="benchmarks._zoo",
+                        help="module with a zoo() returning benchmarks._zoo.Entry-like objects (family, name, "
+                        "module, make(batch) -> inputs): a zoo kept outside the project is scored by the same code")
     args = parser.parse_args()
+    zoo = importlib.import_module(args.zoo).zoo
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     calibration = calibrate("cpu-local")
@@ -179,16 +185,22 @@ def main() -> None:
                                       "weights_refitted_on_all_families": all_weights}, calibration_s, resnet, args)
 
 
+def _stem(args: argparse.Namespace) -> str:
+    """Results of the project's zoo as ``latency_prediction.*``; of another as ``latency_prediction-<module>.*``."""
+    return "latency_prediction" if args.zoo == "benchmarks._zoo" else f"latency_prediction-{args.zoo.replace('.', '_')}"
+
+
 def _write(rows: list[dict[str, Any]], scores: dict[str, dict[str, float]], per_family: dict[str, dict[str, float]],
            calibration: dict[str, Any], calibration_s: float, resnet: dict[str, float], args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    (RESULTS / "latency_prediction.json").write_text(json.dumps(
+    (RESULTS / f"{_stem(args)}.json").write_text(json.dumps(
         {"date": date, "threads": args.threads, "calibration": calibration, "calibration_s": calibration_s,
          "resnet50_profile": resnet,
          "scores": scores, "per_family": per_family, "rows": rows}, indent=2, default=str) + "\n")
     families = len({r["family"] for r in rows})
-    lines = [f"Measured {date}: {len(rows) // len(BATCHES)} models in {families} families x batch {BATCHES}, "
+    lines = [f"Measured {date}: {len(rows) // len(BATCHES)} models in {families} families of `{args.zoo}` "
+             f"x batch {BATCHES}, "
              f"{args.threads} torch thread(s) (as replicas run), TorchScript in inference mode, median of 9 timings in each of "
              f"{PASSES} passes over the zoo, median of the passes. "
              f"Calibration took {calibration_s:.0f} s. Targets: MAPE <= 15 %, >= 80 % within 20 %, "
@@ -211,7 +223,7 @@ def _write(rows: list[dict[str, Any]], scores: dict[str, dict[str, float]], per_
     lines += ["", f"Profiling (trace at batch 1 and 16 plus the ptflops count) took at most {slowest:.2f} s per zoo "
               f"model; a ResNet-50-sized model ({resnet['parameters'] / 1e6:.1f} M parameters, "
               f"{resnet['flops_batch_1'] / 1e9:.1f} GFLOPs at batch 1) took {resnet['seconds']:.1f} s (batch 1 and 8)."]
-    (RESULTS / "latency_prediction.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{_stem(args)}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:
         import matplotlib
@@ -233,7 +245,7 @@ def _write(rows: list[dict[str, Any]], scores: dict[str, dict[str, float]], per_
            title="seedserve's latency prediction vs measured, this CPU")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS / "latency_prediction.png", dpi=120)
+    fig.savefig(RESULTS / f"{_stem(args)}.png", dpi=120)
 
 
 if __name__ == "__main__":
