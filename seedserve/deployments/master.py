@@ -270,7 +270,16 @@ class Master:
             answer = handle.stats_v2.remote(authorization)
         else:
             answer = handle.metadata_v2.remote(authorization)
-        status, headers, content = await answer
+        try:
+            status, headers, content = await answer
+        except ray.exceptions.RayError as exc:  # the replica died or was replaced meanwhile: the client may retry
+            # Only a caller with one of the model's keys learns that it exists.
+            check_key(name, bearer_key(request), await self._store.key_hashes(name), self._wrong_keys)
+            unavailable = Unavailable(f"model {name!r}: its replica did not answer ({type(exc).__name__}); retry in a "
+                                      "few seconds", input="model")
+            response = oip_error_response(unavailable)
+            response.headers["Retry-After"] = "2"
+            return response
         return Response(content, status_code=status, headers=headers)
 
     async def _repository_index(self, request: Request) -> Response:
