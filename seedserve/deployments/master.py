@@ -238,7 +238,12 @@ class Master:
                 input="version",
             )
         status = self._reconciler.state.applications.get(app or model_app_name(name), "NOT_STARTED")
-        starting = Unavailable(f"model {name!r} is starting ({status}); retry in a few seconds", input="model")
+        if status in ("DEPLOY_FAILED", "UNHEALTHY"):
+            message = (f"model {name!r} is not being served ({status}): its replicas failed to start; its owner "
+                       "sees its status on the model's page in the manager")
+        else:
+            message = f"model {name!r} is starting ({status}); retry in a few seconds"
+        starting = Unavailable(message, input="model")
         response = oip_error_response(starting) if oip else error_response(starting)
         response.headers["Retry-After"] = "2"
         return response

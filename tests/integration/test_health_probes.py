@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,7 @@ import pytest
 
 from seedserve.client import ManagerClient
 from seedserve.client.handler import package_handler
-from tests.conftest import System
+from tests.conftest import VENV_BIN, System
 from tests.helpers import MLP_MANIFEST, eventually
 
 pytestmark = pytest.mark.integration
@@ -67,6 +68,9 @@ def test_healthz_is_503_naming_the_database_while_it_is_stopped_and_200_once_it_
         eventually(database_down, timeout_s=60)
         for url in (system.master_url, system.manager_url):
             assert http.get(url + "/livez").status_code == 200
+        status = subprocess.run([str(VENV_BIN / "seedserve"), "status"], env=system.env, capture_output=True,
+                                text=True, timeout=60)
+        assert status.returncode == 1 and "DEGRADED" in status.stdout and "down: database" in status.stdout, status.stdout
     finally:
         os.kill(database, signal.SIGCONT)
     eventually(lambda: _all_healthy(http, system), timeout_s=60)
