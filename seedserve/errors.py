@@ -35,6 +35,7 @@ __all__ = [
     "HTTP_STATUS",
     "http_status",
     "from_body",
+    "oip_error_body",
 ]
 
 
@@ -61,6 +62,11 @@ class SeedserveError(Exception):
             error["input"] = self.input
         error.update(self.details)
         return {"error": error}
+
+    def to_oip_body(self) -> dict[str, Any]:
+        """The Open Inference Protocol's error body: ``{"error": "<message>"}``,
+        with seedserve's ``code`` (and ``input`` and details) beside it."""
+        return oip_error_body(self)
 
 
 class InvalidInput(SeedserveError):
@@ -231,12 +237,28 @@ def http_status(exc: SeedserveError) -> int:
     return 400
 
 
+def oip_error_body(exc: SeedserveError) -> dict[str, Any]:
+    """``exc`` as the Open Inference Protocol answers errors (KServe v2, Triton,
+    MLServer): ``error`` is the message, a string, which clients such as
+    tritonclient raise as their own exception. seedserve's ``code``,
+    ``input`` and details stay beside it as extra top-level fields. A gRPC
+    front end takes the same ``message`` as its status details."""
+    body: dict[str, Any] = {"error": exc.message, "code": exc.code}
+    if exc.input is not None:
+        body["input"] = exc.input
+    body.update({k: v for k, v in exc.details.items() if k != "error"})
+    return body
+
+
 _BY_CODE: dict[str, type[SeedserveError]] = {cls.code: cls for cls in HTTP_STATUS}
 
 
 def from_body(body: Any, status: int) -> SeedserveError:
     """Rebuild the named error from a JSON error body (used by the SDK)."""
     error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str):  # the Open Inference Protocol's form (see oip_error_body)
+        error = {**body, "message": error}
+        error.pop("error")
     if not isinstance(error, dict):
         return SeedserveError(f"HTTP {status}: {str(body)[:200]}")
     fields = dict(error)

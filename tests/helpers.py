@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import torch
@@ -82,3 +82,17 @@ class Load(threading.Thread):
 
     def successes_after(self, moment: float) -> int:
         return sum(ok for t, ok in self.results if t > moment)
+
+
+def error_fields(response: httpx.Response) -> dict[str, Any]:
+    """An error answer's ``code``, ``message`` and ``input``, from seedserve's
+    native body (``{"error": {...}}``) or the Open Inference Protocol's on /v2
+    (``{"error": "<message>", "code", "input"}``); {} for any other body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str):
+        return {**body, "message": error}
+    return error if isinstance(error, dict) else {}

@@ -99,7 +99,8 @@ def status(host: str | None, master_port: int | None, manager_port: int | None) 
             continue
         ok = response.status_code == 200 and report.get("status") == "ok"
         healthy &= ok
-        click.echo(f"{name:8} {'up' if ok else 'DEGRADED':5} {url}")
+        down = report.get("down") if isinstance(report, dict) else None
+        click.echo(f"{name:8} {'up' if ok else 'DEGRADED':5} {url}" + (f"  down: {', '.join(map(str, down))}" if down else ""))
         for component, state in report.get("components", {}).items():
             click.echo(f"  {component:12} {json.dumps(state) if not isinstance(state, str) else state}")
     sys.exit(0 if healthy else 1)

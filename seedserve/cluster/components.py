@@ -213,7 +213,7 @@ def start_manager(settings: Settings, admin_token: str) -> Child:
         "--host", settings.host, "--port", str(settings.manager_port), "--no-access-log",
     ]
     child = start_child("manager", argv, data / "logs" / "manager.out", env=env)
-    wait_until(lambda: http_ok(f"http://{settings.host}:{settings.manager_port}/healthz"), 60, "manager", child)
+    wait_until(lambda: http_ok(f"http://{settings.host}:{settings.manager_port}/livez"), 60, "manager", child)
     return child
 
 

@@ -29,7 +29,12 @@ from seedserve.codecs.oip import DATATYPES, DTYPE_DATATYPES, HEADER_LENGTH
 from seedserve.deployments._query import load_json
 from seedserve.errors import InputMismatch, InvalidInput
 
-__all__ = ["encode_infer_response", "oip_tensor_metadata", "parse_infer_request"]
+__all__ = ["EXTENSIONS", "encode_infer_response", "oip_datatype", "oip_output_metadata", "oip_tensor_metadata",
+           "parse_infer_request"]
+
+#: The protocol's extensions seedserve serves, as ``GET /v2`` lists them
+#: (docs/protocols.md says what each covers).
+EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
 
 _FILE_KINDS = {"image", "audio"}
 _JSON_KINDS = {"tabular", "graph", "recommender"}
@@ -178,6 +183,33 @@ def oip_tensor_metadata(spec: Any) -> dict[str, Any]:
     return {"name": spec.name, "datatype": "BYTES", "shape": [-1], "parameters": {"seedserve_kind": spec.kind}}
 
 
+def oip_datatype(array: np.ndarray) -> str:
+    """The datatype an output answers as: its dtype's, FP32 for any dtype the
+    protocol has no name for (answered converted, see :func:`encode_infer_response`)."""
+    return DTYPE_DATATYPES.get(array.dtype.name, "FP32")
+
+
+def oip_output_metadata(
+    one: dict[str, np.ndarray], two: dict[str, np.ndarray] | None, names: list[str]
+) -> list[dict[str, Any]]:
+    """Outputs' metadata from what the model answered for a sample of one item
+    (``one``) and of two (``two``, None if that call failed): the observed
+    shape with the batch dimension, and any other that changed with the
+    item count, as -1; the datatype each is answered in. Outputs the
+    manifest declares but the sample did not produce are left out."""
+    metadata = []
+    for name in [n for n in names if n in one] + [n for n in one if n not in names]:
+        array = np.asarray(one[name])
+        shape = list(array.shape)
+        other = None if two is None or name not in two else np.asarray(two[name]).shape
+        if other is not None and len(other) == len(shape):
+            shape = [-1 if a != b else a for a, b in zip(shape, other)]
+        if shape:
+            shape[0] = -1
+        metadata.append({"name": name, "datatype": oip_datatype(array), "shape": shape})
+    return metadata
+
+
 def encode_infer_response(
     model: str, version: int, outputs: dict[str, np.ndarray], request: dict[str, Any]
 ) -> tuple[bytes, dict[str, str]]:
@@ -189,7 +221,7 @@ def encode_infer_response(
         if wanted and name not in wanted:
             continue
         array = np.asarray(array)
-        datatype = DTYPE_DATATYPES.get(array.dtype.name, "FP32")
+        datatype = oip_datatype(array)
         if datatype == "FP32" and array.dtype.name not in DTYPE_DATATYPES:
             array = array.astype(np.float32)
         tensor: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype}

@@ -24,13 +24,14 @@ from seedserve.errors import (
     SeedserveError,
     Unauthenticated,
     http_status,
+    oip_error_body,
 )
 from seedserve.ratelimit import FailureLimiter
 from seedserve.registry.keys import key_matches
 
 __all__ = [
     "KeyCache", "bearer_key", "bearer_key_from", "not_accepted", "check_key", "wrong_key_limiter", "read_body", "parse_json", "load_json",
-    "error_headers", "error_parts", "error_response", "relative_path",
+    "error_headers", "error_parts", "error_response", "oip_error_parts", "oip_error_response", "relative_path",
 ]
 
 logger = logging.getLogger("seedserve.query")
@@ -183,6 +184,18 @@ def error_parts(exc: SeedserveError) -> tuple[int, dict[str, str], bytes]:
 
 def error_response(exc: SeedserveError) -> Response:
     status, headers, body = error_parts(exc)
+    return Response(body, status_code=status, headers=headers)
+
+
+def oip_error_parts(exc: SeedserveError) -> tuple[int, dict[str, str], bytes]:
+    """:func:`error_parts` for ``/v2``: the same status and headers, the body in
+    the Open Inference Protocol's form (:func:`seedserve.errors.oip_error_body`)."""
+    body = json.dumps(oip_error_body(exc), ensure_ascii=False, separators=(",", ":")).encode()
+    return http_status(exc), {"content-type": "application/json", **error_headers(exc)}, body
+
+
+def oip_error_response(exc: SeedserveError) -> Response:
+    status, headers, body = oip_error_parts(exc)
     return Response(body, status_code=status, headers=headers)
 
 

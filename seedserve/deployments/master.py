@@ -20,14 +20,23 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from seedserve import __version__
 from seedserve.codecs.oip import HEADER_LENGTH
 from seedserve.deployments._master_link import MASTER_ROUTES_PATH, ModelData
-from seedserve.deployments._query import bearer_key, check_key, error_response, read_body, wrong_key_limiter
 from seedserve.deployments._autocalibrate import calibrate_new_types
+from seedserve.deployments._oip import EXTENSIONS
+from seedserve.deployments._query import (
+    bearer_key,
+    check_key,
+    error_response,
+    load_json,
+    oip_error_response,
+    read_body,
+    wrong_key_limiter,
+)
 from seedserve.deployments.reconciler import Reconciler
 from seedserve.deployments.serve_api import ServeRestApi
 from seedserve.deployments._metrics import gather, node_metric_urls
 from seedserve.deployments.openapi import allowed_methods, master_document
 from seedserve.deployments.serve_config import MASTER_APP, MODEL_APP_PREFIX, model_app_name, mongo_uri_from, node_worker_types
-from seedserve.errors import MethodNotAllowed, NotFound, SeedserveError, Unauthenticated, Unavailable
+from seedserve.errors import InvalidInput, MethodNotAllowed, NotFound, SeedserveError, Unauthenticated, Unavailable
 from seedserve.registry import ModelStore, connect
 from seedserve.registry.keys import key_matches
 
@@ -37,6 +46,28 @@ logger = logging.getLogger("seedserve.master")
 
 #: The master reads a /v2 body before forwarding it; the model applies its own, smaller limit.
 _MAX_V2_BODY = 512 * 2**20
+#: A repository index request is at most ``{"ready": true}``.
+_MAX_INDEX_BODY = 4096
+#: The wrong-key limiter's bucket for keys sent to the repository index.
+_INDEX_BUCKET = "(repository index)"
+
+
+def reconciler_health(task_done: bool, last_ok: float | None, last_error: str | None, started: float,
+                      now: float, interval_s: float) -> dict[str, Any]:
+    """The reconciler's health entry: ``state`` is ``ok``, ``stopped`` (its
+    task ended), ``failing`` (its last pass raised) or ``stalled`` (no pass
+    succeeded for ten intervals, at least 30 s, or none yet since then)."""
+    stall_s = max(30.0, 10 * interval_s)
+    since = last_ok if last_ok is not None else started
+    if task_done:
+        state = "stopped"
+    elif last_error is not None:
+        state = "failing"
+    elif now - since > stall_s:
+        state = "stalled"
+    else:
+        state = "ok"
+    return {"state": state, "last_ok_age_s": None if last_ok is None else round(now - last_ok, 1), "error": last_error}
 
 
 @serve.deployment
@@ -53,8 +84,11 @@ class Master:
         self._task = asyncio.get_running_loop().create_task(self._reconciler.run_forever())
         # Calibrates worker types no node has measured yet (seedserve.deployments._autocalibrate).
         self._calibrating = asyncio.get_running_loop().create_task(self._calibrate_forever()) if auto_calibrate else None
+        self._started = time.time()
+        self._interval_s = reconcile_interval_s
         self._routes: dict[str, Callable[[], Awaitable[Response]]] = {
             "/healthz": self._healthz,
+            "/livez": self._live,
             "/v2": self._server_metadata,
             "/v2/health/live": self._live,
             "/v2/health/ready": self._ready,
@@ -70,6 +104,7 @@ class Master:
         path = request.url.path.rstrip("/") or "/"
         if path == MASTER_ROUTES_PATH:
             path = "/-/routes"  # where the ingress sends /-/routes (see seedserve.cluster.haproxy)
+        oip = path == "/v2" or path.startswith("/v2/")
         try:
             allowed = allowed_methods(path)
             if allowed is not None and request.method not in allowed:
@@ -81,11 +116,16 @@ class Master:
             if handler is not None:
                 self._check_operator(request)
                 return await handler()
+            if path == "/v2/repository/index":
+                return await self._repository_index(request)
             if path.startswith("/v2/models/"):
                 return await self._v2_model(request, path)
+            if oip:
+                raise NotFound(f"no route {request.method} {path}; see the Open Inference Protocol's REST paths")
             return await self._not_served(request, path)
         except SeedserveError as exc:
-            return error_response(exc)
+            # /v2 answers errors in the protocol's own shape; the native paths in seedserve's.
+            return oip_error_response(exc) if oip else error_response(exc)
 
     # What model replicas read from the registry, through a handle (see
     # _master_link): the master is the only Ray process with a database.
@@ -127,24 +167,24 @@ class Master:
             )
 
     async def _healthz(self) -> Response:
-        """Open for probes, so it names no model or application (those are on /cluster)."""
+        """For readiness probes: 503 when the database or the reconciler is
+        down, with ``down`` naming which. Open to anyone, so it names no model
+        or application: a model whose application failed shows that in its own
+        status (/cluster, the manager), and does not make the master unhealthy."""
         state = self._reconciler.state
         try:
             await self._store.ping()
             database = "ok"
         except Unavailable as exc:
             database = f"unavailable: {exc.message}"
-        components = {
-            "master": "ok",
-            "database": database,
-            "reconciler": {
-                "last_ok_age_s": None if state.last_ok is None else round(time.time() - state.last_ok, 1),
-                "error": state.last_error,
-                "deploys": state.deploys,
-            },
-        }
-        healthy = database == "ok" and state.last_error is None
-        return JSONResponse({"status": "ok" if healthy else "degraded", "components": components})
+        reconciler = reconciler_health(self._task.done(), state.last_ok, state.last_error, self._started, time.time(),
+                                       self._interval_s)
+        reconciler["deploys"] = state.deploys
+        components: dict[str, Any] = {"master": "ok", "database": database, "reconciler": reconciler}
+        down = [name for name, ok in (("database", database == "ok"), ("reconciler", reconciler["state"] == "ok"))
+                if not ok]
+        body = {"status": "degraded" if down else "ok", "version": __version__, "down": down, "components": components}
+        return JSONResponse(body, status_code=503 if down else 200)
 
     async def _metrics(self) -> Response:
         """Prometheus text: every model replica's metrics from every node's Ray
@@ -187,7 +227,7 @@ class Master:
         return JSONResponse(master_document())
 
     async def _server_metadata(self) -> Response:
-        return JSONResponse({"name": "seedserve", "version": __version__, "extensions": []})
+        return JSONResponse({"name": "seedserve", "version": __version__, "extensions": EXTENSIONS})
 
     async def _live(self) -> Response:
         return JSONResponse({"live": True})
@@ -196,7 +236,7 @@ class Master:
         ready = self._reconciler.state.last_ok is not None and self._reconciler.state.last_error is None
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
-    async def _not_served(self, request: Request, path: str, app: str | None = None) -> Response:
+    async def _not_served(self, request: Request, path: str, app: str | None = None, oip: bool = False) -> Response:
         """A query for a model Serve does not route (yet): unknown, deleted,
         starting, or a version not served. Only a caller with one of the
         model's keys learns which; anyone else hears what a wrong key hears
@@ -213,7 +253,13 @@ class Master:
                 input="version",
             )
         status = self._reconciler.state.applications.get(app or model_app_name(name), "NOT_STARTED")
-        response = error_response(Unavailable(f"model {name!r} is starting ({status}); retry in a few seconds", input="model"))
+        if status in ("DEPLOY_FAILED", "UNHEALTHY"):
+            message = (f"model {name!r} is not being served ({status}): its replicas failed to start; its owner "
+                       "sees its status on the model's page in the manager")
+        else:
+            message = f"model {name!r} is starting ({status}); retry in a few seconds"
+        starting = Unavailable(message, input="model")
+        response = oip_error_response(starting) if oip else error_response(starting)
         response.headers["Retry-After"] = "2"
         return response
 
@@ -229,10 +275,10 @@ class Master:
             version, rest = rest[1], rest[2:]
             if version != str(self._reconciler.state.serving.get(name)):
                 app = model_app_name(name, int(version) if version.isdigit() else -1)
-        if rest not in ([], ["ready"], ["infer"]):
+        if rest not in ([], ["ready"], ["infer"], ["stats"]):
             raise NotFound(f"no route {request.method} {path}; see the Open Inference Protocol's REST paths")
         if self._reconciler.state.applications.get(app) != "RUNNING":
-            return await self._not_served(request, f"/models/{name}", app)
+            return await self._not_served(request, f"/models/{name}", app, oip=True)
         handle = serve.get_app_handle(app)
         authorization = request.headers.get("authorization", "")
         if rest == ["infer"]:
@@ -240,10 +286,49 @@ class Master:
             answer = handle.infer_v2.remote(authorization, request.headers.get(HEADER_LENGTH), body)
         elif rest == ["ready"]:
             answer = handle.ready_v2.remote(authorization)
+        elif rest == ["stats"]:
+            answer = handle.stats_v2.remote(authorization)
         else:
             answer = handle.metadata_v2.remote(authorization)
-        status, headers, content = await answer
+        try:
+            status, headers, content = await answer
+        except ray.exceptions.RayError as exc:  # the replica died or was replaced meanwhile: the client may retry
+            # Only a caller with one of the model's keys learns that it exists.
+            check_key(name, bearer_key(request), await self._store.key_hashes(name), self._wrong_keys)
+            unavailable = Unavailable(f"model {name!r}: its replica did not answer ({type(exc).__name__}); retry in a "
+                                      "few seconds", input="model")
+            response = oip_error_response(unavailable)
+            response.headers["Retry-After"] = "2"
+            return response
         return Response(content, status_code=status, headers=headers)
+
+    async def _repository_index(self, request: Request) -> Response:
+        """``POST /v2/repository/index``: the models the caller's key may
+        query (a model key: its own model; the admin or metrics token: every
+        model), each with the version it serves and whether that is ready.
+        An anonymous caller and a key no model accepts get an empty list, so
+        the index tells nobody which other tenants' models exist."""
+        ready_only = _index_request(await read_body(request, _MAX_INDEX_BODY))
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        key = key.strip() if scheme.lower() == "bearer" else ""
+        if not key:
+            return JSONResponse([])
+        operator = key_matches(key, self._token_hashes)
+        docs = [doc for doc in await self._store.list()
+                if operator or key_matches(key, [k["sha256"] for k in doc.get("keys", [])])]
+        if not docs and not operator:
+            self._wrong_keys.check(model=_INDEX_BUCKET)  # guessing keys here is limited as on the models' routes
+            self._wrong_keys.failed(model=_INDEX_BUCKET)
+        state = self._reconciler.state
+        index = []
+        for doc in docs:
+            status = state.applications.get(model_app_name(doc["name"]), "NOT_STARTED")
+            entry = {"name": doc["name"], "version": str(state.serving.get(doc["name"], "")),
+                     "state": "READY" if status == "RUNNING" else "UNAVAILABLE",
+                     "reason": "" if status == "RUNNING" else f"its application is {status}"}
+            if entry["state"] == "READY" or not ready_only:
+                index.append(entry)
+        return JSONResponse(index)
 
     async def _serve_routes(self) -> Response:
         """What Serve's proxy would answer at ``/-/routes`` (route prefix ->
@@ -260,6 +345,19 @@ class Master:
     def check_health(self) -> None:
         if self._task.done():
             raise RuntimeError("the reconciler stopped") from self._task.exception()
+
+
+def _index_request(body: bytes) -> bool:
+    """Whether a repository index request asks for ready models only (an empty body asks for all)."""
+    if not body.strip():
+        return False
+    request = load_json(body, "the repository index request")
+    if not isinstance(request, dict):
+        raise InvalidInput('the repository index request must be a JSON object, such as {"ready": true}')
+    ready = request.get("ready", False)
+    if not isinstance(ready, bool):
+        raise InvalidInput(f"'ready' must be true or false, got {ready!r}", input="ready")
+    return ready
 
 
 def build(args: dict[str, Any]) -> Application:

@@ -38,12 +38,13 @@ from seedserve.deployments._query import (
     KeyCache,
     bearer_key,
     bearer_key_from,
-    error_parts,
     error_response,
+    oip_error_parts,
     read_body,
     relative_path,
 )
-from seedserve.deployments._oip import encode_infer_response, oip_tensor_metadata, parse_infer_request
+from seedserve.deployments._oip import encode_infer_response, oip_output_metadata, oip_tensor_metadata, parse_infer_request
+from seedserve.deployments._stats import InferenceStats
 from seedserve.deployments._transport import parse_payload
 from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, replica_capacity, typed_nodes
 from seedserve.deployments._master_link import ModelData, master_handle
@@ -162,7 +163,9 @@ class ModelServer:
         # pay it here, before this replica takes traffic. Then serve the frozen,
         # optimized graph if it is equivalent and no slower.
         sample = sample_inputs(self._manifest)
-        run_model(self._model, self._manifest, sample)
+        self._stats = InferenceStats()
+        self._outputs = oip_output_metadata(run_model(self._model, self._manifest, sample), self._two_items(),
+                                            [o.name for o in self._manifest.outputs])
         if self._manifest.batching.max_batch_size == 1:
             samples = [sample]
         else:
@@ -175,6 +178,7 @@ class ModelServer:
         for _ in range(5):
             self._timed_run(sample, 1)
         self._calls = CallLog()  # measured latency reports queries only, not the warm-up
+        self._stats = InferenceStats()
         self.batch_size = self._batch_size()
         # A quick model's queries waiting a turn or two for others to join their call (see _together).
         self._together_queue: list[tuple[dict[str, Decoded], int, asyncio.Future[dict[str, np.ndarray]]]] = []
@@ -202,6 +206,13 @@ class ModelServer:
         gc.collect()
         gc.freeze()
 
+    def _two_items(self) -> dict[str, np.ndarray] | None:
+        """The model's outputs for a sample of two items, None if it does not take two."""
+        try:
+            return run_model(self._model, self._manifest, sample_inputs(self._manifest, 2))
+        except SeedserveError:
+            return None
+
     def _batch_size(self) -> int:
         """The batch size to serve with: the manifest's, or the default when it
         leaves it open, once a sample shows that batching is possible."""
@@ -221,11 +232,13 @@ class ModelServer:
 
     async def __call__(self, request: Request) -> Response:
         start = time.perf_counter()
+        query = False
         try:
             path = relative_path(request).rstrip("/")
             if path in self._routes:
                 if request.method != "POST":
                     raise MethodNotAllowed.on(request.method, request.url.path, ["POST"])
+                query = True
                 response = await self._predict(request)
             else:
                 # Only a caller with one of the model's keys learns what the
@@ -235,7 +248,10 @@ class ModelServer:
                 raise self._no_route(request, path)
         except SeedserveError as exc:
             response = error_response(exc)
-        self._metrics.answered(response.status_code, time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        self._metrics.answered(response.status_code, elapsed)
+        if query:
+            self._stats.answered(response.status_code == 200, elapsed)
         return response
 
     def _no_route(self, request: Request, path: str) -> NotFound:
@@ -277,7 +293,9 @@ class ModelServer:
         """An Open Inference Protocol request forwarded by the master: status, headers, body."""
         start = time.perf_counter()
         status, headers, content = await self._infer_v2(authorization, header_length, body)
-        self._metrics.answered(status, time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        self._metrics.answered(status, elapsed)
+        self._stats.answered(status == 200, elapsed)
         return status, headers, content
 
     async def _infer_v2(self, authorization: str, header_length: str | None, body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -297,7 +315,7 @@ class ModelServer:
             response_body, headers = await self._admitted(run)
             return 200, headers, response_body
         except SeedserveError as exc:
-            return error_parts(exc)
+            return oip_error_parts(exc)
 
     async def _admitted(self, run: Callable[[], Awaitable[T]]) -> T:
         """``run()`` in an admission slot, within the request timeout."""
@@ -305,7 +323,9 @@ class ModelServer:
         self._metrics.queue(self._admission.waiting)
         try:
             async with self._deadlines.within():
+                waited = time.perf_counter()
                 async with self._admission.slot():
+                    self._stats.queued(time.perf_counter() - waited)
                     return await run()
         except TimeoutError:
             raise Timeout(
@@ -391,6 +411,7 @@ class ModelServer:
             elapsed = time.perf_counter() - start
             self._call_time.add(elapsed)
             self._calls.add(elapsed, count)
+            self._stats.call(count, elapsed)
 
     async def _fetch_key_hashes(self) -> list[str]:
         hashes: list[str] = await self._master.key_hashes.remote(self._name)
@@ -440,11 +461,15 @@ class ModelServer:
         """The model's readiness (it is: this replica answers), for one of the model's keys."""
         return self._with_key(authorization, lambda: json.dumps({"name": self._name, "ready": True}).encode())
 
+    def stats_v2(self, authorization: str) -> tuple[int, dict[str, str], bytes]:
+        """This replica's inference statistics (the statistics extension), for one of the model's keys."""
+        return self._with_key(authorization, lambda: json.dumps(self._stats.as_oip(self._name, self._version)).encode())
+
     def _with_key(self, authorization: str, answer: Callable[[], bytes]) -> tuple[int, dict[str, str], bytes]:
         try:
             self._keys.check(bearer_key_from(authorization))
         except SeedserveError as exc:
-            return error_parts(exc)
+            return oip_error_parts(exc)
         return 200, {"content-type": "application/json"}, answer()
 
     def _metadata(self) -> dict[str, Any]:
@@ -453,7 +478,7 @@ class ModelServer:
             "versions": [str(self._version)],
             "platform": {"torchscript": "pytorch_torchscript", "export": "pytorch_export"}.get(self._format, "python_handler"),
             "inputs": [oip_tensor_metadata(spec) for spec in self._manifest.inputs],
-            "outputs": [{"name": o.name, "datatype": "FP32", "shape": [-1]} for o in self._manifest.outputs],
+            "outputs": self._outputs,
         }
 
     def check_health(self) -> None:

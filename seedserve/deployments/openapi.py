@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from seedserve import __version__, openapi
 from seedserve.codecs.oip import DATATYPES, HEADER_LENGTH
 from seedserve.codecs.schema import MODEL_NAME_PATTERN
-from seedserve.openapi import Operation, ref
+from seedserve.openapi import Operation, content, ref
 
 __all__ = ["allowed_methods", "master_document"]
 
@@ -98,7 +98,55 @@ class Health(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     status: Literal["ok", "degraded"]
+    down: list[str] = Field(default_factory=list, description="The components that are down (503 when any is).")
     components: dict[str, Any]
+
+
+class OipError(BaseModel):
+    """The Open Inference Protocol's error body, with seedserve's fields beside it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="What was wrong and what to do (the protocol's error message).")
+    code: str = Field(description="seedserve's stable code: invalid_input, unauthenticated, ...")
+    input: str | None = Field(default=None, description="The input or field at fault, when there is one.")
+
+
+class RepositoryIndexRequest(BaseModel):
+    ready: bool = Field(default=False, description="Only the models that are ready.")
+
+
+class RepositoryModel(BaseModel):
+    name: str
+    version: str
+    state: Literal["READY", "UNAVAILABLE"]
+    reason: str
+
+
+class Duration(BaseModel):
+    count: int
+    ns: int
+
+
+class BatchStatistics(BaseModel):
+    batch_size: int
+    compute_input: Duration
+    compute_infer: Duration
+    compute_output: Duration
+
+
+class ModelStatistics(BaseModel):
+    name: str
+    version: str
+    last_inference: int = Field(description="When the last successful query was answered (ms since the epoch).")
+    inference_count: int = Field(description="Items inferred (a query of N rows counts N).")
+    execution_count: int = Field(description="Model calls (a batch of queries is one).")
+    inference_stats: dict[str, Duration]
+    batch_stats: list[BatchStatistics]
+
+
+class Statistics(BaseModel):
+    model_stats: list[ModelStatistics]
 
 
 class ClusterView(BaseModel):
@@ -108,7 +156,9 @@ class ClusterView(BaseModel):
 
 
 _SCHEMAS: list[type[BaseModel]] = [InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata, Live, Ready,
-                                   ModelReady, Health, ClusterView]
+                                   ModelReady, Health, ClusterView, OipError, RepositoryIndexRequest, RepositoryModel,
+                                   Statistics]
+_INDEX = {"application/json": {"schema": {"type": "array", "items": ref(RepositoryModel)}}}
 
 _QUERY = {
     "application/json": {"schema": {
@@ -171,9 +221,19 @@ OPERATIONS: list[Operation] = [
         Operation("post", f"{prefix}/infer", "Inference (JSON, or the binary data extension)", _INFER_ANSWER,
                   body=_INFER_BODY, errors=_QUERY_ERRORS, retry_after=_RETRY, tags=("open inference protocol",),
                   headers=(_KEY, _BINARY_HEADER)),
+        Operation("get", f"{prefix}/stats", "Inference statistics of the replica that answers (statistics extension)",
+                  Statistics, errors=(404, 429, 503), retry_after=(429, 503), tags=("open inference protocol",),
+                  headers=(_KEY,)),
     )),
-    Operation("get", "/healthz", "Master, database and reconciler health (names no model)", Health, errors=(),
-              auth=False, tags=("cluster",)),
+    Operation("post", "/v2/repository/index",
+              "The models the key may query (model repository extension); an anonymous caller gets []",
+              _INDEX, body=RepositoryIndexRequest, body_required=False, errors=(400, 413, 429), retry_after=(429,),
+              auth=False, tags=("open inference protocol",),
+              headers=(("Authorization?", "Bearer <model key>, or the admin or metrics token (every model)."),)),
+    Operation("get", "/healthz", "Readiness: master, database and reconciler health, 503 naming what is down "
+              "(names no model)", Health, errors=(), auth=False, tags=("cluster",)),
+    Operation("get", "/livez", "Liveness: 200 while the master answers", Live, errors=(), auth=False,
+              tags=("cluster",)),
     *_OPERATOR_OPS,
     Operation("get", "/openapi.json", "This document", {"application/json": {"schema": {"type": "object"}}},
               errors=(), auth=False, tags=("cluster",)),
@@ -195,7 +255,8 @@ def master_document() -> dict[str, Any]:
             "description": "Query registered models: natively at /models/{name}/predict or with the Open Inference "
             "Protocol (v2). Queries and model metadata carry one of the model's keys as 'Authorization: Bearer <key>'; "
             "an unknown model and a wrong key get the same 401. /metrics, /cluster and /-/routes need the admin or "
-            'the metrics token. Errors are {"error": {"code", "message", "input"}}; 429 and 503 come with Retry-After.',
+            'the metrics token. Errors are {"error": {"code", "message", "input"}}, and on /v2 the protocol\'s '
+            '{"error": "<message>", "code", "input"}; 429 and 503 come with Retry-After.',
         },
         operations=OPERATIONS,
         schemas=_SCHEMAS,
@@ -214,9 +275,18 @@ def master_document() -> dict[str, Any]:
             if operation.get("security") is None and "401" in operation["responses"]:
                 operation["responses"]["401"]["description"] = (
                     "Missing key, or no model of that name accepts this key (the same answer for both)")
+    # /v2 answers errors in the Open Inference Protocol's shape.
+    for path, item in document["paths"].items():
+        if path == "/v2" or path.startswith("/v2/"):
+            for operation in item.values():
+                for response in operation["responses"].values():
+                    if response.get("content") == content(openapi.Error):
+                        response["content"] = content(OipError)
     # Not ready is a readiness answer, not an error.
     document["paths"]["/v2/health/ready"]["get"]["responses"]["503"] = {
         "description": "Not ready yet", "content": {"application/json": {"schema": ref(Ready)}}}
+    document["paths"]["/healthz"]["get"]["responses"]["503"] = {
+        "description": "A component is down; 'down' names it", "content": {"application/json": {"schema": ref(Health)}}}
     return document
 
 

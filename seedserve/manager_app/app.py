@@ -35,14 +35,25 @@ logger = logging.getLogger("seedserve.manager")
 
 
 async def healthz(request: Request) -> Response:
+    """For readiness probes: 503 when the database or the master (or what the
+    master reports down: the reconciler) is down, ``down`` naming which. A
+    model whose application failed is not a component: it shows in its own status."""
     state: ManagerState = request.app.state.seedserve
     try:
         await state.store.ping()
         database = "ok"
     except Unavailable as exc:
         database = f"unavailable: {exc.message}"
-    status = "ok" if database == "ok" else "degraded"
-    return JSONResponse({"status": status, "version": __version__, "components": {"manager": "ok", "database": database}})
+    master = await state.master.health()
+    down = (["database"] if database != "ok" else []) + [name for name in master["down"] if name != "database"]
+    body = {"status": "degraded" if down else "ok", "version": __version__, "down": down,
+            "components": {"manager": "ok", "database": database, "master": master["report"]}}
+    return JSONResponse(body, status_code=503 if down else 200)
+
+
+async def livez(request: Request) -> Response:
+    """For liveness probes: 200 while the process answers, whatever else is down."""
+    return JSONResponse({"live": True})
 
 
 async def openapi_json(request: Request) -> Response:
@@ -94,6 +105,7 @@ def create_app(settings: Settings, admin_token: str) -> Starlette:
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/livez", livez, methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),
             *accounts.routes,
             *admin.routes,

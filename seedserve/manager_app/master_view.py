@@ -88,6 +88,20 @@ class MasterView:
     async def close(self) -> None:
         await self._http.aclose()
 
+    async def health(self) -> dict[str, Any]:
+        """The master's ``/healthz`` as the manager's health reports it:
+        ``down`` (``["master"]`` when it does not answer, else what it names
+        down) and ``report`` (its status, or why it could not be read)."""
+        try:
+            response = await self._http.get(self.url + "/healthz")
+            body = response.json()
+            down = [str(name) for name in body.get("down", [])] if isinstance(body, dict) else []
+        except (httpx.HTTPError, ValueError) as exc:
+            return {"down": ["master"], "report": f"unavailable: the master at {self.url} did not answer: {exc}"}
+        if response.status_code not in (200, 503) or not isinstance(body, dict):
+            return {"down": ["master"], "report": f"unavailable: the master answered HTTP {response.status_code}"}
+        return {"down": down, "report": "ok" if not down else f"degraded: {', '.join(down)} down"}
+
     async def cluster(self) -> dict[str, Any]:
         """The master's ``/cluster``, or ``{"error": ...}`` when it cannot be read."""
         try:

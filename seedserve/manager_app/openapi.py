@@ -312,8 +312,13 @@ def openapi_document() -> dict[str, Any]:
         },
         public_security=[{}, {"bearer": []}, {"session": []}],
     )
-    document["paths"]["/healthz"] = {"get": {"operationId": "get_healthz", "summary": "Manager and database health",
-                                             "tags": ["health"], "security": [{}],
-                                             "responses": {"200": {"description": "Health",
-                                                                   "content": content(Health)}}}}
+    document["paths"]["/healthz"] = {"get": {
+        "operationId": "get_healthz", "summary": "Readiness: manager, database and master health", "tags": ["health"],
+        "security": [{}], "responses": {"200": {"description": "Health", "content": content(Health)},
+                                        "503": {"description": "A component is down; 'down' names it",
+                                                "content": content(Health)}}}}
+    document["paths"]["/livez"] = {"get": {
+        "operationId": "get_livez", "summary": "Liveness: 200 while the manager answers", "tags": ["health"],
+        "security": [{}], "responses": {"200": {"description": "Live", "content": {"application/json": {
+            "schema": {"type": "object", "properties": {"live": {"type": "boolean"}}, "required": ["live"]}}}}}}}
     return document

@@ -31,7 +31,7 @@ from seedserve.client.oip import encode_infer_request
 from seedserve.codecs import decode_inputs, parse_manifest
 from seedserve.runtime import model_arguments
 from tests.conftest import System
-from tests.helpers import eventually
+from tests.helpers import error_fields, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -193,10 +193,7 @@ def test_the_malformed_corpus_gets_its_documented_4xx_and_breaks_nothing(
         kwargs = _body(transport, {**_good_inputs(), name: value})
         kwargs["headers"] = {**kwargs.get("headers", {}), **auth}
         response = http.post(system.master_url + path, **kwargs)
-        try:
-            error = response.json()["error"]
-        except (ValueError, KeyError, TypeError):
-            error = {}
+        error = error_fields(response)  # on /v2 in the Open Inference Protocol's shape
         if (response.status_code, error.get("code"), error.get("input")) != (status, code, name):
             failures.append(f"{case}: {response.status_code} {response.text[:300]}")
         elif not error.get("message", "").startswith(f"input {name!r}"):
@@ -234,10 +231,7 @@ def test_malformed_bodies_and_queries_get_4xx_over_http(system: System, every_ki
         target = system.master_url + f"/v2/models/{NAME}/infer" if case.startswith("OIP") else url
         kwargs = {**kwargs, "headers": {**kwargs.get("headers", {}), **auth}}
         response = http.post(target, **kwargs)
-        try:
-            error = response.json()["error"]
-        except (ValueError, KeyError, TypeError):
-            error = {}
+        error = error_fields(response)
         if response.status_code != status or not error.get("message") or (name and error.get("input") != name):
             failures.append(f"{case}: {response.status_code} {response.text[:300]}")
     assert not failures, "\n".join(failures)

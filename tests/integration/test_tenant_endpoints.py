@@ -5,7 +5,6 @@ need a token; an unknown model and a wrong key get the same answer)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from seedserve.client import Client, ManagerClient
 from tests.conftest import System
-from tests.helpers import MLP_MANIFEST, eventually, make_mlp, save_torchscript
+from tests.helpers import MLP_MANIFEST, error_fields, eventually, make_mlp, save_torchscript
 
 pytestmark = pytest.mark.integration
 
@@ -181,7 +180,7 @@ def test_every_model_route_needs_that_models_own_key(
         for headers in ({}, _bearer(two.key)):
             refused = _ask(http, system, method, path, body, headers)
             assert refused.status_code == 401, (method, path, headers, refused.text)
-            assert refused.json()["error"]["code"] == "unauthenticated"
+            assert error_fields(refused)["code"] == "unauthenticated"
         answered = _ask(http, system, method, path, body, _bearer(one.key))
         assert answered.status_code == 200, (method, path, answered.text)
     assert _ask(http, system, "GET", f"/v2/models/{one.name}", None, _bearer(one.key)).json()["name"] == one.name
@@ -197,7 +196,7 @@ def test_an_unknown_model_and_a_wrong_key_get_the_same_status_and_body(
         assert wrong.status_code == unknown.status_code == 401
         # The bytes differ only by the name the caller sent.
         assert unknown.content.replace(GHOST.encode(), one.name.encode()) == wrong.content, (path, wrong.text)
-        assert json.loads(wrong.content)["error"]["message"] == (
+        assert error_fields(wrong)["message"] == (
             f"no model named {one.name!r} accepts this key; check the model name and the key")
 
 
@@ -208,7 +207,7 @@ def test_a_version_not_served_is_named_only_to_a_caller_with_the_models_key(
     for method, path, body in [("POST", f"/models/{one.name}/versions/7/predict", QUERY),
                                ("GET", f"/v2/models/{one.name}/versions/7", None)]:
         missing = _ask(http, system, method, path, body, _bearer(one.key))
-        assert missing.status_code == 404 and missing.json()["error"]["input"] == "version"
+        assert missing.status_code == 404 and error_fields(missing)["input"] == "version"
         wrong = _ask(http, system, method, path, body, _bearer(two.key))
         unknown = _ask(http, system, method, path.replace(one.name, GHOST), body, _bearer(two.key))
         assert wrong.status_code == unknown.status_code == 401

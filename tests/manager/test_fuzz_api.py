@@ -64,6 +64,19 @@ def _no_5xx_but_the_absent_master(ctx: Any, response: Any, case: Case) -> None:
         assert "did not answer" in response.json()["error"]["message"], response.text
 
 
+def _healthz_names_the_absent_master(ctx: Any, response: Any, case: Case) -> None:
+    """Without a master, the manager's readiness answer is its documented 503
+    naming the master as down; nothing else may be."""
+    if response.status_code >= 500:
+        assert response.status_code == 503, response.text
+        assert response.json()["down"] == ["master"], response.text
+
+
+#: Operations whose 5xx is a documented answer, and the check that replaces "no 5xx" for them.
+_DOCUMENTED_5XX = {("POST", "/api/models/{name}/try"): _no_5xx_but_the_absent_master,
+                   ("GET", "/healthz"): _healthz_names_the_absent_master}
+
+
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
@@ -73,9 +86,9 @@ def test_every_answer_matches_the_document_and_none_is_a_5xx(case: Case, owner: 
         case.path_parameters["name"] = "fuzzed"  # the owned model's routes reach real code
     excluded = exempt_checks(case, replaced=REPLACED, content_dependent=CONTENT_DEPENDENT)
     additional = []
-    if operation == ("POST", "/api/models/{name}/try"):
+    if operation in _DOCUMENTED_5XX:
         excluded.append(not_a_server_error)
-        additional.append(_no_5xx_but_the_absent_master)
+        additional.append(_DOCUMENTED_5XX[operation])
     before = manager.db["models"].find_one({"name": "fuzzed"})
     outcome = "failed"
     try:
@@ -121,9 +134,9 @@ def test_sequences_of_operations_answer_as_documented(owner: dict[str, Any], man
             operation = (case.method.upper(), case.operation.path)
             excluded = [positive_data_acceptance] if operation in CONTENT_DEPENDENT else []
             additional = []
-            if operation == ("POST", "/api/models/{name}/try"):
+            if operation in _DOCUMENTED_5XX:
                 excluded.append(not_a_server_error)
-                additional.append(_no_5xx_but_the_absent_master)
+                additional.append(_DOCUMENTED_5XX[operation])
             record(case, str(response.status_code), prefix="stateful ")
             case.validate_response(response, excluded_checks=excluded, additional_checks=additional,
                                    transport_kwargs=kwargs)

@@ -38,7 +38,7 @@ class ManagerProcess:
              "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
             env=env, start_new_session=True,
         )
-        eventually(lambda: httpx.get(self.url + "/healthz", timeout=2).raise_for_status(), timeout_s=60)
+        eventually(lambda: httpx.get(self.url + "/livez", timeout=2).raise_for_status(), timeout_s=60)
 
     def kill(self) -> None:
         os.killpg(self.process.pid, signal.SIGKILL)  # the manager and its probe child

@@ -115,7 +115,7 @@ def test_retry_after_may_be_seconds_or_an_http_date() -> None:
 
 
 def test_wait_until_ready_polls_until_the_model_is_served() -> None:
-    starting = {"error": {"code": "unavailable", "message": "starting"}}
+    starting = {"error": "starting", "code": "unavailable"}  # /v2 answers in the protocol's shape
     handler, seen = _script(
         httpx.ConnectError("refused"),
         httpx.Response(503, json=starting, headers={"Retry-After": "0"}),
@@ -129,8 +129,8 @@ def test_wait_until_ready_raises_timeout_or_not_found() -> None:
     handler, _ = _script(*[httpx.Response(503, json={}, headers={"Retry-After": "0"})] * 3)
     with pytest.raises(Timeout, match="not ready after 0 s"):
         _client(handler).wait_until_ready("m", timeout=0)
-    handler, _ = _script(httpx.Response(404, json={"error": {"code": "not_found", "message": "no model"}}))
-    with pytest.raises(NotFound):
+    handler, _ = _script(httpx.Response(404, json={"error": "no model", "code": "not_found"}))
+    with pytest.raises(NotFound, match="no model"):
         _client(handler).wait_until_ready("m", timeout=30)
 
 
