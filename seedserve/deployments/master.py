@@ -25,6 +25,7 @@ from seedserve.deployments.serve_api import ServeRestApi
 from seedserve.deployments._metrics import gather, node_metric_urls
 from seedserve.deployments.openapi import allowed_methods, master_document
 from seedserve.deployments.serve_config import MASTER_APP, MODEL_APP_PREFIX, model_app_name, mongo_uri_from, node_worker_types
+from seedserve.profiler.catalog import load_catalog
 from seedserve.errors import MethodNotAllowed, NotFound, SeedserveError, Unauthenticated, Unavailable
 from seedserve.registry import ModelStore, connect
 from seedserve.registry.keys import key_matches
@@ -45,7 +46,8 @@ class Master:
         self._store = ModelStore(connect(mongo_uri_from({"mongo_uri": mongo_uri}), timeout_ms=2000)[database])
         self._token_hashes = list(token_sha256 or [])
         self._wrong_keys = wrong_key_limiter()
-        self._reconciler = Reconciler(self._store, ServeRestApi(dashboard_url), interval_s=reconcile_interval_s)
+        self._reconciler = Reconciler(self._store, ServeRestApi(dashboard_url), interval_s=reconcile_interval_s,
+                                      gpu_types=load_catalog().gpu_types())
         self._task = asyncio.get_running_loop().create_task(self._reconciler.run_forever())
         self._routes: dict[str, Callable[[], Awaitable[Response]]] = {
             "/healthz": self._healthz,
@@ -160,12 +162,12 @@ class Master:
             for node in nodes
         ]
         models: dict[str, dict[str, Any]] = {}
-        for app, status in sorted(state.applications.items()):
+        for app in sorted(state.applications):
             if app.startswith(MODEL_APP_PREFIX):
                 model, _, version = app.removeprefix(MODEL_APP_PREFIX).partition(".v")
                 entry = models.setdefault(model, {"serving": state.serving.get(model), "applications": []})
                 entry["applications"].append({"version": int(version) if version else state.serving.get(model),
-                                              "status": status, "replicas": state.replicas.get(app, 0)})
+                                              **state.status_of(app, nodes)})
         return JSONResponse({"nodes": shown_nodes, "models": models, "applications": state.applications})
 
     async def _openapi(self) -> Response:
@@ -197,8 +199,9 @@ class Master:
                 f"model {name!r} has no version {version} being served; list them with GET /api/models/{name}/versions",
                 input="version",
             )
-        status = self._reconciler.state.applications.get(app or model_app_name(name), "NOT_STARTED")
-        response = error_response(Unavailable(f"model {name!r} is starting ({status}); retry in a few seconds", input="model"))
+        shown = self._reconciler.state.status_of(app or model_app_name(name), await asyncio.to_thread(ray.nodes))
+        why = f": {shown['reason']}" if "reason" in shown else "; retry in a few seconds"
+        response = error_response(Unavailable(f"model {name!r} is starting ({shown['status']}){why}", input="model"))
         response.headers["Retry-After"] = "2"
         return response
 

@@ -48,7 +48,7 @@ from seedserve.deployments._transport import parse_payload
 from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, replica_capacity, typed_nodes
 from seedserve.deployments._master_link import ModelData, master_handle
 from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout
-from seedserve.runtime import load_served_model, optimize_for_serving, run_model
+from seedserve.runtime import CPU, Placement, gpu_placement, load_served_model, optimize_for_serving, place_model, run_model
 from seedserve.sandbox import SandboxLimits, gpu_device_files
 from seedserve.settings import Settings
 
@@ -142,7 +142,10 @@ class ModelServer:
     model allows it, run, and encoded, all within the request timeout (504)."""
 
     async def __init__(self, name: str, version: int, artifact_sha256: str | None = None, key_refresh_s: float = 2.0,
-                       report_s: float = 30.0, wrong_keys_per_minute: int = WRONG_KEYS_PER_MINUTE) -> None:
+                       report_s: float = 30.0, wrong_keys_per_minute: int = WRONG_KEYS_PER_MINUTE, *,
+                       on_gpu: bool = False) -> None:
+        """``on_gpu``: the model's worker type has GPUs; it runs on this
+        replica's CUDA device (or the node's stand-in, see Settings.gpu_stand_in)."""
         self._name = name
         # Everything the replica serves comes from the master over Ray: it
         # holds no database address and no credential (DESIGN.md, trust boundaries).
@@ -154,21 +157,29 @@ class ModelServer:
         self._version = version
         self._routes = {"/predict", f"/versions/{version}/predict"}
         self._format = data["format"]
-        self._model = load_served_model(data["artifact"], self._format, self._manifest, _sandbox_limits(),
-                                        call_timeout_s=self._manifest.scaling.request_timeout_s)
+        # A handler package places itself: its sandbox gets the GPU's device files.
+        self._placement = _placement(self._manifest) if on_gpu and self._format != "handler" else CPU
+        self._model = place_model(
+            load_served_model(data["artifact"], self._format, self._manifest, _sandbox_limits(),
+                              call_timeout_s=self._manifest.scaling.request_timeout_s),
+            self._placement,
+        )
         key_hashes = data["key_hashes"]
         del data  # the artifact's bytes are not kept
         # Warm-up: the first call of a TorchScript module compiles and is slow;
         # pay it here, before this replica takes traffic. Then serve the frozen,
         # optimized graph if it is equivalent and no slower.
         sample = sample_inputs(self._manifest)
-        run_model(self._model, self._manifest, sample)
+        run_model(self._model, self._manifest, sample, self._placement)
         if self._manifest.batching.max_batch_size == 1:
             samples = [sample]
         else:
             # A batch of at most 16 items: enough to compare the graphs, bounded for any manifest.
             samples = [sample, sample_inputs(self._manifest, min(self._manifest.batching.max_batch_size or 8, 16))]
-        self._model, how = await asyncio.to_thread(optimize_for_serving, self._model, self._manifest, samples)
+        if self._placement == CPU:  # freezing and oneDNN passes are for the CPU
+            self._model, how = await asyncio.to_thread(optimize_for_serving, self._model, self._manifest, samples)
+        else:
+            how = f"runs as loaded on {self._placement.device} at {self._placement.precision}"
         logger.info("model %s version %s %s", name, version, how)
         self._call_time = CallTime()
         self._calls = CallLog()
@@ -213,7 +224,7 @@ class ModelServer:
             if fixed:
                 raise ValueError(f"tensor inputs {fixed} have no variable batch dimension (shape[0] != -1)")
             for n in (2, 3):
-                split(run_model(self._model, self._manifest, sample_inputs(self._manifest, n)), [1] * n)
+                split(run_model(self._model, self._manifest, sample_inputs(self._manifest, n), self._placement), [1] * n)
         except (ValueError, SeedserveError) as exc:
             logger.warning("model %s: batching off: %s", self._name, exc)
             return 1
@@ -386,7 +397,7 @@ class ModelServer:
         # ``count`` is the call's items, known to the caller.
         start = time.perf_counter()
         try:
-            return run_model(self._model, self._manifest, arrays)
+            return run_model(self._model, self._manifest, arrays, self._placement)
         finally:
             elapsed = time.perf_counter() - start
             self._call_time.add(elapsed)
@@ -468,7 +479,14 @@ def build(args: dict[str, Any]) -> Application:
         float(os.environ.get("SEEDSERVE_LATENCY_REPORT_S", "30")),
         # Raised only by benchmarks/key_timing.py, which sends thousands of wrong keys.
         int(os.environ.get("SEEDSERVE_WRONG_KEYS_PER_MINUTE", str(WRONG_KEYS_PER_MINUTE))),
+        on_gpu=bool(args.get("on_gpu")),
     )
+
+
+def _placement(manifest: Manifest) -> Placement:
+    """Where a model of a GPU worker type runs on this node: its CUDA device,
+    or the node's stand-in for one; raises Unavailable without either."""
+    return gpu_placement(manifest.precision, Settings().gpu_stand_in)
 
 
 def _sandbox_limits() -> SandboxLimits:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,8 @@ from seedserve.deployments.serve_config import (
     deployed_configs,
     model_applications,
     model_apps_differ,
+    pending_reason,
+    replica_failure,
 )
 from seedserve.registry import ModelStore, default_version
 
@@ -39,11 +42,30 @@ class ReconcilerState:
     registered: set[str] = field(default_factory=set)
     #: model -> the version its endpoint serves
     serving: dict[str, int] = field(default_factory=dict)
+    #: application -> what Serve says of it when it is not running (a replica's error, say)
+    messages: dict[str, str] = field(default_factory=dict)
+    #: model application -> the ray_actor_options of its replicas
+    wanted: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def status_of(self, app: str, nodes: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """A model application's status, replicas and, when it is not
+        running, why. PENDING when no node of ``nodes`` (``ray.nodes()``)
+        could ever run its replicas: a GPU model never runs on a CPU instead."""
+        replicas = self.replicas.get(app, 0)
+        reason = pending_reason(self.wanted[app], nodes) if app in self.wanted and not replicas else None
+        if reason is not None:
+            return {"status": "PENDING", "replicas": 0, "reason": reason}
+        status = self.applications.get(app, "NOT_STARTED")
+        message = self.messages.get(app) if status != "RUNNING" else None
+        return {"status": status, "replicas": replicas, **({"reason": message} if message else {})}
 
 
 class Reconciler:
-    def __init__(self, store: ModelStore, api: ServeRestApi, *, interval_s: float) -> None:
+    def __init__(self, store: ModelStore, api: ServeRestApi, *, interval_s: float,
+                 gpu_types: Mapping[str, str | None] | None = None) -> None:
+        """``gpu_types``: the catalog's GPU worker types (see serve_config.actor_options)."""
         self._store = store
+        self._gpu_types = dict(gpu_types or {})
         self._api = api
         self._interval_s = interval_s
         self.state = ReconcilerState()
@@ -65,9 +87,12 @@ class Reconciler:
             )
             for name, app in applications.items()
         }
+        self.state.messages = {name: message for name, app in applications.items()
+                               if app.get("status") != "RUNNING" and (message := _message(app))}
         self.state.registered = {doc["name"] for doc in docs}
         self.state.serving = {doc["name"]: default_version(doc) for doc in docs}
-        desired = model_applications(docs, versions)
+        desired = model_applications(docs, versions, self._gpu_types)
+        self.state.wanted = {app["name"]: app["deployments"][0]["ray_actor_options"] for app in desired}
         if not model_apps_differ(desired, deployed):
             return False
         if MASTER_APP not in deployed:
@@ -92,3 +117,11 @@ class Reconciler:
                 logger.warning("reconcile pass failed: %s", self.state.last_error)
             self.state.passes += 1
             await asyncio.sleep(self._interval_s)
+
+
+def _message(app: Mapping[str, Any]) -> str:
+    """A failing deployment's own message (a replica's error), else the application's."""
+    for deployment in (app.get("deployments") or {}).values():
+        if deployment.get("status") != "HEALTHY" and deployment.get("message"):
+            return replica_failure(str(deployment["message"]))
+    return str(app.get("message") or "")

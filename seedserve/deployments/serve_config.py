@@ -30,6 +30,9 @@ __all__ = [
     "deploy_config",
     "model_apps_differ",
     "deployed_configs",
+    "actor_options",
+    "pending_reason",
+    "replica_failure",
 ]
 
 MASTER_APP = "master"
@@ -100,12 +103,14 @@ def master_application(
     }
 
 
-def model_applications(models: Iterable[Mapping[str, Any]], versions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def model_applications(models: Iterable[Mapping[str, Any]], versions: Iterable[Mapping[str, Any]],
+                       gpu_types: Mapping[str, str | None] | None = None) -> list[dict[str, Any]]:
     """The applications the registry asks for: per model, one at
     ``/models/{name}`` serving its default version (pinned, else latest), and
     one at ``/models/{name}/versions/{v}`` for each other version, scaled to
     zero while idle. Serve routes by the longest prefix, so a query for the
-    default version's own route reaches the first application."""
+    default version's own route reaches the first application. ``gpu_types``:
+    see :func:`actor_options`."""
     by_model: dict[str, dict[int, Mapping[str, Any]]] = {}
     for version in versions:
         by_model.setdefault(version["name"], {})[version["version"]] = version
@@ -115,18 +120,21 @@ def model_applications(models: Iterable[Mapping[str, Any]], versions: Iterable[M
         default = model.get("pinned") or model["latest"]
         if default not in available:
             continue  # a version still being written, or one already deleted
-        apps.append(model_application(available[default]))
-        apps += [model_application(available[v], own_route=True)
+        apps.append(model_application(available[default], gpu_types=gpu_types))
+        apps += [model_application(available[v], own_route=True, gpu_types=gpu_types)
                  for v in sorted(available) if v != default]
     return apps
 
 
-def model_application(version: Mapping[str, Any], *, own_route: bool = False) -> dict[str, Any]:
+def model_application(version: Mapping[str, Any], *, own_route: bool = False,
+                      gpu_types: Mapping[str, str | None] | None = None) -> dict[str, Any]:
     """One version's application; its args change (and so it redeploys) when
     the version or the artifact behind a route changes. No database address
-    or credential: its replicas read what they serve from the master."""
+    or credential: its replicas read what they serve from the master.
+    ``gpu_types``: see :func:`actor_options`."""
     manifest = Manifest.model_validate(version["manifest"])
     scaling = manifest.scaling
+    options = actor_options(manifest, gpu_types or {})
     name, number = version["name"], version["version"]
     min_replicas = 0 if own_route else scaling.min_replicas
     return {
@@ -137,6 +145,8 @@ def model_application(version: Mapping[str, Any], *, own_route: bool = False) ->
             "name": name,
             "version": number,
             "artifact_sha256": version["artifact"]["sha256"],
+            # The replica runs the model on its GPU (see ModelServer).
+            **({"on_gpu": True} if "num_gpus" in options else {}),
         },
         "deployments": [
             {
@@ -166,15 +176,67 @@ def model_application(version: Mapping[str, Any], *, own_route: bool = False) ->
                 # time under load. /metrics counts queries by status;
                 # seedserve's own log lines are unaffected.
                 "logging_config": {"enable_access_log": False, "log_level": "WARNING"},
-                # Fractional CPUs so that many models fit on a small node; a
-                # sliver of the worker type's resource pins replicas to its nodes.
-                "ray_actor_options": {
-                    "num_cpus": scaling.num_cpus,
-                    **({"resources": {worker_resource(scaling.worker_type): 0.001}} if scaling.worker_type else {}),
-                },
+                "ray_actor_options": options,
             }
         ],
     }
+
+
+def actor_options(manifest: Manifest, gpu_types: Mapping[str, str | None]) -> dict[str, Any]:
+    """A replica's Ray resources. Fractional CPUs so that many models fit on
+    a small node; a sliver of the worker type's resource pins replicas to its
+    nodes. On a GPU type (a key of ``gpu_types``, the catalog's GPU types
+    mapped to Ray's accelerator type or None) also ``scaling.gpus`` GPUs
+    (unset: 1; a fraction shares one) and, when known, the accelerator type."""
+    scaling = manifest.scaling
+    options: dict[str, Any] = {"num_cpus": scaling.num_cpus}
+    if scaling.worker_type:
+        options["resources"] = {worker_resource(scaling.worker_type): 0.001}
+    if scaling.worker_type in gpu_types:
+        options["num_gpus"] = scaling.gpus or 1
+        if accelerator := gpu_types[scaling.worker_type]:
+            options["accelerator_type"] = accelerator
+    return options
+
+
+def pending_reason(options: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]]) -> str | None:
+    """Why no alive node (an entry of ``ray.nodes()``, with the resources it
+    offers in all) could ever run a replica that asks for ``options``
+    (its ``ray_actor_options``), or None when one could."""
+    resources: Mapping[str, float] = options.get("resources") or {}
+    types = [name.removeprefix(_WORKER_PREFIX) for name in resources if name.startswith(_WORKER_PREFIX)]
+    kind = types[0] if types else "any worker type"
+    offered = [node.get("Resources") or {} for node in nodes if node.get("Alive")]
+    offered = [have for have in offered if all(have.get(name, 0) >= need for name, need in resources.items())]
+    if not offered:
+        return f"no node offers {kind}; start one with `seedserve worker join --type {kind}`"
+    gpus = float(options.get("num_gpus") or 0)
+    if gpus:
+        offered = [have for have in offered if have.get("GPU", 0) >= gpus]
+        if not offered:
+            return (f"no node offers a GPU of {kind} ({gpus:g} per replica); "
+                    f"join one with `seedserve worker join --type {kind} --num-gpus N`")
+    if accelerator := options.get("accelerator_type"):
+        offered = [have for have in offered if f"accelerator_type:{accelerator}" in have]
+        if not offered:
+            return f"no node of {kind} has an {accelerator} GPU (Ray resource 'accelerator_type:{accelerator}')"
+    cpus = float(options.get("num_cpus") or 0)
+    if not any(have.get("CPU", 0) >= cpus for have in offered):
+        return f"no node of {kind} offers {cpus:g} CPU per replica"
+    return None
+
+
+def replica_failure(message: str) -> str:
+    """What a replica raised, from a Serve deployment's status message
+    ("A replica failed to start with exception... Error:" and a traceback):
+    the traceback's last line without the exception's class, else the message."""
+    head, found, error = message.partition("Error:\n")
+    if not found:
+        return message.strip()
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else head.strip()
+    cls, sep, text = last.partition(": ")
+    return text if sep and " " not in cls else last
 
 
 def replica_capacity(max_ongoing_requests: int, batch_size: int) -> int:
