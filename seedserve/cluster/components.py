@@ -23,6 +23,7 @@ from seedserve.cluster.ports import PortPlan
 from seedserve.cluster.processes import Child, environ_with, start_child, wait_until
 from seedserve.deployments import deploy_config, master_application, model_applications
 from seedserve.deployments.serve_config import worker_resource
+from seedserve.profiler.catalog import load_catalog
 from seedserve.registry import ModelStore, connect
 from seedserve.registry.keys import hash_key
 from seedserve.settings import Settings
@@ -173,7 +174,8 @@ def deploy_system(settings: Settings, plan: PortPlan, admin_token: str) -> None:
         client = connect(settings.resolved_mongo_uri)
         try:
             store = ModelStore(client[settings.database])
-            return model_applications(await store.list(), await store.versions())
+            # The reconciler's GPU types, or a GPU model would start without its GPU.
+            return model_applications(await store.list(), await store.versions(), load_catalog().gpu_types())
         finally:
             await client.close()
 
