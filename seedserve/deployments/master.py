@@ -162,7 +162,8 @@ class Master:
             for node in nodes
         ]
         models: dict[str, dict[str, Any]] = {}
-        for app in sorted(state.applications):
+        # Wanted ones too: a model Serve does not run yet (its deploy failed, say) is shown.
+        for app in sorted(set(state.applications) | set(state.wanted)):
             if app.startswith(MODEL_APP_PREFIX):
                 model, _, version = app.removeprefix(MODEL_APP_PREFIX).partition(".v")
                 entry = models.setdefault(model, {"serving": state.serving.get(model), "applications": []})

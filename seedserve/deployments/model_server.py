@@ -474,13 +474,28 @@ class ModelServer:
 
 def build(args: dict[str, Any]) -> Application:
     """Application builder for ``import_path: seedserve.deployments.model_server:build``."""
-    return ModelServer.bind(
+    return _bind(ModelServer, args)
+
+
+def application(app: Mapping[str, Any]) -> Application:
+    """The application a model application's config (``serve_config.model_application``)
+    describes, built here with its deployment's options, for an imperative
+    deploy (``serve.run``; see seedserve.deployments.owned_apps)."""
+    (deployment,) = app["deployments"]
+    options = {key: value for key, value in deployment.items() if key != "name"}
+    return _bind(ModelServer.options(name=deployment["name"], **options), app["args"])
+
+
+def _bind(server: Any, args: Mapping[str, Any]) -> Application:
+    """``server`` (the deployment, with options or not) bound to a model application's args."""
+    bound: Application = server.bind(
         args["name"], int(args["version"]), args.get("artifact_sha256"), float(args.get("key_refresh_s", 2.0)),
         float(os.environ.get("SEEDSERVE_LATENCY_REPORT_S", "30")),
         # Raised only by benchmarks/key_timing.py, which sends thousands of wrong keys.
         int(os.environ.get("SEEDSERVE_WRONG_KEYS_PER_MINUTE", str(WRONG_KEYS_PER_MINUTE))),
         on_gpu=bool(args.get("on_gpu")),
     )
+    return bound
 
 
 def _placement(manifest: Manifest) -> Placement:

@@ -1,8 +1,7 @@
-"""Pure functions from the registry (desired state) to a Serve deploy config.
-
-A declarative deploy replaces the whole list of applications, so every config
-built here holds the master together with one application per registered
-model. Comparison with what Serve runs looks only at what we set.
+"""Pure functions from the registry (desired state) to Serve application
+configs: the master's, which its deployer submits declaratively, and one per
+model version, which the master's reconciler deploys one by one
+(:mod:`seedserve.deployments.owned_apps`).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from seedserve.codecs import Manifest
 
 __all__ = [
     "MASTER_APP",
+    "HEAD_RESOURCE",
     "MASTER_MAX_ONGOING_REQUESTS",
     "MODEL_APP_PREFIX",
     "model_app_name",
@@ -28,16 +28,15 @@ __all__ = [
     "master_application",
     "model_application",
     "deploy_config",
-    "model_apps_differ",
-    "deployed_configs",
     "actor_options",
     "pending_reason",
     "replica_failure",
 ]
 
 MASTER_APP = "master"
+#: The resource Ray gives the head node only (ray._common.constants.HEAD_NODE_RESOURCE_NAME).
+HEAD_RESOURCE = "node:__internal_head__"
 MODEL_APP_PREFIX = "model-"
-_COMPARED = ("name", "route_prefix", "import_path", "args")
 
 
 _WORKER_PREFIX = "worker:"
@@ -98,8 +97,10 @@ def master_application(
             "reconcile_interval_s": reconcile_interval_s,
             "token_sha256": sorted(token_sha256),
         },
+        # On the head: it reaches the dashboard (Serve's REST API) and an
+        # embedded database there on loopback, and worker hosts hold nothing.
         "deployments": [{"name": "Master", "num_replicas": 1, "max_ongoing_requests": MASTER_MAX_ONGOING_REQUESTS,
-                         "ray_actor_options": {"num_cpus": 0.05}}],
+                         "ray_actor_options": {"num_cpus": 0.05, "resources": {HEAD_RESOURCE: 0.001}}}],
     }
 
 
@@ -205,10 +206,12 @@ def pending_reason(options: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]
     (its ``ray_actor_options``), or None when one could."""
     resources: Mapping[str, float] = options.get("resources") or {}
     types = [name.removeprefix(_WORKER_PREFIX) for name in resources if name.startswith(_WORKER_PREFIX)]
-    kind = types[0] if types else "any worker type"
+    kind = types[0] if types else "any worker type"  # "no node of any worker type offers ..."
     offered = [node.get("Resources") or {} for node in nodes if node.get("Alive")]
     offered = [have for have in offered if all(have.get(name, 0) >= need for name, need in resources.items())]
     if not offered:
+        if not types:
+            return "no Ray node is alive"
         return f"no node offers {kind}; start one with `seedserve worker join --type {kind}`"
     gpus = float(options.get("num_gpus") or 0)
     if gpus:
@@ -256,7 +259,9 @@ def deploy_config(
     *,
     proxy_location: str = "HeadOnly",
 ) -> dict[str, Any]:
-    """A full ``ServeDeploySchema`` body: the master first, then every model.
+    """A full ``ServeDeploySchema`` body: the master first, then
+    ``model_apps`` (none from ``seedserve up``: the master's reconciler
+    deploys the models, each on its own, outside the declarative list).
 
     The ingress runs on the head node only by default: a second node on the
     same machine (``seedserve worker join``) would otherwise try to bind the
@@ -267,33 +272,3 @@ def deploy_config(
         "http_options": dict(http_options),
         "applications": [dict(master_app), *(dict(app) for app in model_apps)],
     }
-
-
-def deployed_configs(details: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Application name -> deployed config, from Serve's instance details.
-
-    Applications being deleted still show up (status ``DELETING``); they count
-    as gone, or every pass would see a difference and resubmit the config,
-    and each resubmission restarts the build of applications still deploying.
-    """
-    applications: Mapping[str, Any] = details.get("applications") or {}
-    return {
-        name: dict(app.get("deployed_app_config") or {})
-        for name, app in applications.items()
-        if app.get("status") != "DELETING"
-    }
-
-
-def model_apps_differ(desired: Iterable[Mapping[str, Any]], deployed: Mapping[str, Mapping[str, Any]]) -> bool:
-    """Whether the model applications Serve runs differ from the desired ones.
-
-    ``deployed`` maps application name to its deployed config (as Serve's REST
-    API reports it); the master's entry is ignored.
-    """
-    want = {app["name"]: _key(app) for app in desired}
-    have = {name: _key(app) for name, app in deployed.items() if name.startswith(MODEL_APP_PREFIX)}
-    return want != have
-
-
-def _key(app: Mapping[str, Any]) -> tuple[Any, ...]:
-    return tuple(repr(app.get(field)) for field in _COMPARED)

@@ -4,12 +4,11 @@ from typing import Any
 
 from seedserve.deployments.serve_config import (
     deploy_config,
-    deployed_configs,
     master_application,
     model_application,
     model_applications,
-    model_apps_differ,
 )
+from tests.unit.test_owned_apps import plan_changes, serve_details
 
 
 def _doc(name: str, version: int = 1, sha: str = "abc") -> dict[str, Any]:
@@ -45,28 +44,6 @@ def test_the_config_always_carries_the_master_first() -> None:
     master = master_application(mongo_uri="m", database="d", dashboard_url="http://x", reconcile_interval_s=1)
     config = deploy_config({"port": 8000}, master, [_app(_doc("a")), _app(_doc("b"))])
     assert [a["name"] for a in config["applications"]] == ["master", "model-a", "model-b"]
-
-
-def test_differences_are_seen_in_models_added_removed_or_changed_only() -> None:
-    desired = [_app(_doc("a")), _app(_doc("b"))]
-    deployed = {app["name"]: app for app in desired} | {"master": {"anything": 1}}
-    assert not model_apps_differ(desired, deployed)
-    assert model_apps_differ(desired[:1], deployed)
-    assert model_apps_differ(desired + [_app(_doc("c"))], deployed)
-    assert model_apps_differ([_app(_doc("a", version=2)), desired[1]], deployed)
-    assert model_apps_differ([_app(_doc("a", sha="new")), desired[1]], deployed)
-
-
-def test_applications_being_deleted_count_as_gone() -> None:
-    desired = [_app(_doc("a"))]
-    details = {"applications": {
-        "master": {"status": "RUNNING", "deployed_app_config": {"name": "master"}},
-        "model-a": {"status": "DEPLOYING", "deployed_app_config": desired[0]},
-        "model-old": {"status": "DELETING", "deployed_app_config": _app(_doc("old"))},
-    }}
-    deployed = deployed_configs(details)
-    assert set(deployed) == {"master", "model-a"}
-    assert not model_apps_differ(desired, deployed)
 
 
 def test_model_deployments_carry_the_manifests_scaling_and_admission() -> None:
@@ -114,7 +91,8 @@ def test_a_pin_moves_the_endpoint_and_gives_the_latest_its_own_route() -> None:
     assert routes["/models/a"][0] == 1 and routes["/models/a/versions/2"][0] == 2
     unpinned = model_applications([_model("a", 2)], versions)
     pinned = model_applications([_model("a", 2, pinned=1)], versions)
-    assert model_apps_differ(pinned, {app["name"]: app for app in unpinned})
+    changes = plan_changes(pinned, serve_details(unpinned))
+    assert [app["name"] for app in changes.deploy] == ["model-a", "model-a.v2"] and changes.delete == ["model-a.v1"]
 
 
 def test_a_model_whose_default_version_is_not_stored_yet_is_not_deployed() -> None:
