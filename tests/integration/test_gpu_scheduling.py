@@ -6,8 +6,9 @@ is real (the replica reserves half a GPU and the L4's accelerator type).
 That node runs with SEEDSERVE_GPU_STAND_IN=cpu, the stand-in for the GPU
 this machine lacks: its replica runs the model on the CPU in place of
 CUDA. Only that node has it. A third node of type nvidia-t4 joins without
-it, where a replica says that CUDA is missing. A model of a type nobody
-offers is PENDING with its reason.
+it, where a replica says that CUDA is missing (and the master stays
+healthy). A model of a type nobody offers is PENDING with its reason.
+Mocked: only the GPU (Ray's declared GPU resource, and the CPU stand-in).
 """
 
 from __future__ import annotations
@@ -34,15 +35,18 @@ PORT_BASES = {"nvidia-l4": 29100, "nvidia-t4": 30600}
 
 
 def _join(system: System, tmp_path: Path, worker_type: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = tmp_path / f"{worker_type}.log"
-    node = subprocess.Popen(
+    """Start `seedserve worker join` for ``worker_type`` (see :func:`_wait_up`)."""
+    return subprocess.Popen(
         [str(VENV_BIN / "seedserve"), "worker", "join", "--address", f"127.0.0.1:{system.env['SEEDSERVE_RAY_PORT']}",
          "--type", worker_type, "--num-cpus", "1", "--num-gpus", "1", "--port-base", str(PORT_BASES[worker_type]),
          "--log-dir", str(tmp_path / worker_type)],
-        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        env=env, stdout=(tmp_path / f"{worker_type}.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
+
+
+def _wait_up(tmp_path: Path, worker_type: str) -> None:
+    log = tmp_path / f"{worker_type}.log"
     eventually(lambda: _assert_in(log.read_text(), f"worker {worker_type!r} is up"), timeout_s=120, interval_s=1)
-    return node
 
 
 def _cluster(system: System) -> dict[str, Any]:
@@ -69,8 +73,9 @@ def _model_status(system: System, name: str) -> dict[str, Any]:
 def _deployed_options(system: System, name: str) -> dict[str, Any]:
     dashboard = f"http://127.0.0.1:{system.env['SEEDSERVE_DASHBOARD_PORT']}"
     details = httpx.get(f"{dashboard}/api/serve/applications/", headers=ray_auth_headers(), timeout=10).json()
-    options: dict[str, Any] = details["applications"][f"model-{name}"]["deployed_app_config"]["deployments"][0][
-        "ray_actor_options"]
+    # As Serve reports the options it runs the replicas with (the reconciler deploys models imperatively).
+    options: dict[str, Any] = details["applications"][f"model-{name}"]["deployments"]["ModelServer"][
+        "deployment_config"]["ray_actor_options"]
     return options
 
 
@@ -80,13 +85,19 @@ def test_a_gpu_model_reserves_its_fraction_on_the_gpu_node_and_others_say_why_th
     artifact = save_torchscript(make_mlp(seed=7), tmp_path / "m.pt")
     nodes: list[subprocess.Popen[bytes]] = []
     try:
-        # The stand-in for a GPU this machine lacks, on the nvidia-l4 node only.
+        # The stand-in for a GPU this machine lacks, on the nvidia-l4 node only;
+        # the nvidia-t4 node has none: torch sees no CUDA there. Both join at once.
         nodes.append(_join(system, tmp_path, "nvidia-l4", {**system.env, "SEEDSERVE_GPU_STAND_IN": "cpu"}))
+        no_stand_in = {k: v for k, v in system.env.items() if k != "SEEDSERVE_GPU_STAND_IN"}
+        nodes.append(_join(system, tmp_path, "nvidia-t4", no_stand_in))
+        for worker_type in PORT_BASES:
+            _wait_up(tmp_path, worker_type)
         gpu_node = eventually(lambda: _node_of(system, "nvidia-l4"), timeout_s=30, interval_s=1)
         keys = {}
         with ManagerClient(system.manager_url, system.admin_token) as manager:
             for name, scaling in (("on-l4", {"worker_type": "nvidia-l4", "gpus": 0.5}),
-                                  ("on-h200", {"worker_type": "nvidia-h200"})):
+                                  ("on-h200", {"worker_type": "nvidia-h200"}),
+                                  ("on-t4", {"worker_type": "nvidia-t4"})):
                 registered.append(name)
                 keys[name] = manager.register(artifact, {**MLP_MANIFEST, "name": name, "precision": "bf16",
                                                          "scaling": {**scaling, "min_replicas": 1, "max_replicas": 1}})
@@ -113,14 +124,6 @@ def test_a_gpu_model_reserves_its_fraction_on_the_gpu_node_and_others_say_why_th
                                text=True, timeout=60)
         assert "model on-h200 v1: PENDING (0 replica(s))  no node offers nvidia-h200" in shown.stdout, shown.stdout
 
-        # A GPU node without the stand-in: torch sees no CUDA there.
-        no_stand_in = {k: v for k, v in system.env.items() if k != "SEEDSERVE_GPU_STAND_IN"}
-        nodes.append(_join(system, tmp_path, "nvidia-t4", no_stand_in))
-        with ManagerClient(system.manager_url, system.admin_token) as manager:
-            registered.append("on-t4")
-            manager.register(artifact, {**MLP_MANIFEST, "name": "on-t4",
-                                        "scaling": {"worker_type": "nvidia-t4", "min_replicas": 1, "max_replicas": 1}})
-
         def says_no_cuda() -> None:
             status = _model_status(system, "on-t4")
             assert status["status"] != "RUNNING" and "CUDA is not available on this node" in status.get("reason", ""), status
@@ -131,6 +134,9 @@ def test_a_gpu_model_reserves_its_fraction_on_the_gpu_node_and_others_say_why_th
                             headers={"Authorization": f"Bearer {system.admin_token}"}).json()["models"]
         assert mine["on-h200"]["status"] == "PENDING" and "no node offers nvidia-h200" in mine["on-h200"]["reason"]
         assert "CUDA is not available on this node" in mine["on-t4"]["reason"]
+        # Failing models are failed on their own: the master stays healthy.
+        health = httpx.get(f"{system.master_url}/healthz", timeout=10).json()
+        assert health["status"] == "ok" and health["components"]["reconciler"]["error"] is None, health
     finally:
         # The models go first: replicas on a node that leaves would be rescheduled nowhere.
         with ManagerClient(system.manager_url, system.admin_token) as manager:
