@@ -64,11 +64,16 @@ def _running(system: System, *apps: str) -> dict[str, set[str]]:
     return ids
 
 
-def _serve_cli(system: System, *args: str) -> None:
+def _serve_cli(system: System, *args: str) -> subprocess.Popen[str]:
+    """Start Ray's `serve` command (see :func:`_succeeds`)."""
     # Ray's CLI presents the cluster token in token mode (`ray start --head` turned it on).
-    done = subprocess.run([str(VENV_BIN / "serve"), *args], env={**system.env, "RAY_AUTH_MODE": "token"},
-                          capture_output=True, text=True, timeout=180, cwd=BESIDE)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return subprocess.Popen([str(VENV_BIN / "serve"), *args], env={**system.env, "RAY_AUTH_MODE": "token"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=BESIDE)
+
+
+def _succeeds(command: subprocess.Popen[str]) -> None:
+    output, _ = command.communicate(timeout=180)
+    assert command.returncode == 0, output[-3000:]
 
 
 def _declarative_config(system: System, *extra: dict[str, Any]) -> dict[str, Any]:
@@ -112,12 +117,16 @@ def test_applications_beside_seedserve_and_a_kuberay_resubmission_leave_the_mode
 
 def _beside_and_kuberay(system: System, tmp_path: Path, registered: list[str], ray_address: str) -> None:
     artifact = save_torchscript(make_mlp(seed=3), tmp_path / "m.pt")
-    _serve_cli(system, "run", "beside:hello", "--working-dir", str(BESIDE), "--app-dir", str(BESIDE),
-               "--name", "beside-run", "--route-prefix", "/beside-run", "--non-blocking", "--address", ray_address)
     beside_deploy = {"name": "beside-deploy", "route_prefix": "/beside-deploy", "import_path": "beside:build",
                      "runtime_env": {"working_dir": f"local://{BESIDE}"}}
     (tmp_path / "serve.yaml").write_text(yaml.safe_dump(_declarative_config(system, beside_deploy)))
-    _serve_cli(system, "deploy", str(tmp_path / "serve.yaml"), "--address", _dashboard(system))
+    commands = [
+        _serve_cli(system, "run", "beside:hello", "--working-dir", str(BESIDE), "--app-dir", str(BESIDE),
+                   "--name", "beside-run", "--route-prefix", "/beside-run", "--non-blocking", "--address", ray_address),
+        _serve_cli(system, "deploy", str(tmp_path / "serve.yaml"), "--address", _dashboard(system)),
+    ]
+    for command in commands:
+        _succeeds(command)
     before = eventually(lambda: _running(system, "beside-run", "beside-deploy"), timeout_s=120, interval_s=1)
 
     keys: dict[str, str] = {}
