@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     sandbox_processes: int = Field(
         default=64, ge=8, description="Processes and threads one sandboxed process of user code may have (pids cgroup)."
     )
+    gpu_stand_in: str | None = Field(
+        default=None,
+        description="Only for tests on machines without a GPU: the device (e.g. 'cpu') that a replica of a model on "
+        "a GPU worker type runs on instead of CUDA, set on the node that stands in for a GPU node. Unset (always in "
+        "production): such a replica needs CUDA, and says 'CUDA is not available on this node' without it.",
+    )
     reconcile_interval_s: float = Field(default=2.0, gt=0, description="How often the master reconciles.")
     auto_calibrate: bool = Field(
         default=True,

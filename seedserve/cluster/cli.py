@@ -63,19 +63,28 @@ def worker() -> None:
 @click.option("--address", required=True, help="The Ray head's HOST:PORT (the Ray port of `seedserve up`).")
 @click.option("--type", "worker_type", required=True, help="Worker type this node advertises, e.g. gpu-l4.")
 @click.option("--num-cpus", type=int, help="CPUs this node offers [default: all].")
+@click.option("--num-gpus", type=click.FloatRange(min=0, min_open=True),
+              help="GPUs this node offers, for a GPU worker type [default: those Ray finds].")
 @click.option("--port-base", type=int, default=21500, show_default=True,
               help="First of 1,500 ports for this node's internal listeners (distinct per node on one machine).")
 @click.option("--log-dir", type=click.Path(path_type=Path), default=Path("seedserve-data/logs"), show_default=True)
-def join(address: str, worker_type: str, num_cpus: int | None, port_base: int, log_dir: Path) -> None:
+def join(address: str, worker_type: str, num_cpus: int | None, num_gpus: float | None, port_base: int,
+         log_dir: Path) -> None:
     """Join a running cluster as a worker node of type TYPE; Ctrl-C leaves."""
     import re
 
     from seedserve.cluster.worker import run_worker
+    from seedserve.profiler.catalog import load_catalog
 
     if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,62}", worker_type):
         raise click.BadParameter("lower-case letters, digits, '.' and '-'", param_hint="--type")
+    catalog = load_catalog()
+    if num_gpus is not None and any(t.name == worker_type and t.device == "cpu" for t in catalog.types):
+        raise click.BadParameter(f"worker type {worker_type!r} is a CPU type in the catalog; drop --num-gpus "
+                                 f"or use a GPU type ({', '.join(catalog.gpu_types())})", param_hint="--num-gpus")
     try:
-        run_worker(address, worker_type, port_base=port_base, num_cpus=num_cpus, log_dir=log_dir, echo=click.echo)
+        run_worker(address, worker_type, port_base=port_base, num_cpus=num_cpus, log_dir=log_dir, echo=click.echo,
+                   num_gpus=num_gpus)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -103,7 +112,28 @@ def status(host: str | None, master_port: int | None, manager_port: int | None) 
         click.echo(f"{name:8} {'up' if ok else 'DEGRADED':5} {url}" + (f"  down: {', '.join(map(str, down))}" if down else ""))
         for component, state in report.get("components", {}).items():
             click.echo(f"  {component:12} {json.dumps(state) if not isinstance(state, str) else state}")
+    _echo_models(settings)
     sys.exit(0 if healthy else 1)
+
+
+def _echo_models(settings: Settings) -> None:
+    """Each model application's status, and why it is not running, from the
+    master's /cluster, when the admin token is at hand (it names models)."""
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    if token is None and settings.admin_token_file.is_file():
+        token = settings.admin_token_file.read_text().strip()
+    if not token:
+        return
+    try:
+        response = httpx.get(f"{settings.resolved_master_url}/cluster", headers={"authorization": f"Bearer {token}"},
+                             timeout=10)
+        models = response.json().get("models", {}) if response.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        return
+    for name, entry in sorted(models.items()):
+        for app in entry.get("applications", []):
+            reason = f"  {app['reason']}" if app.get("reason") else ""
+            click.echo(f"model {name} v{app['version']}: {app['status']} ({app['replicas']} replica(s)){reason}")
 
 
 @main.command()

@@ -6,7 +6,6 @@ child to stop later; ``up.py`` puts them in order.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -21,9 +20,8 @@ import pymongo
 from seedserve.cluster.haproxy import install_wrapper
 from seedserve.cluster.ports import PortPlan
 from seedserve.cluster.processes import Child, environ_with, start_child, wait_until
-from seedserve.deployments import deploy_config, master_application, model_applications
+from seedserve.deployments import deploy_config, master_application
 from seedserve.deployments.serve_config import worker_resource
-from seedserve.registry import ModelStore, connect
 from seedserve.registry.keys import hash_key
 from seedserve.settings import Settings
 
@@ -160,7 +158,10 @@ def operator_token_hashes(settings: Settings, admin_token: str) -> list[str]:
 
 
 def deploy_system(settings: Settings, plan: PortPlan, admin_token: str) -> None:
-    """Submit the master and every registered model as one Serve config."""
+    """Submit the master as Serve's declarative config. The master's
+    reconciler then deploys each registered model as an application of its
+    own (seedserve.deployments.owned_apps), so this submission, like a
+    KubeRay resubmission, leaves running model applications as they are."""
     master = master_application(
         mongo_uri=settings.resolved_mongo_uri,
         database=settings.database,
@@ -169,18 +170,8 @@ def deploy_system(settings: Settings, plan: PortPlan, admin_token: str) -> None:
         token_sha256=operator_token_hashes(settings, admin_token),
         auto_calibrate=settings.auto_calibrate,
     )
-
-    async def registered() -> list[dict[str, Any]]:
-        client = connect(settings.resolved_mongo_uri)
-        try:
-            store = ModelStore(client[settings.database])
-            return model_applications(await store.list(), await store.versions())
-        finally:
-            await client.close()
-
-    models = asyncio.run(registered())
     config = deploy_config(
-        {"host": settings.host, "port": settings.master_port}, master, models, proxy_location=settings.proxy_location
+        {"host": settings.host, "port": settings.master_port}, master, [], proxy_location=settings.proxy_location
     )
     config["grpc_options"] = {"port": plan.grpc_port()}
     from seedserve.deployments.serve_api import ray_auth_headers

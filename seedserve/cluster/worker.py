@@ -14,31 +14,42 @@ from seedserve.cluster.ports import PortPlan, port_is_free
 from seedserve.cluster.processes import Child, start_child, supervise, wait_until
 from seedserve.deployments.serve_api import ray_auth_headers
 from seedserve.deployments.serve_config import worker_resource
+from seedserve.profiler.catalog import load_catalog
 
 __all__ = ["run_worker", "worker_argv"]
 
 _BIN = Path(sys.executable).parent
 
 
-def worker_argv(address: str, worker_type: str, plan: PortPlan, num_cpus: int | None) -> list[str]:
-    """``ray start`` for a worker node of ``worker_type`` joining the head at ``address``."""
+def worker_argv(address: str, worker_type: str, plan: PortPlan, num_cpus: int | None,
+                num_gpus: float | None = None, accelerator_type: str | None = None) -> list[str]:
+    """``ray start`` for a worker node of ``worker_type`` joining the head at
+    ``address``. ``num_gpus``: the type's GPUs, offered as Ray GPUs (unset:
+    Ray counts them); with them the node also advertises Ray's resource of
+    ``accelerator_type``, as Ray does itself where it can probe the GPU."""
+    resources = {worker_resource(worker_type): 1000}
+    if num_gpus is not None and accelerator_type:
+        resources[f"accelerator_type:{accelerator_type}"] = 1
     argv = [
         str(_BIN / "ray"), "start", "--block",
         f"--address={address}",
-        f"--resources={json.dumps({worker_resource(worker_type): 1000})}",
+        f"--resources={json.dumps(resources)}",
         "--disable-usage-stats",
         *plan.ray_start_args(),
     ]
     if num_cpus is not None:
         argv.append(f"--num-cpus={num_cpus}")
+    if num_gpus is not None:
+        argv.append(f"--num-gpus={num_gpus:g}")
     return argv
 
 
 def run_worker(
     address: str, worker_type: str, *, port_base: int, num_cpus: int | None, log_dir: Path,
-    echo: Callable[[str], None],
+    echo: Callable[[str], None], num_gpus: float | None = None,
 ) -> None:
     """Run the worker node in the foreground until SIGINT or SIGTERM."""
+    accelerator_type = load_catalog().gpu_types().get(worker_type)
     plan = PortPlan(port_base)
     if not port_is_free("127.0.0.1", plan.base):
         raise RuntimeError(
@@ -54,7 +65,7 @@ def run_worker(
 
     def start(children: list[Child]) -> None:
         echo(f"joining the Ray cluster at {address} as a {worker_type!r} worker")
-        child = start_child("ray worker", worker_argv(address, worker_type, plan, num_cpus),
+        child = start_child("ray worker", worker_argv(address, worker_type, plan, num_cpus, num_gpus, accelerator_type),
                             log_dir / f"worker-{worker_type}.out", env=env)
         children.append(child)
         # The raylet listens on the node manager port once the node has joined.

@@ -37,6 +37,7 @@ from seedserve.deployments._metrics import gather, node_metric_urls
 from seedserve.deployments.openapi import allowed_methods, master_document
 from seedserve.deployments.serve_config import MASTER_APP, MODEL_APP_PREFIX, model_app_name, mongo_uri_from, node_worker_types
 from seedserve.errors import InvalidInput, MethodNotAllowed, NotFound, SeedserveError, Unauthenticated, Unavailable
+from seedserve.profiler.catalog import load_catalog
 from seedserve.registry import ModelStore, connect
 from seedserve.registry.keys import key_matches
 
@@ -80,7 +81,8 @@ class Master:
         self._store = ModelStore(connect(mongo_uri_from({"mongo_uri": mongo_uri}), timeout_ms=2000)[database])
         self._token_hashes = list(token_sha256 or [])
         self._wrong_keys = wrong_key_limiter()
-        self._reconciler = Reconciler(self._store, ServeRestApi(dashboard_url), interval_s=reconcile_interval_s)
+        self._reconciler = Reconciler(self._store, ServeRestApi(dashboard_url), interval_s=reconcile_interval_s,
+                                      gpu_types=load_catalog().gpu_types())
         self._task = asyncio.get_running_loop().create_task(self._reconciler.run_forever())
         # Calibrates worker types no node has measured yet (seedserve.deployments._autocalibrate).
         self._calibrating = asyncio.get_running_loop().create_task(self._calibrate_forever()) if auto_calibrate else None
@@ -215,12 +217,13 @@ class Master:
             for node in nodes
         ]
         models: dict[str, dict[str, Any]] = {}
-        for app, status in sorted(state.applications.items()):
+        # Wanted ones too: a model Serve does not run yet (its deploy failed, say) is shown.
+        for app in sorted(set(state.applications) | set(state.wanted)):
             if app.startswith(MODEL_APP_PREFIX):
                 model, _, version = app.removeprefix(MODEL_APP_PREFIX).partition(".v")
                 entry = models.setdefault(model, {"serving": state.serving.get(model), "applications": []})
                 entry["applications"].append({"version": int(version) if version else state.serving.get(model),
-                                              "status": status, "replicas": state.replicas.get(app, 0)})
+                                              **state.status_of(app, nodes)})
         return JSONResponse({"nodes": shown_nodes, "models": models, "applications": state.applications})
 
     async def _openapi(self) -> Response:
@@ -252,12 +255,13 @@ class Master:
                 f"model {name!r} has no version {version} being served; list them with GET /api/models/{name}/versions",
                 input="version",
             )
-        status = self._reconciler.state.applications.get(app or model_app_name(name), "NOT_STARTED")
+        shown = self._reconciler.state.status_of(app or model_app_name(name), await asyncio.to_thread(ray.nodes))
+        status, reason = shown["status"], shown.get("reason")
         if status in ("DEPLOY_FAILED", "UNHEALTHY"):
-            message = (f"model {name!r} is not being served ({status}): its replicas failed to start; its owner "
-                       "sees its status on the model's page in the manager")
+            message = f"model {name!r} is not being served ({status}): " + (
+                reason or "its replicas failed to start; its owner sees its status on the model's page in the manager")
         else:
-            message = f"model {name!r} is starting ({status}); retry in a few seconds"
+            message = f"model {name!r} is starting ({status})" + (f": {reason}" if reason else "; retry in a few seconds")
         starting = Unavailable(message, input="model")
         response = oip_error_response(starting) if oip else error_response(starting)
         response.headers["Retry-After"] = "2"

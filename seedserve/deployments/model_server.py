@@ -49,7 +49,16 @@ from seedserve.deployments._transport import parse_payload
 from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, replica_capacity, typed_nodes
 from seedserve.deployments._master_link import ModelData, master_handle
 from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout
-from seedserve.runtime import load_served_model, optimize_for_serving, run_model, torch_threads
+from seedserve.runtime import (
+    CPU,
+    Placement,
+    gpu_placement,
+    load_served_model,
+    optimize_for_serving,
+    place_model,
+    run_model,
+    torch_threads,
+)
 from seedserve.sandbox import SandboxLimits, gpu_device_files
 from seedserve.settings import Settings
 
@@ -143,7 +152,10 @@ class ModelServer:
     model allows it, run, and encoded, all within the request timeout (504)."""
 
     async def __init__(self, name: str, version: int, artifact_sha256: str | None = None, key_refresh_s: float = 2.0,
-                       report_s: float = 30.0, wrong_keys_per_minute: int = WRONG_KEYS_PER_MINUTE) -> None:
+                       report_s: float = 30.0, wrong_keys_per_minute: int = WRONG_KEYS_PER_MINUTE, *,
+                       on_gpu: bool = False) -> None:
+        """``on_gpu``: the model's worker type has GPUs; it runs on this
+        replica's CUDA device (or the node's stand-in, see Settings.gpu_stand_in)."""
         self._name = name
         # Everything the replica serves comes from the master over Ray: it
         # holds no database address and no credential (DESIGN.md, trust boundaries).
@@ -155,8 +167,13 @@ class ModelServer:
         self._version = version
         self._routes = {"/predict", f"/versions/{version}/predict"}
         self._format = data["format"]
-        self._model = load_served_model(data["artifact"], self._format, self._manifest, _sandbox_limits(),
-                                        call_timeout_s=self._manifest.scaling.request_timeout_s)
+        # A handler package places itself: its sandbox gets the GPU's device files.
+        self._placement = _placement(self._manifest) if on_gpu and self._format != "handler" else CPU
+        self._model = place_model(
+            load_served_model(data["artifact"], self._format, self._manifest, _sandbox_limits(),
+                              call_timeout_s=self._manifest.scaling.request_timeout_s),
+            self._placement,
+        )
         key_hashes = data["key_hashes"]
         del data  # the artifact's bytes are not kept
         # Warm-up: the first call of a TorchScript module compiles and is slow;
@@ -164,14 +181,17 @@ class ModelServer:
         # optimized graph if it is equivalent and no slower.
         sample = sample_inputs(self._manifest)
         self._stats = InferenceStats()
-        self._outputs = oip_output_metadata(run_model(self._model, self._manifest, sample), self._two_items(),
-                                            [o.name for o in self._manifest.outputs])
+        self._outputs = oip_output_metadata(run_model(self._model, self._manifest, sample, self._placement),
+                                            self._two_items(), [o.name for o in self._manifest.outputs])
         if self._manifest.batching.max_batch_size == 1:
             samples = [sample]
         else:
             # A batch of at most 16 items: enough to compare the graphs, bounded for any manifest.
             samples = [sample, sample_inputs(self._manifest, min(self._manifest.batching.max_batch_size or 8, 16))]
-        self._model, how = await asyncio.to_thread(optimize_for_serving, self._model, self._manifest, samples)
+        if self._placement == CPU:  # freezing and oneDNN passes are for the CPU
+            self._model, how = await asyncio.to_thread(optimize_for_serving, self._model, self._manifest, samples)
+        else:
+            how = f"runs as loaded on {self._placement.device} at {self._placement.precision}"
         logger.info("model %s version %s %s", name, version, how)
         self._call_time = CallTime()
         self._calls = CallLog()
@@ -209,7 +229,7 @@ class ModelServer:
     def _two_items(self) -> dict[str, np.ndarray] | None:
         """The model's outputs for a sample of two items, None if it does not take two."""
         try:
-            return run_model(self._model, self._manifest, sample_inputs(self._manifest, 2))
+            return run_model(self._model, self._manifest, sample_inputs(self._manifest, 2), self._placement)
         except SeedserveError:
             return None
 
@@ -224,7 +244,7 @@ class ModelServer:
             if fixed:
                 raise ValueError(f"tensor inputs {fixed} have no variable batch dimension (shape[0] != -1)")
             for n in (2, 3):
-                split(run_model(self._model, self._manifest, sample_inputs(self._manifest, n)), [1] * n)
+                split(run_model(self._model, self._manifest, sample_inputs(self._manifest, n), self._placement), [1] * n)
         except (ValueError, SeedserveError) as exc:
             logger.warning("model %s: batching off: %s", self._name, exc)
             return 1
@@ -406,7 +426,7 @@ class ModelServer:
         # ``count`` is the call's items, known to the caller.
         start = time.perf_counter()
         try:
-            return run_model(self._model, self._manifest, arrays)
+            return run_model(self._model, self._manifest, arrays, self._placement)
         finally:
             elapsed = time.perf_counter() - start
             self._call_time.add(elapsed)
@@ -490,12 +510,34 @@ class ModelServer:
 
 def build(args: dict[str, Any]) -> Application:
     """Application builder for ``import_path: seedserve.deployments.model_server:build``."""
-    return ModelServer.bind(
+    return _bind(ModelServer, args)
+
+
+def application(app: Mapping[str, Any]) -> Application:
+    """The application a model application's config (``serve_config.model_application``)
+    describes, built here with its deployment's options, for an imperative
+    deploy (``serve.run``; see seedserve.deployments.owned_apps)."""
+    (deployment,) = app["deployments"]
+    options = {key: value for key, value in deployment.items() if key != "name"}
+    return _bind(ModelServer.options(name=deployment["name"], **options), app["args"])
+
+
+def _bind(server: Any, args: Mapping[str, Any]) -> Application:
+    """``server`` (the deployment, with options or not) bound to a model application's args."""
+    bound: Application = server.bind(
         args["name"], int(args["version"]), args.get("artifact_sha256"), float(args.get("key_refresh_s", 2.0)),
         float(os.environ.get("SEEDSERVE_LATENCY_REPORT_S", "30")),
         # Raised only by benchmarks/key_timing.py, which sends thousands of wrong keys.
         int(os.environ.get("SEEDSERVE_WRONG_KEYS_PER_MINUTE", str(WRONG_KEYS_PER_MINUTE))),
+        on_gpu=bool(args.get("on_gpu")),
     )
+    return bound
+
+
+def _placement(manifest: Manifest) -> Placement:
+    """Where a model of a GPU worker type runs on this node: its CUDA device,
+    or the node's stand-in for one; raises Unavailable without either."""
+    return gpu_placement(manifest.precision, Settings().gpu_stand_in)
 
 
 def _sandbox_limits() -> SandboxLimits:

@@ -1,8 +1,7 @@
-"""Pure functions from the registry (desired state) to a Serve deploy config.
-
-A declarative deploy replaces the whole list of applications, so every config
-built here holds the master together with one application per registered
-model. Comparison with what Serve runs looks only at what we set.
+"""Pure functions from the registry (desired state) to Serve application
+configs: the master's, which its deployer submits declaratively, and one per
+model version, which the master's reconciler deploys one by one
+(:mod:`seedserve.deployments.owned_apps`).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from seedserve.codecs import Manifest
 
 __all__ = [
     "MASTER_APP",
+    "HEAD_RESOURCE",
     "MASTER_MAX_ONGOING_REQUESTS",
     "MODEL_APP_PREFIX",
     "model_app_name",
@@ -29,13 +29,15 @@ __all__ = [
     "master_application",
     "model_application",
     "deploy_config",
-    "model_apps_differ",
-    "deployed_configs",
+    "actor_options",
+    "pending_reason",
+    "replica_failure",
 ]
 
 MASTER_APP = "master"
+#: The resource Ray gives the head node only (ray._common.constants.HEAD_NODE_RESOURCE_NAME).
+HEAD_RESOURCE = "node:__internal_head__"
 MODEL_APP_PREFIX = "model-"
-_COMPARED = ("name", "route_prefix", "import_path", "args")
 
 
 _WORKER_PREFIX = "worker:"
@@ -105,17 +107,21 @@ def master_application(
             "token_sha256": sorted(token_sha256),
             "auto_calibrate": auto_calibrate,
         },
+        # On the head: it reaches the dashboard (Serve's REST API) and an
+        # embedded database there on loopback, and worker hosts hold nothing.
         "deployments": [{"name": "Master", "num_replicas": 1, "max_ongoing_requests": MASTER_MAX_ONGOING_REQUESTS,
-                         "ray_actor_options": {"num_cpus": 0.05}}],
+                         "ray_actor_options": {"num_cpus": 0.05, "resources": {HEAD_RESOURCE: 0.001}}}],
     }
 
 
-def model_applications(models: Iterable[Mapping[str, Any]], versions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def model_applications(models: Iterable[Mapping[str, Any]], versions: Iterable[Mapping[str, Any]],
+                       gpu_types: Mapping[str, str | None] | None = None) -> list[dict[str, Any]]:
     """The applications the registry asks for: per model, one at
     ``/models/{name}`` serving its default version (pinned, else latest), and
     one at ``/models/{name}/versions/{v}`` for each other version, scaled to
     zero while idle. Serve routes by the longest prefix, so a query for the
-    default version's own route reaches the first application."""
+    default version's own route reaches the first application. ``gpu_types``:
+    see :func:`actor_options`."""
     by_model: dict[str, dict[int, Mapping[str, Any]]] = {}
     for version in versions:
         by_model.setdefault(version["name"], {})[version["version"]] = version
@@ -125,18 +131,21 @@ def model_applications(models: Iterable[Mapping[str, Any]], versions: Iterable[M
         default = model.get("pinned") or model["latest"]
         if default not in available:
             continue  # a version still being written, or one already deleted
-        apps.append(model_application(available[default]))
-        apps += [model_application(available[v], own_route=True)
+        apps.append(model_application(available[default], gpu_types=gpu_types))
+        apps += [model_application(available[v], own_route=True, gpu_types=gpu_types)
                  for v in sorted(available) if v != default]
     return apps
 
 
-def model_application(version: Mapping[str, Any], *, own_route: bool = False) -> dict[str, Any]:
+def model_application(version: Mapping[str, Any], *, own_route: bool = False,
+                      gpu_types: Mapping[str, str | None] | None = None) -> dict[str, Any]:
     """One version's application; its args change (and so it redeploys) when
     the version or the artifact behind a route changes. No database address
-    or credential: its replicas read what they serve from the master."""
+    or credential: its replicas read what they serve from the master.
+    ``gpu_types``: see :func:`actor_options`."""
     manifest = Manifest.model_validate(version["manifest"])
     scaling = manifest.scaling
+    options = actor_options(manifest, gpu_types or {})
     name, number = version["name"], version["version"]
     min_replicas = 0 if own_route else scaling.min_replicas
     return {
@@ -147,6 +156,8 @@ def model_application(version: Mapping[str, Any], *, own_route: bool = False) ->
             "name": name,
             "version": number,
             "artifact_sha256": version["artifact"]["sha256"],
+            # The replica runs the model on its GPU (see ModelServer).
+            **({"on_gpu": True} if "num_gpus" in options else {}),
         },
         "deployments": [
             {
@@ -176,15 +187,69 @@ def model_application(version: Mapping[str, Any], *, own_route: bool = False) ->
                 # time under load. /metrics counts queries by status;
                 # seedserve's own log lines are unaffected.
                 "logging_config": {"enable_access_log": False, "log_level": "WARNING"},
-                # Fractional CPUs so that many models fit on a small node; a
-                # sliver of the worker type's resource pins replicas to its nodes.
-                "ray_actor_options": {
-                    "num_cpus": scaling.num_cpus,
-                    **({"resources": {worker_resource(scaling.worker_type): 0.001}} if scaling.worker_type else {}),
-                },
+                "ray_actor_options": options,
             }
         ],
     }
+
+
+def actor_options(manifest: Manifest, gpu_types: Mapping[str, str | None]) -> dict[str, Any]:
+    """A replica's Ray resources. Fractional CPUs so that many models fit on
+    a small node; a sliver of the worker type's resource pins replicas to its
+    nodes. On a GPU type (a key of ``gpu_types``, the catalog's GPU types
+    mapped to Ray's accelerator type or None) also ``scaling.gpus`` GPUs
+    (unset: 1; a fraction shares one) and, when known, the accelerator type."""
+    scaling = manifest.scaling
+    options: dict[str, Any] = {"num_cpus": scaling.num_cpus}
+    if scaling.worker_type:
+        options["resources"] = {worker_resource(scaling.worker_type): 0.001}
+    if scaling.worker_type in gpu_types:
+        options["num_gpus"] = scaling.gpus or 1
+        if accelerator := gpu_types[scaling.worker_type]:
+            options["accelerator_type"] = accelerator
+    return options
+
+
+def pending_reason(options: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]]) -> str | None:
+    """Why no alive node (an entry of ``ray.nodes()``, with the resources it
+    offers in all) could ever run a replica that asks for ``options``
+    (its ``ray_actor_options``), or None when one could."""
+    resources: Mapping[str, float] = options.get("resources") or {}
+    types = [name.removeprefix(_WORKER_PREFIX) for name in resources if name.startswith(_WORKER_PREFIX)]
+    kind = types[0] if types else "any worker type"  # "no node of any worker type offers ..."
+    offered = [node.get("Resources") or {} for node in nodes if node.get("Alive")]
+    offered = [have for have in offered if all(have.get(name, 0) >= need for name, need in resources.items())]
+    if not offered:
+        if not types:
+            return "no Ray node is alive"
+        return f"no node offers {kind}; start one with `seedserve worker join --type {kind}`"
+    gpus = float(options.get("num_gpus") or 0)
+    if gpus:
+        offered = [have for have in offered if have.get("GPU", 0) >= gpus]
+        if not offered:
+            return (f"no node offers a GPU of {kind} ({gpus:g} per replica); "
+                    f"join one with `seedserve worker join --type {kind} --num-gpus N`")
+    if accelerator := options.get("accelerator_type"):
+        offered = [have for have in offered if f"accelerator_type:{accelerator}" in have]
+        if not offered:
+            return f"no node of {kind} has an {accelerator} GPU (Ray resource 'accelerator_type:{accelerator}')"
+    cpus = float(options.get("num_cpus") or 0)
+    if not any(have.get("CPU", 0) >= cpus for have in offered):
+        return f"no node of {kind} offers {cpus:g} CPU per replica"
+    return None
+
+
+def replica_failure(message: str) -> str:
+    """What a replica raised, from a Serve deployment's status message
+    ("A replica failed to start with exception... Error:" and a traceback):
+    the traceback's last line without the exception's class, else the message."""
+    head, found, error = message.partition("Error:\n")
+    if not found:
+        return message.strip()
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else head.strip()
+    cls, sep, text = last.partition(": ")
+    return text if sep and " " not in cls else last
 
 
 def replica_capacity(max_ongoing_requests: int, batch_size: int) -> int:
@@ -204,7 +269,9 @@ def deploy_config(
     *,
     proxy_location: str = "HeadOnly",
 ) -> dict[str, Any]:
-    """A full ``ServeDeploySchema`` body: the master first, then every model.
+    """A full ``ServeDeploySchema`` body: the master first, then
+    ``model_apps`` (none from ``seedserve up``: the master's reconciler
+    deploys the models, each on its own, outside the declarative list).
 
     The ingress runs on the head node only by default: a second node on the
     same machine (``seedserve worker join``) would otherwise try to bind the
@@ -215,33 +282,3 @@ def deploy_config(
         "http_options": dict(http_options),
         "applications": [dict(master_app), *(dict(app) for app in model_apps)],
     }
-
-
-def deployed_configs(details: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Application name -> deployed config, from Serve's instance details.
-
-    Applications being deleted still show up (status ``DELETING``); they count
-    as gone, or every pass would see a difference and resubmit the config,
-    and each resubmission restarts the build of applications still deploying.
-    """
-    applications: Mapping[str, Any] = details.get("applications") or {}
-    return {
-        name: dict(app.get("deployed_app_config") or {})
-        for name, app in applications.items()
-        if app.get("status") != "DELETING"
-    }
-
-
-def model_apps_differ(desired: Iterable[Mapping[str, Any]], deployed: Mapping[str, Mapping[str, Any]]) -> bool:
-    """Whether the model applications Serve runs differ from the desired ones.
-
-    ``deployed`` maps application name to its deployed config (as Serve's REST
-    API reports it); the master's entry is ignored.
-    """
-    want = {app["name"]: _key(app) for app in desired}
-    have = {name: _key(app) for name, app in deployed.items() if name.startswith(MODEL_APP_PREFIX)}
-    return want != have
-
-
-def _key(app: Mapping[str, Any]) -> tuple[Any, ...]:
-    return tuple(repr(app.get(field)) for field in _COMPARED)

@@ -36,6 +36,9 @@ async def cluster_view(state: ManagerState, user: str) -> dict[str, Any]:
         default = next((a for a in apps if a["version"] == served[name].get("serving")), None)
         models[name] = {
             "status": default["status"] if default else "NOT_DEPLOYED",
+            # Why it is not running: PENDING's reason (no node offers its
+            # worker type), or a replica's error ("CUDA is not available...").
+            "reason": default.get("reason") if default else None,
             "replicas": sum(a["replicas"] for a in apps),
             "applications": apps,
             **asdict(live.get(name, LiveStats())),

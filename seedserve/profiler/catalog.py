@@ -31,6 +31,9 @@ class WorkerType(BaseModel):
     price_note: str | None = None
     as_of: str
     resource: str
+    accelerator_type: str | None = Field(
+        default=None, description="A GPU's type as Ray names it (ray.util.accelerators), e.g. 'H200'"
+    )
 
 
 class Efficiency(BaseModel):
@@ -58,6 +61,10 @@ class Catalog(BaseModel):
             if worker.name == name:
                 return worker
         raise KeyError(name)
+
+    def gpu_types(self) -> dict[str, str | None]:
+        """Each GPU worker type, with Ray's accelerator type when known."""
+        return {worker.name: worker.accelerator_type for worker in self.types if worker.device == "gpu"}
 
 
 @cache

@@ -313,8 +313,9 @@ def _sample_sum(text: str, metric: str, *labels: str) -> float:
 def test_serve_deploy_of_configs_serve_yaml_brings_back_every_registered_model(
     system: System, tmp_path: Path, registered: list[str]
 ) -> None:
-    """`serve deploy configs/serve.yaml` replaces the application list with the
-    master alone; its reconciler must bring the registered models back."""
+    """`serve deploy configs/serve.yaml` replaces the declarative application
+    list with the master alone; the registered models, which the reconciler
+    deploys outside that list, must be serving afterwards."""
     registered.append("survivor")
     key = _register(system, tmp_path, SumAndBatchSize(), "survivor")
     _serving(system, "survivor", key, 3)

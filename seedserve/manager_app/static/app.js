@@ -275,7 +275,7 @@ function setUpLive(rows) {
     for (const row of rows) {
       const live = cluster.models[row.dataset.live];
       if (!live) continue;
-      $(".status", row).textContent = live.status;
+      $(".status", row).textContent = live.reason ? `${live.status}: ${live.reason}` : live.status;
       $(".replicas", row).textContent = live.replicas;
       $(".requests_per_s", row).textContent = live.requests_per_s == null ? "—" : live.requests_per_s.toFixed(1);
       $(".p50_ms", row).textContent = ms(live.p50_ms);
