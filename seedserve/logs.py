@@ -4,8 +4,7 @@ they belong to.
 Every seedserve process (``seedserve up``, the manager, the master and its
 reconciler, each model replica) calls :func:`configure` once with its
 :class:`~seedserve.settings.Settings`: the ``seedserve`` logger then writes
-to stderr (in a Ray process Ray keeps that in its log directory, as
-``worker-*.err``) and appends to ``SEEDSERVE_LOG_FILE``, the one file
+to stderr and appends to ``SEEDSERVE_LOG_FILE``, the one file
 ``seedserve up`` names, as ``text`` or ``json`` lines (``SEEDSERVE_LOG_FORMAT``)
 from ``SEEDSERVE_LOG_LEVEL`` up. Nothing is configured on import, and the
 root logger (Ray's, uvicorn's) is left alone.
@@ -14,6 +13,13 @@ A query's request id, model and version are bound with :func:`bind_request`
 for the rest of its task (a context variable), and every line logged meanwhile
 names them. :func:`request_id_from` keeps a sane id the client sent
 (``X-Request-Id``, or gRPC metadata ``x-request-id``) and makes one otherwise.
+
+In Serve's applications (the master, the model replicas) Serve itself puts
+the request's ``X-Request-Id`` on the answer (making one when none came);
+seedserve's HAProxy config drops an id that is not sane before Serve sees it
+(:func:`seedserve.cluster.haproxy.with_sane_request_ids`), so the id answered
+is the one logged. The manager sets the header itself
+(:class:`seedserve.manager_app.request_ids.RequestIds`).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ __all__ = [
     "LogLevel",
     "AccessLog",
     "RequestContext",
+    "SANE_REQUEST_ID",
     "bind_request",
     "configure",
     "current_request",
@@ -50,8 +57,10 @@ LogFormat = Literal["text", "json"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 #: What a client may choose as its request id: printable, no spaces or quotes
-#: (it is written into log lines and headers), at most 128 characters.
-_SANE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,127}$")
+#: (it is written into log lines and headers), at most 128 characters. Also
+#: the rule of seedserve's HAProxy config (seedserve.cluster.haproxy).
+SANE_REQUEST_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,127}$"
+_SANE_ID = re.compile(SANE_REQUEST_ID)
 
 #: The fields a line carries for the request it belongs to.
 _REQUEST_FIELDS = ("request_id", "model", "version")
@@ -76,7 +85,7 @@ def request_id_from(sent: str | None) -> str:
     :data:`_SANE_ID`), else a new random one."""
     if sent is not None and _SANE_ID.match(sent):
         return sent
-    return uuid.uuid4().hex
+    return str(uuid.uuid4())  # as Serve makes them
 
 
 def bind_request(request_id: str, model: str | None = None, version: int | None = None) -> RequestContext:

@@ -228,8 +228,7 @@ class ModelServer:
 
     async def __call__(self, request: Request) -> Response:
         start = time.perf_counter()
-        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
-        bind_request(request_id, self._name, self._version)
+        bind_request(request_id_from(request.headers.get(REQUEST_ID_HEADER)), self._name, self._version)
         error = None
         try:
             path = relative_path(request).rstrip("/")
@@ -247,8 +246,7 @@ class ModelServer:
             response = error_response(exc)
             error = self._failed(exc, response.status_code)
         self._answered("http", response.status_code, time.perf_counter() - start, error)
-        response.headers[REQUEST_ID_HEADER] = request_id
-        return response
+        return response  # Serve's ingress puts the request id on it (see seedserve.logs)
 
     def _failed(self, exc: SeedserveError, status: int) -> str:
         """Log an error answer (the bound request's id, model and version are on the line); its code."""
@@ -302,10 +300,9 @@ class ModelServer:
     async def infer_v2(self, authorization: str, header_length: str | None, body: bytes,
                        request_id: str | None = None) -> tuple[int, dict[str, str], bytes]:
         """An Open Inference Protocol request forwarded by the master: status,
-        headers, body. ``request_id``: the one the master answers with."""
+        headers, body. ``request_id``: the one the master's answer carries, for the log lines."""
         start = time.perf_counter()
-        request_id = request_id_from(request_id)
-        bind_request(request_id, self._name, self._version)
+        bind_request(request_id_from(request_id), self._name, self._version)
         error = None
         try:
             status, (content, headers) = 200, await self._infer_v2(authorization, header_length, body)
@@ -313,7 +310,7 @@ class ModelServer:
             status, headers, content = error_parts(exc)
             error = self._failed(exc, status)
         self._answered("v2", status, time.perf_counter() - start, error)
-        return status, {**headers, REQUEST_ID_HEADER: request_id}, content
+        return status, headers, content
 
     async def _infer_v2(self, authorization: str, header_length: str | None, body: bytes) -> tuple[bytes, dict[str, str]]:
         """The response body and headers of a /v2 infer request; errors raise."""
