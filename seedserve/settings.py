@@ -10,9 +10,10 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from seedserve.logs import LogFormat, LogLevel, configure
 from seedserve.sandbox import SandboxLimits
 
 __all__ = ["HandlerPolicy", "Settings", "SignupPolicy", "is_loopback", "policy_defaults"]
@@ -138,6 +139,21 @@ class Settings(BaseSettings):
         "(younger ones may belong to a registration in progress on another manager).",
     )
 
+    log_format: LogFormat = Field(
+        default="text", description="seedserve's log lines: 'text' (one readable line each) or 'json' (one object a line)."
+    )
+    log_level: LogLevel = Field(default="INFO", description="The least severe of seedserve's log lines written: DEBUG, INFO, WARNING or ERROR.")
+    log_file: Path | None = Field(
+        default=None,
+        description="File every seedserve process appends its log lines to, besides stderr. Unset: `seedserve up` uses "
+        "<data_dir>/logs/seedserve.log and hands it to every process it starts; other processes write to stderr only.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _ports_are_distinct(self) -> "Settings":
         ports = {
@@ -174,6 +190,15 @@ class Settings(BaseSettings):
     def sandbox_limits(self) -> SandboxLimits:
         """The limits of a sandboxed process of user code (see :mod:`seedserve.sandbox`)."""
         return SandboxLimits(memory_bytes=self.sandbox_memory_bytes, pids=self.sandbox_processes)
+
+    def configure_logging(self, process: str) -> None:
+        """seedserve's log lines in this process, as these settings say (see :mod:`seedserve.logs`)."""
+        configure(self.log_format, self.log_level, self.log_file, process)
+
+    @property
+    def default_log_file(self) -> Path:
+        """The log file `seedserve up` names when ``log_file`` is unset."""
+        return self.data_dir.resolve() / "logs" / "seedserve.log"
 
     @property
     def admin_token_file(self) -> Path:

@@ -162,6 +162,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             # tests can check that no Ray process inherits them.
             "SEEDSERVE_ADMIN_TOKEN": "adm_" + secrets.token_urlsafe(32),
             "SEEDSERVE_METRICS_TOKEN": "mt_" + secrets.token_urlsafe(32),
+            # seedserve's log lines as json, so that tests/integration/test_observability.py parses them all.
+            "SEEDSERVE_LOG_FORMAT": "json",
         }
     )
     env.pop("SEEDSERVE_MONGO_URI", None)

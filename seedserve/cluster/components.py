@@ -29,6 +29,7 @@ __all__ = [
     "HAPROXY_ENV",
     "RAY_NODE_SECRETS",
     "ray_node_environ",
+    "log_environ",
     "operator_token_hashes",
     "ensure_admin_token",
     "start_database",
@@ -105,10 +106,18 @@ def ray_node_environ(extra: dict[str, str], wrapper_dir: Path) -> dict[str, str]
     return env
 
 
+def log_environ(settings: Settings) -> dict[str, str]:
+    """What tells a child process where and how seedserve logs: the resolved
+    log file (absolute: Ray's workers run elsewhere), format and level."""
+    log_file = settings.log_file or settings.default_log_file
+    return {"SEEDSERVE_LOG_FILE": str(log_file.resolve()), "SEEDSERVE_LOG_FORMAT": settings.log_format,
+            "SEEDSERVE_LOG_LEVEL": settings.log_level}
+
+
 def start_ray_head(settings: Settings, plan: PortPlan) -> Child:
     """A local Ray head (``ray start --head --block``; SIGTERM stops the whole node)."""
     data = settings.data_dir.resolve()
-    env = ray_node_environ({**plan.serve_env(), **ray_token_auth()}, data / "bin")
+    env = ray_node_environ({**plan.serve_env(), **ray_token_auth(), **log_environ(settings)}, data / "bin")
     argv = [
         str(_BIN / "ray"), "start", "--head", "--block",
         f"--port={settings.ray_port}",
@@ -197,6 +206,7 @@ def start_manager(settings: Settings, admin_token: str) -> Child:
             # host in its environment, and its defaults would be loopback's.
             "SEEDSERVE_SIGNUP": settings.signup,
             "SEEDSERVE_HANDLERS": settings.handlers,
+            **log_environ(settings),
         }
     )
     argv = [

@@ -30,7 +30,9 @@ import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["MASTER_ROUTES_PATH", "ROUTES_ACL", "without_routes_answer", "install_wrapper", "main"]
+from seedserve.logs import SANE_REQUEST_ID
+
+__all__ = ["MASTER_ROUTES_PATH", "ROUTES_ACL", "with_sane_request_ids", "without_routes_answer", "install_wrapper", "main"]
 
 #: Where the master answers the routes table, for a token (the master's
 #: constant of the same name; a literal here, so the wrapper starts without
@@ -55,6 +57,29 @@ def without_routes_answer(config: str) -> str:
     if ROUTES_ACL not in config or len(_ROUTES_ANSWER.findall(config)) != 1:
         raise ValueError(f"Serve's HAProxy config has no single /-/routes rule ({ROUTES_ACL.strip()!r}) to switch off")
     return _ROUTES_ANSWER.sub(lambda _: _FORWARD, config)
+
+
+#: Serve's public frontend and its bind line, after which the request id rule goes.
+_FRONTEND_BIND = re.compile(r"^frontend http_frontend\n    bind [^\n]*\n", re.MULTILINE)
+_SANE_IDS = (
+    "    # seedserve: a client's X-Request-Id is kept only when sane (seedserve.logs); else Serve makes one\n"
+    f"    acl seedserve_sane_id req.hdr(x-request-id) -m reg {SANE_REQUEST_ID}\n"
+    "    acl seedserve_one_id req.hdr_cnt(x-request-id) eq 1\n"
+    "    http-request del-header x-request-id unless seedserve_sane_id seedserve_one_id\n"
+)
+
+
+def with_sane_request_ids(config: str) -> str:
+    """``config`` with a rule that drops a request id that is not sane (see
+    :func:`seedserve.logs.request_id_from`), or sent more than once, before
+    Serve sees it: Serve's ingress then makes a new one. Serve answers every
+    query with the request's ``X-Request-Id`` itself, and the application
+    logs under the same id."""
+    if _SANE_IDS in config:
+        return config
+    if len(_FRONTEND_BIND.findall(config)) != 1:
+        raise ValueError("Serve's HAProxy config has no single 'frontend http_frontend' with its bind line")
+    return _FRONTEND_BIND.sub(lambda match: match.group(0) + _SANE_IDS, config)
 
 
 def install_wrapper(directory: Path) -> Path:
@@ -86,7 +111,7 @@ def _rewrite(config_path: str) -> None:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             config = Path(config_path).read_text()
-            rewritten = without_routes_answer(config)
+            rewritten = with_sane_request_ids(without_routes_answer(config))
             if rewritten != config:
                 Path(config_path).write_text(rewritten)
         finally:

@@ -4,6 +4,7 @@ Ctrl-C, and stop every child in reverse order."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from seedserve.cluster.components import (
     deploy_system,
@@ -11,6 +12,7 @@ from seedserve.cluster.components import (
     http_ok,
     start_database,
     start_manager,
+    log_environ,
     start_ray_head,
 )
 from seedserve.cluster.ports import PortPlan, busy_ports
@@ -56,6 +58,12 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
             f"stop it or choose another port (see `seedserve up --help`)"
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logs = log_environ(settings)
+    settings = settings.model_copy(update={"log_file": Path(logs["SEEDSERVE_LOG_FILE"])})
+    settings.configure_logging("up")
+    echo(f"seedserve's log lines from every process: {logs['SEEDSERVE_LOG_FILE']} ({settings.log_format}, "
+         f"{settings.log_level} and up; set SEEDSERVE_LOG_FILE, SEEDSERVE_LOG_FORMAT, SEEDSERVE_LOG_LEVEL to change); "
+         "Ray's processes also write them to Ray's log directory")
     how = mechanisms()
     echo(f"user code runs sandboxed (bubblewrap, {how['user']}, no network; memory "
          f"{settings.sandbox_memory_bytes / 2**30:g} GiB and {settings.sandbox_processes} processes: {how['memory']})")

@@ -57,6 +57,8 @@ def run_worker(
         )
     log_dir.mkdir(parents=True, exist_ok=True)
     env = ray_node_environ(plan.serve_env(), log_dir / "bin")
+    # This node's replicas log to a file here (the head's file is on another machine).
+    env.setdefault("SEEDSERVE_LOG_FILE", str((log_dir / "seedserve.log").resolve()))
     if ray_auth_headers():
         # A head started by `ray start --head` turns token auth on; a joining
         # node only presents the token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH

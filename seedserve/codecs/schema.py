@@ -127,6 +127,26 @@ class Batching(_Strict):
     max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
 
 
+class Logging(_Strict):
+    """What the model's replicas log besides errors (every error answer is
+    logged with its request id). ``access``: ``false`` (nothing), ``true``
+    (a line per query: request id, status, seconds) or ``"sampled"`` (one
+    query in :data:`ACCESS_SAMPLE_EVERY`, the first included)."""
+
+    access: bool | Literal["sampled"] = False
+
+    @field_validator("access", mode="before")
+    @classmethod
+    def _known_access(cls, value: Any) -> Any:
+        if isinstance(value, bool) or value == "sampled":
+            return value
+        raise ValueError(f"access must be true, false or \"sampled\", not {value!r}")
+
+
+#: With ``logging.access: sampled``, one query in this many gets an access line.
+ACCESS_SAMPLE_EVERY = 100
+
+
 class Objective(_Strict):
     """What the model must meet, for the worker recommendation: a latency
     percentile (``p50`` or ``p99``, in ms) at an expected peak load."""
@@ -145,6 +165,7 @@ class Manifest(_Strict):
     outputs: list[OutputSpec] = Field(min_length=1, max_length=64)
     scaling: Scaling = Scaling()
     batching: Batching = Batching()
+    logging: Logging = Logging()
     objective: Objective | None = None
     #: The model's floating-point precision on a GPU (weights and float inputs); CPUs always run fp32.
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"

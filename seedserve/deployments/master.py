@@ -15,7 +15,7 @@ import ray
 from ray import serve
 from ray.serve import Application
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from seedserve import __version__
 from seedserve.codecs.oip import HEADER_LENGTH
@@ -33,13 +33,15 @@ from seedserve.deployments._query import (
 )
 from seedserve.deployments.reconciler import Reconciler
 from seedserve.deployments.serve_api import ServeRestApi
-from seedserve.deployments._metrics import gather, node_metric_urls
+from seedserve.deployments._metrics import CONTENT_TYPE, MetricsBook, ReplicaTotals, exposition
 from seedserve.deployments.openapi import allowed_methods, master_document
 from seedserve.deployments.serve_config import MASTER_APP, MODEL_APP_PREFIX, model_app_name, mongo_uri_from, node_worker_types
 from seedserve.errors import InvalidInput, MethodNotAllowed, NotFound, SeedserveError, Unauthenticated, Unavailable
 from seedserve.profiler.catalog import load_catalog
 from seedserve.registry import ModelStore, connect
+from seedserve.logs import REQUEST_ID_HEADER, bind_request, log_error, request_id_from
 from seedserve.registry.keys import key_matches
+from seedserve.settings import Settings
 
 __all__ = ["Master", "build"]
 
@@ -78,6 +80,8 @@ class Master:
         """``mongo_uri`` None: the replica reads ``SEEDSERVE_MONGO_URI`` from its node.
         ``token_sha256``: SHA-256 of each token that may read the operational
         endpoints (/cluster, /metrics, /-/routes); none: nobody may."""
+        Settings().configure_logging("master")
+        self._metrics_book = MetricsBook()
         self._store = ModelStore(connect(mongo_uri_from({"mongo_uri": mongo_uri}), timeout_ms=2000)[database])
         self._token_hashes = list(token_sha256 or [])
         self._wrong_keys = wrong_key_limiter()
@@ -103,7 +107,23 @@ class Master:
         }
 
     async def __call__(self, request: Request) -> Response:
+        # Serve's ingress puts the request id on the answer (see seedserve.logs).
+        return await self._answer(request, request_id_from(request.headers.get(REQUEST_ID_HEADER)))
+
+    def _bind(self, request_id: str, path: str) -> None:
+        """The request's id, and the model and version its path names (if any), on its log lines."""
+        parts = path.strip("/").split("/")
+        model = parts[2] if parts[:2] == ["v2", "models"] and len(parts) > 2 else (
+            parts[1] if parts[0] == "models" and len(parts) > 1 else None)
+        version = None
+        if model is not None:
+            pinned = parts[parts.index("versions") + 1] if "versions" in parts[:-1] else None
+            version = int(pinned) if pinned and pinned.isdigit() else self._reconciler.state.serving.get(model)
+        bind_request(request_id, model, version)
+
+    async def _answer(self, request: Request, request_id: str) -> Response:
         path = request.url.path.rstrip("/") or "/"
+        self._bind(request_id, path)
         if path == MASTER_ROUTES_PATH:
             path = "/-/routes"  # where the ingress sends /-/routes (see seedserve.cluster.haproxy)
         oip = path == "/v2" or path.startswith("/v2/")
@@ -121,13 +141,15 @@ class Master:
             if path == "/v2/repository/index":
                 return await self._repository_index(request)
             if path.startswith("/v2/models/"):
-                return await self._v2_model(request, path)
+                return await self._v2_model(request, path, request_id)
             if oip:
                 raise NotFound(f"no route {request.method} {path}; see the Open Inference Protocol's REST paths")
             return await self._not_served(request, path)
         except SeedserveError as exc:
             # /v2 answers errors in the protocol's own shape; the native paths in seedserve's.
-            return oip_error_response(exc) if oip else error_response(exc)
+            response = oip_error_response(exc) if oip else error_response(exc)
+            log_error(response.status_code, exc.code, exc.message, exc.input)
+            return response
 
     # What model replicas read from the registry, through a handle (see
     # _master_link): the master is the only Ray process with a database.
@@ -142,6 +164,10 @@ class Master:
     async def key_hashes(self, name: str) -> list[str]:
         """The model's current key hashes (empty once it is deleted)."""
         return await self._store.key_hashes(name)
+
+    async def record_metrics(self, name: str, version: int, replica: str, totals: ReplicaTotals) -> None:
+        """A model replica's totals so far, for /metrics."""
+        self._metrics_book.record(name, version, replica, totals)
 
     async def record_measured(self, name: str, version: int, worker_type: str, stats: dict[str, float]) -> None:
         """A replica's measured call latency, into the version's registry entry."""
@@ -189,17 +215,21 @@ class Master:
         return JSONResponse(body, status_code=503 if down else 200)
 
     async def _metrics(self) -> Response:
-        """Prometheus text: every model replica's metrics from every node's Ray
-        metrics agent, plus the replicas each model runs (from Serve)."""
-        nodes = await asyncio.to_thread(ray.nodes)
-        replicas = ["# HELP seedserve_replicas Running replicas per model.", "# TYPE seedserve_replicas gauge"]
-        for app, count in sorted(self._reconciler.state.replicas.items()):
+        """Prometheus text: what the model replicas reported (see
+        :mod:`seedserve.deployments._metrics`), per model version, and the
+        replicas each version runs (from Serve)."""
+        state = self._reconciler.state
+        replicas: dict[tuple[str, int], int] = {}
+        for app, count in state.replicas.items():
             if app.startswith(MODEL_APP_PREFIX):
                 model, _, version = app.removeprefix(MODEL_APP_PREFIX).partition(".v")
-                version = version or str(self._reconciler.state.serving.get(model, ""))
-                replicas.append(f'seedserve_replicas{{model="{model}",version="{version}"}} {count}')
-        text = await gather(node_metric_urls(nodes), replicas)
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+                number = int(version) if version.isdigit() else state.serving.get(model)
+                if number is not None:
+                    replicas[model, number] = count
+        if state.last_ok is not None:  # the registry has been read: a model not in it was deleted, its series go
+            for model in self._metrics_book.models() - set(state.serving):
+                self._metrics_book.forget(model)
+        return Response(exposition(self._metrics_book, replicas), media_type=CONTENT_TYPE)
 
     async def _cluster(self) -> Response:
         """Nodes (worker types, resources) and each model application's status
@@ -267,7 +297,7 @@ class Master:
         response.headers["Retry-After"] = "2"
         return response
 
-    async def _v2_model(self, request: Request, path: str) -> Response:
+    async def _v2_model(self, request: Request, path: str, request_id: str) -> Response:
         """``/v2/models/{name}[/versions/{v}][/ready|/infer]``, forwarded to the model's
         replica through a handle (Serve routes one prefix per application, and the
         native ``/models/{name}`` path owns the model's single hop). The replica
@@ -287,7 +317,7 @@ class Master:
         authorization = request.headers.get("authorization", "")
         if rest == ["infer"]:
             body = await read_body(request, _MAX_V2_BODY)
-            answer = handle.infer_v2.remote(authorization, request.headers.get(HEADER_LENGTH), body)
+            answer = handle.infer_v2.remote(authorization, request.headers.get(HEADER_LENGTH), body, request_id)
         elif rest == ["ready"]:
             answer = handle.ready_v2.remote(authorization)
         elif rest == ["stats"]:

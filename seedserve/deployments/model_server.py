@@ -28,11 +28,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from seedserve.codecs import Manifest, decode_inputs, sample_inputs
+from seedserve.codecs.schema import ACCESS_SAMPLE_EVERY
 from seedserve.codecs.batching import items, merge, signature, split
 from seedserve.codecs.outputs import encode_outputs
 from seedserve.codecs.registry import Decoded
 from seedserve.deployments._admission import Admission, CallTime, Deadlines
-from seedserve.deployments._metrics import CallLog, ModelMetrics
+from seedserve.deployments._metrics import CallLog, ModelMetrics, ReplicaTotals
 from seedserve.deployments._query import (
     WRONG_KEYS_PER_MINUTE,
     KeyCache,
@@ -49,6 +50,7 @@ from seedserve.deployments._transport import parse_payload
 from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, replica_capacity, typed_nodes
 from seedserve.deployments._master_link import ModelData, master_handle
 from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout
+from seedserve.logs import REQUEST_ID_HEADER, AccessLog, bind_request, log_access, log_error, request_id_from
 from seedserve.runtime import (
     CPU,
     Placement,
@@ -157,6 +159,7 @@ class ModelServer:
         """``on_gpu``: the model's worker type has GPUs; it runs on this
         replica's CUDA device (or the node's stand-in, see Settings.gpu_stand_in)."""
         self._name = name
+        Settings().configure_logging("model")
         # Everything the replica serves comes from the master over Ray: it
         # holds no database address and no credential (DESIGN.md, trust boundaries).
         self._master = master_handle()
@@ -210,14 +213,18 @@ class ModelServer:
             replica_capacity(scaling.max_ongoing_requests, self.batch_size), scaling.max_queued_requests
         )
         self._deadlines = Deadlines(scaling.request_timeout_s)
-        self._metrics = ModelMetrics(name)
+        self._metrics = ModelMetrics()
+        self._access = AccessLog(self._manifest.logging.access, ACCESS_SAMPLE_EVERY)
+        replica = serve.get_replica_context().replica_id.unique_id
         # One inference at a time per replica; torch uses its own threads inside.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
         self._keys = KeyCache(
             key_hashes, self._fetch_key_hashes, key_refresh_s, model=name, wrong_keys_per_minute=wrong_keys_per_minute,
         )
         self._refresh = asyncio.get_running_loop().create_task(self._keys.refresh_forever())
-        self._flush = asyncio.get_running_loop().create_task(self._metrics.flush_forever())
+        self._flush = asyncio.get_running_loop().create_task(
+            self._metrics.report_forever(lambda totals: self._send_metrics(replica, totals))
+        )
         self._report = asyncio.get_running_loop().create_task(self._report_forever(report_s))
         logger.info("model %s version %s ready (batch size %d)", name, self._version, self.batch_size)
         # What exists now (Ray, torch, the model) lives as long as the replica:
@@ -253,6 +260,8 @@ class ModelServer:
     async def __call__(self, request: Request) -> Response:
         start = time.perf_counter()
         query = False
+        bind_request(request_id_from(request.headers.get(REQUEST_ID_HEADER)), self._name, self._version)
+        error = None
         try:
             path = relative_path(request).rstrip("/")
             if path in self._routes:
@@ -268,11 +277,26 @@ class ModelServer:
                 raise self._no_route(request, path)
         except SeedserveError as exc:
             response = error_response(exc)
+            error = self._failed(exc, response.status_code)
         elapsed = time.perf_counter() - start
-        self._metrics.answered(response.status_code, elapsed)
+        self._answered("http", response.status_code, elapsed, error)
         if query:
             self._stats.answered(response.status_code == 200, elapsed)
-        return response
+        return response  # Serve's ingress puts the request id on it (see seedserve.logs)
+
+    def _failed(self, exc: SeedserveError, status: int) -> str:
+        """Log an error answer (the bound request's id, model and version are on the line); its code."""
+        log_error(status, exc.code, exc.message, exc.input)
+        return exc.code
+
+    def _answered(self, protocol: str, status: int, seconds: float, error: str | None) -> None:
+        """Count an answer in the metrics, and give it an access line if the manifest asks."""
+        self._metrics.answered(status, seconds, error)
+        if self._access.wants():
+            log_access(protocol, status, seconds)
+
+    async def _send_metrics(self, replica: str, totals: ReplicaTotals) -> None:
+        await self._master.record_metrics.remote(self._name, self._version, replica, totals)
 
     def _no_route(self, request: Request, path: str) -> NotFound:
         if path.startswith("/versions/"):
@@ -309,33 +333,39 @@ class ModelServer:
                 f"{self._manifest.scaling.request_timeout_s:g} s; send it in full without pausing"
             ) from None
 
-    async def infer_v2(self, authorization: str, header_length: str | None, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        """An Open Inference Protocol request forwarded by the master: status, headers, body."""
+    async def infer_v2(self, authorization: str, header_length: str | None, body: bytes,
+                       request_id: str | None = None) -> tuple[int, dict[str, str], bytes]:
+        """An Open Inference Protocol request forwarded by the master: status,
+        headers, body. ``request_id``: the one the master's answer carries, for the log lines."""
         start = time.perf_counter()
-        status, headers, content = await self._infer_v2(authorization, header_length, body)
+        bind_request(request_id_from(request_id), self._name, self._version)
+        error = None
+        try:
+            status, (content, headers) = 200, await self._infer_v2(authorization, header_length, body)
+        except SeedserveError as exc:
+            # The protocol's own error shape (seedserve.deployments._query).
+            status, headers, content = oip_error_parts(exc)
+            error = self._failed(exc, status)
         elapsed = time.perf_counter() - start
-        self._metrics.answered(status, elapsed)
+        self._answered("v2", status, elapsed, error)
         self._stats.answered(status == 200, elapsed)
         return status, headers, content
 
-    async def _infer_v2(self, authorization: str, header_length: str | None, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        try:
-            self._keys.check(bearer_key_from(authorization))
-            if len(body) > self._manifest.max_body_bytes:
-                raise InputTooLarge(
-                    f"the body ({len(body):,} bytes) exceeds the limit of {self._manifest.max_body_bytes:,} bytes",
-                    limit=self._manifest.max_body_bytes,
-                )
+    async def _infer_v2(self, authorization: str, header_length: str | None, body: bytes) -> tuple[bytes, dict[str, str]]:
+        """The response body and headers of a /v2 infer request; errors raise."""
+        self._keys.check(bearer_key_from(authorization))
+        if len(body) > self._manifest.max_body_bytes:
+            raise InputTooLarge(
+                f"the body ({len(body):,} bytes) exceeds the limit of {self._manifest.max_body_bytes:,} bytes",
+                limit=self._manifest.max_body_bytes,
+            )
 
-            async def run() -> tuple[bytes, dict[str, str]]:
-                payload, request = parse_infer_request(header_length, body, self._manifest)
-                outputs = await self._infer(decode_inputs(self._manifest, payload))
-                return encode_infer_response(self._name, self._version, outputs, request)
+        async def run() -> tuple[bytes, dict[str, str]]:
+            payload, request = parse_infer_request(header_length, body, self._manifest)
+            outputs = await self._infer(decode_inputs(self._manifest, payload))
+            return encode_infer_response(self._name, self._version, outputs, request)
 
-            response_body, headers = await self._admitted(run)
-            return 200, headers, response_body
-        except SeedserveError as exc:
-            return oip_error_parts(exc)
+        return await self._admitted(run)
 
     async def _admitted(self, run: Callable[[], Awaitable[T]]) -> T:
         """``run()`` in an admission slot, within the request timeout."""
@@ -502,7 +532,7 @@ class ModelServer:
         }
 
     def check_health(self) -> None:
-        for task, what in ((self._refresh, "the key refresh task"), (self._flush, "the metrics flush task"),
+        for task, what in ((self._refresh, "the key refresh task"), (self._flush, "the metrics report task"),
                            (self._report, "the latency report task")):
             if task.done() and task.exception() is not None:
                 raise RuntimeError(f"{what} died") from task.exception()

@@ -17,10 +17,12 @@ from starlette.staticfiles import StaticFiles
 
 from seedserve import __version__
 from seedserve.errors import SeedserveError, Unavailable, http_status
+from seedserve.logs import log_error
 from seedserve.manager_app import accounts, admin, dashboard, keys, live, models, profiles
 from seedserve.manager_app.auth import sign_in_limiter
 from seedserve.manager_app.limits import BodyLimit
 from seedserve.manager_app.master_view import MasterView
+from seedserve.manager_app.request_ids import RequestIds
 from seedserve.manager_app.openapi import allowed_methods, openapi_document
 from seedserve.manager_app.orphans import collect_forever, collect_orphans
 from seedserve.manager_app.state import ManagerState
@@ -62,6 +64,7 @@ async def openapi_json(request: Request) -> Response:
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SeedserveError)
+    log_error(http_status(exc), exc.code, exc.message, exc.input)
     retry = getattr(exc, "retry_after_s", 5 if isinstance(exc, Unavailable) else None)
     headers = None if retry is None else {"Retry-After": str(retry)}
     return JSONResponse(exc.to_body(), status_code=http_status(exc), headers=headers)
@@ -116,7 +119,7 @@ def create_app(settings: Settings, admin_token: str) -> Starlette:
             *dashboard.routes,
             Mount("/static", StaticFiles(packages=[("seedserve.manager_app", "static")]), name="static"),
         ],
-        middleware=[Middleware(BodyLimit, max_bytes=settings.max_artifact_bytes + (1 << 20))],
+        middleware=[Middleware(RequestIds), Middleware(BodyLimit, max_bytes=settings.max_artifact_bytes + (1 << 20))],
         exception_handlers={SeedserveError: _domain_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
@@ -130,6 +133,7 @@ def create_app_from_env() -> Starlette:
     """Factory for uvicorn: settings from ``SEEDSERVE_*``; the admin token from
     the environment or ``<data dir>/admin-token``."""
     settings = Settings()
+    settings.configure_logging("manager")
     if settings.admin_token is not None:
         token = settings.admin_token.get_secret_value()
     else:

@@ -28,7 +28,7 @@ class _Scrape:
     at: float
     #: model -> (answered, errors)
     counts: dict[str, tuple[float, float]] = field(default_factory=dict)
-    #: model -> cumulative latency buckets [(upper bound ms, count)]
+    #: model -> cumulative latency buckets [(upper bound ms, count)], summed over its versions
     buckets: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
@@ -57,12 +57,14 @@ def _parse(text: str) -> _Scrape:
             model = sample.labels.get("model")
             if model is None:
                 continue
-            if sample.name.endswith("seedserve_requests_total"):
+            # Summed over the model's versions.
+            if sample.name == "seedserve_requests_total":
                 answered, errors = scrape.counts.get(model, (0.0, 0.0))
-                failed = sample.labels.get("status", "200") >= "400"
+                code = sample.labels.get("code", "200")
+                failed = not code.isdigit() or int(code) >= 400
                 scrape.counts[model] = (answered + sample.value, errors + (sample.value if failed else 0.0))
-            elif sample.name.endswith("seedserve_request_latency_ms_bucket"):
-                bound = float(sample.labels["le"])
+            elif sample.name == "seedserve_request_duration_seconds_bucket":
+                bound = float(sample.labels["le"]) * 1000  # the dashboard shows ms
                 per_model = scrape.buckets.setdefault(model, [])
                 # Sum across replicas and nodes: same bounds, add the counts.
                 for i, (b, c) in enumerate(per_model):

@@ -290,14 +290,14 @@ def test_metrics_count_queries_by_model_and_status(system: System, tmp_path: Pat
 
     def counted() -> str:
         text = httpx.get(f"{system.master_url}/metrics", headers=system.operator, timeout=10).text
-        assert _sample_sum(text, "seedserve_requests", 'model="metered"', 'status="200"') >= 6  # +1 from _serving
-        assert _sample_sum(text, "seedserve_requests", 'model="metered"', 'status="400"') >= 1
+        assert _sample_sum(text, "seedserve_requests", 'model="metered"', 'code="200"') >= 6  # +1 from _serving
+        assert _sample_sum(text, "seedserve_requests", 'model="metered"', 'code="400"') >= 1
         return text
 
-    text = eventually(counted, timeout_s=120, interval_s=2)  # Ray's agents export every few seconds
-    assert _sample_sum(text, "seedserve_request_latency_ms_count", 'model="metered"') >= 7
-    assert 'seedserve_replicas{model="metered",version="1"} 1' in text
-    assert "# TYPE seedserve_request_latency_ms histogram" in text
+    text = eventually(counted, timeout_s=120, interval_s=2)  # replicas report to the master every second
+    assert _sample_sum(text, "seedserve_request_duration_seconds_count", 'model="metered"') >= 7
+    assert 'seedserve_replicas{model="metered",version="1"} 1.0' in text
+    assert "# TYPE seedserve_request_duration_seconds histogram" in text
 
 
 def _sample_sum(text: str, metric: str, *labels: str) -> float:
