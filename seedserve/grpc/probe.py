@@ -14,6 +14,7 @@ def server_live(target: str, timeout_s: float = 2.0) -> bool:
     """Whether ``ServerLive`` on ``target`` (``host:port``) answers live."""
     with grpc.insecure_channel(target) as channel:
         try:
-            return bool(pb_grpc.GRPCInferenceServiceStub(channel).ServerLive(pb.ServerLiveRequest(), timeout=timeout_s).live)
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+            return bool(stub.ServerLive(pb.ServerLiveRequest(), timeout=timeout_s).live)
         except grpc.RpcError:
             return False

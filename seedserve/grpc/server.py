@@ -87,7 +87,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         self._refresh_s = refresh_s
         self._apps: dict[str, App] = {}
         self._master_running = False
-        self._handles: dict[str, DeploymentHandle] = {}
+        self._handles: dict[str, DeploymentHandle[Any]] = {}
         self._master = master_handle()
         self._wrong_keys = wrong_key_limiter()
 
@@ -164,7 +164,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         status = state.status if state is not None else "NOT_STARTED"
         raise Unavailable(f"model {model!r} is starting ({status}); retry in a few seconds", input="model")
 
-    def _handle(self, app: str) -> DeploymentHandle:
+    def _handle(self, app: str) -> DeploymentHandle[Any]:
         if app not in self._handles:
             self._handles[app] = serve.get_deployment_handle(_INGRESS, app, _check_exists=False)
         return self._handles[app]
@@ -179,7 +179,7 @@ async def serve_forever(address: str, serve_api: ServeRestApi, max_message_bytes
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ])
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(service, server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     if server.add_insecure_port(address) == 0:
         raise RuntimeError(f"gRPC: cannot listen on {address}")
     await server.start()
