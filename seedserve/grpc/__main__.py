@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-message-bytes", type=int, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per poll of Serve's API
     # Ray's own logging setup would take over the root logger; seedserve's lines go to this process's log.
     ray.init(address=args.ray_address, log_to_driver=False, configure_logging=False)
     asyncio.run(serve_forever(args.listen, ServeRestApi(args.dashboard_url), args.max_message_bytes))
