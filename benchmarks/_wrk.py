@@ -21,7 +21,7 @@ class Result:
     requests: int = 0
 
 
-def run_wrk(url: str, body: str, headers: dict[str, str], *, concurrency: int, seconds: int,
+def run_wrk(url: str, body: str | bytes, headers: dict[str, str], *, concurrency: int, seconds: int,
             think_ms: float = 0.0, timeout_s: float = 2.0) -> Result:
     """POST ``body`` to ``url`` from ``concurrency`` connections for ``seconds``.
     With ``think_ms``, each connection waits that long before each request, which
@@ -46,7 +46,9 @@ def run_wrk(url: str, body: str, headers: dict[str, str], *, concurrency: int, s
                   int(_find(r"(\d+) requests in", out)))
 
 
-def _lua_string(text: str) -> str:
+def _lua_string(text: str | bytes) -> str:
+    if isinstance(text, bytes):  # any byte, as Lua's decimal escapes (a binary body)
+        return "'" + "".join(chr(b) if 32 <= b < 127 and b not in (39, 92) else f"\\{b:03d}" for b in text) + "'"
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 

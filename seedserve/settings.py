@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the master and the manager listen on.")
     master_port: int = Field(default=8000, ge=1, le=65535, description="HTTP port of the master (queries).")
     manager_port: int = Field(default=8080, ge=1, le=65535, description="HTTP port of the manager (API, dashboard).")
+    grpc_port: int = Field(
+        default=8001, ge=1, le=65535,
+        description="Port of the KServe v2 gRPC inference service (queries, as tritonclient.grpc sends them).",
+    )
+    grpc_max_message_bytes: int = Field(
+        default=64 * 2**20, ge=2**16,
+        description="Largest gRPC message the inference service receives or sends; gRPC refuses a larger one "
+        "(RESOURCE_EXHAUSTED) before reading it. A model's own max_body_bytes applies after that.",
+    )
     master_url: str | None = Field(
         default=None,
         description="Where the manager reaches the master (dashboard, 'try it'). Unset: http://<host>:<master_port>.",
@@ -159,6 +168,7 @@ class Settings(BaseSettings):
         ports = {
             "master_port": self.master_port,
             "manager_port": self.manager_port,
+            "grpc_port": self.grpc_port,
             "dashboard_port": self.dashboard_port,
             "ray_port": self.ray_port,
         }

@@ -80,6 +80,11 @@ class System:
         return f"http://127.0.0.1:{self.env['SEEDSERVE_MANAGER_PORT']}"
 
     @property
+    def grpc_target(self) -> str:
+        """``host:port`` of the KServe v2 gRPC inference service."""
+        return f"127.0.0.1:{self.env['SEEDSERVE_GRPC_PORT']}"
+
+    @property
     def mongo_uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.env['SEEDSERVE_DB_PORT']}"
 
@@ -148,8 +153,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             "SEEDSERVE_DATA_DIR": str(data_dir),
             **dict(zip(
                 ("SEEDSERVE_MASTER_PORT", "SEEDSERVE_MANAGER_PORT", "SEEDSERVE_DB_PORT", "SEEDSERVE_RAY_PORT",
-                 "SEEDSERVE_DASHBOARD_PORT"),
-                map(str, free_ports(5)),
+                 "SEEDSERVE_DASHBOARD_PORT", "SEEDSERVE_GRPC_PORT"),
+                map(str, free_ports(6)),
             )),
             # Away from the default block (20000) so a running system does not collide.
             "SEEDSERVE_INTERNAL_PORT_BASE": "23000",

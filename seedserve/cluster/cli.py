@@ -38,15 +38,19 @@ def main() -> None:
 @click.option("--host", help="Address to listen on [default 127.0.0.1].")
 @click.option("--master-port", type=int, help="Master (query) port [default 8000].")
 @click.option("--manager-port", type=int, help="Manager (API) port [default 8080].")
-def up(data_dir: Path | None, host: str | None, master_port: int | None, manager_port: int | None) -> None:
-    """Start the database, Ray, the master and the manager; Ctrl-C stops them."""
+@click.option("--grpc-port", type=int, help="KServe v2 gRPC inference port [default 8001].")
+def up(data_dir: Path | None, host: str | None, master_port: int | None, manager_port: int | None,
+       grpc_port: int | None) -> None:
+    """Start the database, Ray, the master, the manager and the gRPC service; Ctrl-C stops them."""
+    from seedserve.cluster.environment import BrokenEnvironment
     from seedserve.cluster.up import PortBusy, run_up
     from seedserve.sandbox import SandboxUnavailable
 
-    settings = _settings(data_dir=data_dir, host=host, master_port=master_port, manager_port=manager_port)
+    settings = _settings(data_dir=data_dir, host=host, master_port=master_port, manager_port=manager_port,
+                         grpc_port=grpc_port)
     try:
         run_up(settings, click.echo)
-    except PortBusy as exc:
+    except (PortBusy, BrokenEnvironment) as exc:
         raise click.ClickException(str(exc)) from None
     except SandboxUnavailable as exc:
         raise click.ClickException(exc.message) from None
@@ -93,9 +97,13 @@ def join(address: str, worker_type: str, num_cpus: int | None, num_gpus: float |
 @click.option("--host", help="Address of the system [default 127.0.0.1].")
 @click.option("--master-port", type=int, help="Master port [default 8000].")
 @click.option("--manager-port", type=int, help="Manager port [default 8080].")
-def status(host: str | None, master_port: int | None, manager_port: int | None) -> None:
+@click.option("--grpc-port", type=int, help="gRPC inference port [default 8001].")
+def status(host: str | None, master_port: int | None, manager_port: int | None, grpc_port: int | None) -> None:
     """Report each component; exit 1 if any is down."""
-    settings = _settings(host=host, master_port=master_port, manager_port=manager_port)
+    from seedserve.cluster.components import grpc_address
+    from seedserve.grpc.probe import server_live
+
+    settings = _settings(host=host, master_port=master_port, manager_port=manager_port, grpc_port=grpc_port)
     healthy = True
     for name, port in (("master", settings.master_port), ("manager", settings.manager_port)):
         url = f"http://{settings.host}:{port}/healthz"
@@ -112,6 +120,10 @@ def status(host: str | None, master_port: int | None, manager_port: int | None) 
         click.echo(f"{name:8} {'up' if ok else 'DEGRADED':5} {url}" + (f"  down: {', '.join(map(str, down))}" if down else ""))
         for component, state in report.get("components", {}).items():
             click.echo(f"  {component:12} {json.dumps(state) if not isinstance(state, str) else state}")
+    target = grpc_address(settings.host, settings.grpc_port)
+    live = server_live(target)
+    healthy &= live
+    click.echo(f"{'grpc':8} {'up' if live else 'DOWN':5} {target} (ServerLive)")
     _echo_models(settings)
     sys.exit(0 if healthy else 1)
 

@@ -36,6 +36,8 @@ __all__ = [
     "start_ray_head",
     "deploy_system",
     "start_manager",
+    "start_grpc",
+    "grpc_address",
     "http_ok",
 ]
 
@@ -215,6 +217,35 @@ def start_manager(settings: Settings, admin_token: str) -> Child:
     ]
     child = start_child("manager", argv, data / "logs" / "manager.out", env=env)
     wait_until(lambda: http_ok(f"http://{settings.host}:{settings.manager_port}/livez"), 60, "manager", child)
+    return child
+
+
+def grpc_address(host: str, port: int) -> str:
+    """``host:port`` as gRPC writes a target (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def start_grpc(settings: Settings) -> Child:
+    """The KServe v2 gRPC inference service (``python -m seedserve.grpc``), a
+    Ray driver that calls model replicas through Serve handles. Like a Ray
+    node it gets none of :data:`RAY_NODE_SECRETS`: it needs no database and
+    no token, only Ray's cluster token (where Ray's tools read it)."""
+    from seedserve.grpc.probe import server_live
+
+    data = settings.data_dir.resolve()
+    ray_address = settings.ray_address or f"127.0.0.1:{settings.ray_port}"
+    env = {k: v for k, v in environ_with(ray_token_auth()).items() if k not in RAY_NODE_SECRETS}
+    env.pop("RAY_ADDRESS", None)  # given as an argument
+    argv = [
+        sys.executable, "-m", "seedserve.grpc",
+        "--listen", grpc_address(settings.host, settings.grpc_port),
+        "--ray-address", ray_address,
+        "--dashboard-url", dashboard_url(settings),
+        "--max-message-bytes", str(settings.grpc_max_message_bytes),
+    ]
+    child = start_child("grpc", argv, data / "logs" / "grpc.out", env=env)
+    target = grpc_address("127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host, settings.grpc_port)
+    wait_until(lambda: server_live(target), 120, "gRPC inference service", child)
     return child
 
 

@@ -9,12 +9,15 @@ from pathlib import Path
 from seedserve.cluster.components import (
     deploy_system,
     ensure_admin_token,
+    grpc_address,
     http_ok,
     start_database,
+    start_grpc,
     start_manager,
     log_environ,
     start_ray_head,
 )
+from seedserve.cluster.environment import check_serve_imports
 from seedserve.cluster.ports import PortPlan, busy_ports
 from seedserve.cluster.processes import Child, supervise, wait_until
 from seedserve.sandbox import check_available, mechanisms
@@ -28,7 +31,8 @@ class PortBusy(Exception):
 
 
 def ports_to_check(settings: Settings) -> dict[str, int]:
-    ports = {"master port": settings.master_port, "manager port": settings.manager_port}
+    ports = {"master port": settings.master_port, "manager port": settings.manager_port,
+             "gRPC port": settings.grpc_port}
     if settings.mongo_uri is None:
         ports["database port"] = settings.db_port
     if settings.ray_address is None:
@@ -50,6 +54,7 @@ def policy_line(settings: Settings) -> str:
 def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
     """Run the system in the foreground until SIGINT or SIGTERM."""
     check_available()  # before anything starts: no user code may run unsandboxed
+    check_serve_imports()  # else Ray's head would start and its Serve API never answer
     busy = busy_ports(settings.host, ports_to_check(settings))
     if busy:
         name, port = next(iter(busy.items()))
@@ -89,9 +94,14 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
         manager = start_manager(settings, token)
         manager.restart = lambda: start_manager(settings, token)
         children.append(manager)
+        echo("starting the gRPC inference service")
+        inference = start_grpc(settings)
+        inference.restart = lambda: start_grpc(settings)
+        children.append(inference)
         echo(
             f"seedserve is up\n  master:  {master_url}\n"
             f"  manager: http://{settings.host}:{settings.manager_port}\n"
+            f"  grpc:    {grpc_address(settings.host, settings.grpc_port)} (KServe v2 inference, as tritonclient.grpc speaks it)\n"
             f"  admin token: {settings.admin_token_file if settings.admin_token is None else '$SEEDSERVE_ADMIN_TOKEN'}\n"
             f"  {policy_line(settings)}\n"
             "Press Ctrl-C to stop."
