@@ -23,7 +23,7 @@ class TinyGCN(torch.nn.Module):
         messages = torch.zeros_like(x).index_add_(0, edge_index[1], x[edge_index[0]])
         degree = torch.zeros(x.shape[0]).index_add_(0, edge_index[1], torch.ones(edge_index.shape[1]))
         h = torch.relu(self.layer((x + messages) / (1 + degree).unsqueeze(1)))
-        graphs = int(batch.max()) + 1
+        graphs = batch.max().item() + 1  # a symbolic size in torch.export, not a Python int
         pooled = torch.zeros(graphs, h.shape[1]).index_add_(0, batch, h)
         return self.readout(pooled).squeeze(1)
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from seedserve._program import program_model
 from seedserve.codecs import Decoded, Manifest, sample_inputs
 from seedserve.errors import InvalidArtifact, ModelError, SeedserveError, Unavailable
 from seedserve.sandbox import SandboxLimits
@@ -111,7 +112,7 @@ def load_model(data: bytes, fmt: str) -> Callable[..., Any]:
         return Handler.from_package(data)
     try:
         if fmt == "export":
-            return torch.export.load(io.BytesIO(data)).module()
+            return program_model(torch.export.load(io.BytesIO(data)))
         model = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception as exc:  # torch raises RuntimeError or a zip error for files of another kind
         what, how = (("torch.export program", "torch.export.save(torch.export.export(model, sample_args), path)")
