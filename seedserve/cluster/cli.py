@@ -38,12 +38,17 @@ def main() -> None:
 @click.option("--host", help="Address to listen on [default 127.0.0.1].")
 @click.option("--master-port", type=int, help="Master (query) port [default 8000].")
 @click.option("--manager-port", type=int, help="Manager (API) port [default 8080].")
-def up(data_dir: Path | None, host: str | None, master_port: int | None, manager_port: int | None) -> None:
+@click.option("--advertise", metavar="ADDRESS",
+              help="This machine's address for worker hosts: Ray listens for them there, token-authenticated "
+                   "[env SEEDSERVE_ADVERTISE; default 127.0.0.1: no other machine joins].")
+def up(data_dir: Path | None, host: str | None, master_port: int | None, manager_port: int | None,
+       advertise: str | None) -> None:
     """Start the database, Ray, the master and the manager; Ctrl-C stops them."""
     from seedserve.cluster.up import PortBusy, run_up
     from seedserve.sandbox import SandboxUnavailable
 
-    settings = _settings(data_dir=data_dir, host=host, master_port=master_port, manager_port=manager_port)
+    settings = _settings(data_dir=data_dir, host=host, master_port=master_port, manager_port=manager_port,
+                         advertise=advertise)
     try:
         run_up(settings, click.echo)
     except PortBusy as exc:
@@ -66,7 +71,12 @@ def worker() -> None:
 @click.option("--port-base", type=int, default=21500, show_default=True,
               help="First of 1,500 ports for this node's internal listeners (distinct per node on one machine).")
 @click.option("--log-dir", type=click.Path(path_type=Path), default=Path("seedserve-data/logs"), show_default=True)
-def join(address: str, worker_type: str, num_cpus: int | None, port_base: int, log_dir: Path) -> None:
+@click.option("--advertise", metavar="ADDRESS",
+              help="This machine's address for the head and other nodes [default: the one on the route to --address].")
+@click.option("--temp-dir", type=click.Path(path_type=Path), help="Ray's temporary directory on this node "
+              "[default: ray/ under $RAY_TMPDIR, else $TMPDIR, else /tmp; never the head's].")
+def join(address: str, worker_type: str, num_cpus: int | None, port_base: int, log_dir: Path,
+         advertise: str | None, temp_dir: Path | None) -> None:
     """Join a running cluster as a worker node of type TYPE; Ctrl-C leaves."""
     import re
 
@@ -75,7 +85,8 @@ def join(address: str, worker_type: str, num_cpus: int | None, port_base: int, l
     if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,62}", worker_type):
         raise click.BadParameter("lower-case letters, digits, '.' and '-'", param_hint="--type")
     try:
-        run_worker(address, worker_type, port_base=port_base, num_cpus=num_cpus, log_dir=log_dir, echo=click.echo)
+        run_worker(address, worker_type, port_base=port_base, num_cpus=num_cpus, log_dir=log_dir, echo=click.echo,
+                   advertise=advertise, temp_dir=temp_dir)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -114,6 +114,10 @@ def start_ray_head(settings: Settings, plan: PortPlan) -> Child:
     argv = [
         str(_BIN / "ray"), "start", "--head", "--block",
         f"--port={settings.ray_port}",
+        # Ray's node address: what worker hosts reach (GCS, raylet, object
+        # manager, workers) and what the head registers itself under. Given,
+        # Ray does not guess it by routing towards a public address.
+        f"--node-ip-address={settings.advertise}",
         "--include-dashboard=true",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={settings.dashboard_port}",
@@ -123,6 +127,8 @@ def start_ray_head(settings: Settings, plan: PortPlan) -> Child:
     ]
     if settings.num_cpus is not None:
         argv.append(f"--num-cpus={settings.num_cpus}")
+    if settings.ray_temp_dir is not None:
+        argv.append(f"--temp-dir={settings.ray_temp_dir.resolve()}")
     child = start_child("ray", argv, data / "logs" / "ray.out", env=env)
     url = dashboard_url(settings)
     wait_until(lambda: http_ok(url + "/api/serve/applications/", auth=True), 120, "Ray head and dashboard", child)
