@@ -25,7 +25,7 @@ from seedserve.deployments import deploy_config, master_application, model_appli
 from seedserve.deployments.serve_config import worker_resource
 from seedserve.registry import ModelStore, connect
 from seedserve.registry.keys import hash_key
-from seedserve.settings import Settings
+from seedserve.settings import Settings, is_loopback
 
 __all__ = [
     "HAPROXY_ENV",
@@ -114,10 +114,6 @@ def start_ray_head(settings: Settings, plan: PortPlan) -> Child:
     argv = [
         str(_BIN / "ray"), "start", "--head", "--block",
         f"--port={settings.ray_port}",
-        # Ray's node address: what worker hosts reach (GCS, raylet, object
-        # manager, workers) and what the head registers itself under. Given,
-        # Ray does not guess it by routing towards a public address.
-        f"--node-ip-address={settings.advertise}",
         "--include-dashboard=true",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={settings.dashboard_port}",
@@ -127,6 +123,12 @@ def start_ray_head(settings: Settings, plan: PortPlan) -> Child:
     ]
     if settings.num_cpus is not None:
         argv.append(f"--num-cpus={settings.num_cpus}")
+    if not is_loopback(settings.advertise):
+        # Ray's node address: what worker hosts reach (GCS, raylet, object
+        # manager, workers) and what the head registers itself under. Given,
+        # Ray does not guess it by routing towards a public address. (Given
+        # a loopback address, Ray would put that guess in its place anyway.)
+        argv.append(f"--node-ip-address={settings.advertise}")
     if settings.ray_temp_dir is not None:
         argv.append(f"--temp-dir={settings.ray_temp_dir.resolve()}")
     child = start_child("ray", argv, data / "logs" / "ray.out", env=env)
