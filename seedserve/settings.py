@@ -93,6 +93,16 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SEEDSERVE_RAY_ADDRESS", "RAY_ADDRESS"),
         description="Join this Ray cluster instead of starting a local head.",
     )
+    advertise: str = Field(
+        default="127.0.0.1",
+        description="Address of this machine that worker hosts reach the Ray head on (`seedserve worker join "
+        "--address ADVERTISE:RAY_PORT`): Ray's node address. Unset: loopback, so only nodes on this machine join. "
+        "The public ports follow host; the embedded database and Ray's dashboard stay on loopback.",
+    )
+    ray_temp_dir: Path | None = Field(
+        default=None, description="Ray's temporary directory on this node (`ray start --temp-dir`). Unset: Ray's "
+        "default ($RAY_TMPDIR, else $TMPDIR, else /tmp, with ray/ under it).",
+    )
     ray_port: int = Field(default=6379, ge=1, le=65535, description="GCS port of the local Ray head.")
     dashboard_port: int = Field(default=8265, ge=1, le=65535, description="Ray dashboard port (Serve REST API).")
     internal_port_base: int = Field(
@@ -162,6 +172,19 @@ class Settings(BaseSettings):
     @classmethod
     def _level_in_capitals(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("advertise")
+    @classmethod
+    def _advertise_is_an_address(cls, value: str) -> str:
+        try:
+            address = ipaddress.ip_address(value.strip("[]"))
+        except ValueError:
+            raise ValueError(f"advertise={value!r} is not an IP address; give the address of this machine that "
+                             "worker hosts reach, e.g. 10.0.0.5") from None
+        if address.is_unspecified:
+            raise ValueError(f"advertise={value!r} names no single address; give the address of this machine that "
+                             "worker hosts reach, e.g. 10.0.0.5")
+        return str(address)
 
     @model_validator(mode="after")
     def _ports_are_distinct(self) -> "Settings":

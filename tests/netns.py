@@ -5,14 +5,16 @@ so that "outside" traffic never leaves it."""
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["Namespace", "listener_in", "namespace"]
+__all__ = ["Namespace", "kill_processes_in", "linked_pair", "listener_in", "namespace"]
 
 #: A listener that accepts connections until killed.
 _LISTENER = """
@@ -33,6 +35,17 @@ class Namespace:
 
     def run(self, *command: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(["ip", "netns", "exec", self.name, *command], stdout=subprocess.PIPE)
+
+    def argv(self, *command: str) -> list[str]:
+        """``command`` as run inside this namespace's network, and nothing
+        else of it: ``ip netns exec`` would also mount a sysfs of its own,
+        without the machine's cgroups, which a host keeps."""
+        return ["nsenter", f"--net=/run/netns/{self.name}", "--", *command]
+
+    def pids(self) -> set[int]:
+        """Every process whose network namespace is this one."""
+        found = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True).stdout
+        return {int(pid) for pid in found.split()}
 
 
 def _ip(*args: str) -> None:
@@ -59,6 +72,43 @@ def namespace(subnet: int) -> Iterator[Namespace]:
     finally:
         subprocess.run(["ip", "link", "del", host_end], capture_output=True)
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def kill_processes_in(ns: Namespace) -> None:
+    """SIGKILL every process in ``ns`` (what losing that host looks like)."""
+    for pid in ns.pids():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def linked_pair(subnet: int) -> Iterator[tuple[Namespace, Namespace]]:
+    """Two namespaces joined by one veth pair and nothing else, two hosts on a
+    wire of their own: the first 198.18.<subnet>.1, the second .2 (each
+    one's ``host_address`` is the other's address). Every process still in
+    either is killed before they are removed."""
+    tag = secrets.token_hex(3)
+    names, ends = (f"ss-{tag}a", f"ss-{tag}b"), (f"ssa{tag}", f"ssb{tag}")
+    addresses = (f"198.18.{subnet}.1", f"198.18.{subnet}.2")
+    pair = (Namespace(names[0], addresses[1], addresses[0]), Namespace(names[1], addresses[0], addresses[1]))
+    try:
+        for name in names:
+            _ip("netns", "add", name)
+        _ip("link", "add", ends[0], "netns", names[0], "type", "veth", "peer", "name", ends[1], "netns", names[1])
+        for name, end, address in zip(names, ends, addresses):
+            _ip("netns", "exec", name, "ip", "addr", "add", f"{address}/30", "dev", end)
+            _ip("netns", "exec", name, "ip", "link", "set", end, "up")
+            _ip("netns", "exec", name, "ip", "link", "set", "lo", "up")
+        yield pair
+    finally:
+        for ns in pair:
+            kill_processes_in(ns)
+        for ns in pair:
+            # Deleting a namespace with a live process would leave it running, unreachable.
+            deadline = time.monotonic() + 10
+            while ns.pids() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            subprocess.run(["ip", "netns", "del", ns.name], capture_output=True)
 
 
 @contextlib.contextmanager

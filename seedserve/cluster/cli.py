@@ -39,15 +39,18 @@ def main() -> None:
 @click.option("--master-port", type=int, help="Master (query) port [default 8000].")
 @click.option("--manager-port", type=int, help="Manager (API) port [default 8080].")
 @click.option("--grpc-port", type=int, help="KServe v2 gRPC inference port [default 8001].")
+@click.option("--advertise", metavar="ADDRESS",
+              help="This machine's address for worker hosts: Ray listens for them there, token-authenticated "
+                   "[env SEEDSERVE_ADVERTISE; default 127.0.0.1: no other machine joins].")
 def up(data_dir: Path | None, host: str | None, master_port: int | None, manager_port: int | None,
-       grpc_port: int | None) -> None:
+       grpc_port: int | None, advertise: str | None) -> None:
     """Start the database, Ray, the master, the manager and the gRPC service; Ctrl-C stops them."""
     from seedserve.cluster.environment import BrokenEnvironment
     from seedserve.cluster.up import PortBusy, run_up
     from seedserve.sandbox import SandboxUnavailable
 
     settings = _settings(data_dir=data_dir, host=host, master_port=master_port, manager_port=manager_port,
-                         grpc_port=grpc_port)
+                         grpc_port=grpc_port, advertise=advertise)
     try:
         run_up(settings, click.echo)
     except (PortBusy, BrokenEnvironment) as exc:
@@ -72,8 +75,12 @@ def worker() -> None:
 @click.option("--port-base", type=int, default=21500, show_default=True,
               help="First of 1,500 ports for this node's internal listeners (distinct per node on one machine).")
 @click.option("--log-dir", type=click.Path(path_type=Path), default=Path("seedserve-data/logs"), show_default=True)
+@click.option("--advertise", metavar="ADDRESS",
+              help="This machine's address for the head and other nodes [default: the one on the route to --address].")
+@click.option("--temp-dir", type=click.Path(path_type=Path), help="Ray's temporary directory on this node "
+              "[default: ray/ under $RAY_TMPDIR, else $TMPDIR, else /tmp; never the head's].")
 def join(address: str, worker_type: str, num_cpus: int | None, num_gpus: float | None, port_base: int,
-         log_dir: Path) -> None:
+         log_dir: Path, advertise: str | None, temp_dir: Path | None) -> None:
     """Join a running cluster as a worker node of type TYPE; Ctrl-C leaves."""
     import re
 
@@ -88,7 +95,7 @@ def join(address: str, worker_type: str, num_cpus: int | None, num_gpus: float |
                                  f"or use a GPU type ({', '.join(catalog.gpu_types())})", param_hint="--num-gpus")
     try:
         run_worker(address, worker_type, port_base=port_base, num_cpus=num_cpus, log_dir=log_dir, echo=click.echo,
-                   num_gpus=num_gpus)
+                   num_gpus=num_gpus, advertise=advertise, temp_dir=temp_dir)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
 

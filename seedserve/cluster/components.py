@@ -23,7 +23,7 @@ from seedserve.cluster.processes import Child, environ_with, start_child, wait_u
 from seedserve.deployments import deploy_config, master_application
 from seedserve.deployments.serve_config import worker_resource
 from seedserve.registry.keys import hash_key
-from seedserve.settings import Settings
+from seedserve.settings import Settings, is_loopback
 
 __all__ = [
     "HAPROXY_ENV",
@@ -132,6 +132,14 @@ def start_ray_head(settings: Settings, plan: PortPlan) -> Child:
     ]
     if settings.num_cpus is not None:
         argv.append(f"--num-cpus={settings.num_cpus}")
+    if not is_loopback(settings.advertise):
+        # Ray's node address: what worker hosts reach (GCS, raylet, object
+        # manager, workers) and what the head registers itself under. Given,
+        # Ray does not guess it by routing towards a public address. (Given
+        # a loopback address, Ray would put that guess in its place anyway.)
+        argv.append(f"--node-ip-address={settings.advertise}")
+    if settings.ray_temp_dir is not None:
+        argv.append(f"--temp-dir={settings.ray_temp_dir.resolve()}")
     child = start_child("ray", argv, data / "logs" / "ray.out", env=env)
     url = dashboard_url(settings)
     wait_until(lambda: http_ok(url + "/api/serve/applications/", auth=True), 120, "Ray head and dashboard", child)

@@ -3,6 +3,7 @@ Ctrl-C, and stop every child in reverse order."""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,10 +21,14 @@ from seedserve.cluster.components import (
 from seedserve.cluster.environment import check_serve_imports
 from seedserve.cluster.ports import PortPlan, busy_ports
 from seedserve.cluster.processes import Child, supervise, wait_until
+from seedserve.deployments.serve_api import ray_auth_token
 from seedserve.sandbox import check_available, mechanisms
 from seedserve.settings import Settings, is_loopback
 
-__all__ = ["PortBusy", "policy_line", "run_up", "ports_to_check"]
+__all__ = ["JOIN_TYPE", "PortBusy", "join_command", "join_lines", "policy_line", "run_up", "ports_to_check"]
+
+#: The placeholder in the printed join command for the joining host's worker type.
+JOIN_TYPE = "TYPE"
 
 
 class PortBusy(Exception):
@@ -49,6 +54,28 @@ def policy_line(settings: Settings) -> str:
     where = "loopback" if is_loopback(settings.host) else f"{settings.host}, beyond loopback"
     return (f"sign-up: {settings.signup}, handler packages: {settings.handlers} "
             f"(listening on {where}; set SEEDSERVE_SIGNUP / SEEDSERVE_HANDLERS to change)")
+
+
+def join_command(settings: Settings, ray_token: str | None) -> str:
+    """The command that joins another machine to this head as a worker host.
+
+    Beyond loopback it carries Ray's cluster token in ``RAY_AUTH_TOKEN``
+    (an environment variable, not an argument: other users of that machine
+    can read a process's arguments, not its environment); on loopback, a
+    node on this machine finds the token where the head left it."""
+    host = f"[{settings.advertise}]" if ":" in settings.advertise else settings.advertise
+    command = f"seedserve worker join --address {host}:{settings.ray_port} --type {JOIN_TYPE}"
+    if ray_token and not is_loopback(settings.advertise):
+        command = f"RAY_AUTH_TOKEN={shlex.quote(ray_token)} {command}"
+    return command
+
+
+def join_lines(settings: Settings, ray_token: str | None) -> str:
+    """What `seedserve up` prints about worker hosts."""
+    where = ("on this machine (start with --advertise ADDRESS to let other machines join)"
+             if is_loopback(settings.advertise) else "on another machine, with seedserve installed")
+    return (f"  worker hosts: run {where}, {JOIN_TYPE} being its worker type (configs/workers.yaml):\n"
+            f"    {join_command(settings, ray_token)}")
 
 
 def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
@@ -89,6 +116,8 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
         echo("deploying the master and the registered models")
         deploy_system(settings, plan, token)
         master_url = f"http://{settings.host}:{settings.master_port}"
+        # Joining another cluster (RAY_ADDRESS): its own head says how to join.
+        joining = "" if settings.ray_address else join_lines(settings, ray_auth_token()) + "\n"
         wait_until(lambda: http_ok(master_url + "/v2/health/ready"), 180, "master")
         echo("starting the manager")
         manager = start_manager(settings, token)
@@ -104,6 +133,7 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
             f"  grpc:    {grpc_address(settings.host, settings.grpc_port)} (KServe v2 inference, as tritonclient.grpc speaks it)\n"
             f"  admin token: {settings.admin_token_file if settings.admin_token is None else '$SEEDSERVE_ADMIN_TOKEN'}\n"
             f"  {policy_line(settings)}\n"
+            f"{joining}"
             "Press Ctrl-C to stop."
         )
 

@@ -5,6 +5,8 @@ that type get their replicas on it."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,7 @@ from seedserve.deployments.serve_api import ray_auth_headers
 from seedserve.deployments.serve_config import worker_resource
 from seedserve.profiler.catalog import load_catalog
 
-__all__ = ["run_worker", "worker_argv"]
+__all__ = ["node_address", "node_args", "run_worker", "worker_argv"]
 
 _BIN = Path(sys.executable).parent
 
@@ -44,12 +46,42 @@ def worker_argv(address: str, worker_type: str, plan: PortPlan, num_cpus: int | 
     return argv
 
 
+def node_address(head: str) -> str:
+    """This machine's address on the route to ``head`` (``HOST:PORT``): the
+    local end of a UDP socket connected there. Connecting a UDP socket sends
+    nothing; it only asks the kernel for the route."""
+    host, _, port = head.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, int(port)))
+            return str(probe.getsockname()[0])
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"no route from this machine to the head at {head!r} ({exc}); check --address, "
+                           "or give this machine's address with --advertise") from exc
+
+
+def node_args(head: str, advertise: str | None, temp_dir: Path | None) -> list[str]:
+    """``ray start`` options for where this node is: the address the head and
+    other nodes reach it on (given, or the one on the route to the head: Ray
+    would otherwise probe towards a public address), and Ray's temporary
+    directory on this machine (given, else Ray's default here). Without one,
+    a joining node takes the head's path, which on another machine may not
+    exist, and on this one is the head's own directory."""
+    if temp_dir is None:
+        temp_dir = Path(os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp") / "ray"
+    return [f"--node-ip-address={advertise or node_address(head)}", f"--temp-dir={temp_dir.resolve()}"]
+
+
 def run_worker(
     address: str, worker_type: str, *, port_base: int, num_cpus: int | None, log_dir: Path,
-    echo: Callable[[str], None], num_gpus: float | None = None,
+    echo: Callable[[str], None], num_gpus: float | None = None, advertise: str | None = None,
+    temp_dir: Path | None = None,
 ) -> None:
     """Run the worker node in the foreground until SIGINT or SIGTERM."""
     accelerator_type = load_catalog().gpu_types().get(worker_type)
+    where = node_args(address, advertise, temp_dir)
     plan = PortPlan(port_base)
     if not port_is_free("127.0.0.1", plan.base):
         raise RuntimeError(
@@ -66,8 +98,9 @@ def run_worker(
         env.setdefault("RAY_AUTH_MODE", "token")
 
     def start(children: list[Child]) -> None:
-        echo(f"joining the Ray cluster at {address} as a {worker_type!r} worker")
-        child = start_child("ray worker", worker_argv(address, worker_type, plan, num_cpus, num_gpus, accelerator_type),
+        echo(f"joining the Ray cluster at {address} as a {worker_type!r} worker ({where[0].split('=')[1]})")
+        child = start_child("ray worker",
+                            worker_argv(address, worker_type, plan, num_cpus, num_gpus, accelerator_type) + where,
                             log_dir / f"worker-{worker_type}.out", env=env)
         children.append(child)
         # The raylet listens on the node manager port once the node has joined.

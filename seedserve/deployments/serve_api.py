@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import httpx
 
-__all__ = ["ServeRestApi", "ray_auth_headers"]
+__all__ = ["ServeRestApi", "ray_auth_headers", "ray_auth_token"]
 
 _PATH = "/api/serve/applications/"
 
@@ -18,18 +18,24 @@ def ray_auth_headers() -> dict[str, str]:
     """Ray's cluster token as an HTTP header, when there is one.
 
     Ray turns token auth on by default and its dashboard then answers 401
-    without it. The token is read where Ray keeps it: ``RAY_AUTH_TOKEN``,
-    the file ``RAY_AUTH_TOKEN_PATH``, or ``~/.ray/auth_token``. It is read at
-    each call because the file appears only once a head has started.
+    without it.
     """
+    token = ray_auth_token()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def ray_auth_token() -> str | None:
+    """Ray's cluster token, read where Ray keeps it: ``RAY_AUTH_TOKEN``, the
+    file ``RAY_AUTH_TOKEN_PATH``, or ``~/.ray/auth_token``. It is read at
+    each call because the file appears only once a head has started."""
     token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
     if not token:
         path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
         try:
             token = path.read_text().strip()
         except OSError:
-            return {}
-    return {"Authorization": f"Bearer {token}"} if token else {}
+            return None
+    return token or None
 
 
 class ServeRestApi:
