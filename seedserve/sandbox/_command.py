@@ -105,6 +105,14 @@ def launch_command(
             inner = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
     steps = ["set -e"]
     steps += [f"echo $$ > {shlex.quote(path)}" for path in cgroup_procs]
-    steps += [f"ulimit {flag} {value}" for flag, value in sorted(rlimits.items())]
+    steps += [_ulimit(flag, value) for flag, value in sorted(rlimits.items())]
     steps.append("exec " + shlex.join(inner))
     return ["sh", "-c", "; ".join(steps)]
+
+
+def _ulimit(flag: str, value: int) -> str:
+    """``ulimit flag value`` in whichever ``sh`` runs it: the process limit is
+    ``-u`` in bash and ``-p`` in dash (Debian's ``sh``, which refuses ``-u``)."""
+    if flag == "-u":
+        return f"{{ ulimit -u {value} 2>/dev/null || ulimit -p {value}; }}"
+    return f"ulimit {flag} {value}"

@@ -91,3 +91,15 @@ def test_a_gpu_sandbox_gets_only_its_assigned_gpus_device_files() -> None:
     assert "--dev-bind /dev/nvidia1 /dev/nvidia1" in " ".join(
         launch_command(["python"], Mounts({}, devices=("/dev/nvidia1",)), {}, cgroup_procs=[], rlimits={},
                        tmp_bytes=1, as_root=False))
+
+
+def test_the_process_limit_is_set_by_the_sh_that_runs_it() -> None:
+    """Where no cgroup can be made the launcher lowers the process limit with
+    ``ulimit``: ``-u`` in bash, ``-p`` in dash (Debian's sh refuses ``-u``)."""
+    import subprocess
+
+    from seedserve.sandbox._command import _ulimit
+
+    for shell in ("sh", "bash"):
+        done = subprocess.run([shell, "-c", f"set -e; {_ulimit('-u', 50)}; echo set"], capture_output=True, text=True)
+        assert done.returncode == 0 and done.stdout.strip() == "set", (shell, done.stderr)
