@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from seedserve.client import ManagerClient
 from seedserve.errors import InvalidManifest
 from tests.conftest import System
-from tests.helpers import MLP_MANIFEST, eventually, make_mlp, save_torchscript
+from tests.helpers import MLP_MANIFEST, error_fields, eventually, make_mlp, save_torchscript
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,7 @@ def test_metrics_count_the_traffic_sent_per_model_version_with_no_ray_labels(
     before = _scrape(system)
     answers = _traffic(system, observed)
     by_code = collections.Counter(str(a.status_code) for a in answers)
-    by_error = collections.Counter((str(a.status_code), a.json()["error"]["code"]) for a in answers if a.status_code >= 400)
+    by_error = collections.Counter((str(a.status_code), error_fields(a)["code"]) for a in answers if a.status_code >= 400)
     assert by_code["200"] == 6 and {"400", "401", "405"} <= set(by_code), by_code
 
     def delta(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
