@@ -23,6 +23,10 @@ __all__ = ["node_address", "node_args", "run_worker", "worker_argv"]
 _BIN = Path(sys.executable).parent
 
 
+#: What `ray start` prints once the GCS lists the new node (Ray waits for that).
+RAY_STARTED = "Ray runtime started"
+
+
 def worker_argv(address: str, worker_type: str, plan: PortPlan, num_cpus: int | None,
                 num_gpus: float | None = None, accelerator_type: str | None = None) -> list[str]:
     """``ray start`` for a worker node of ``worker_type`` joining the head at
@@ -103,8 +107,11 @@ def run_worker(
                             worker_argv(address, worker_type, plan, num_cpus, num_gpus, accelerator_type) + where,
                             log_dir / f"worker-{worker_type}.out", env=env)
         children.append(child)
-        # The raylet listens on the node manager port once the node has joined.
-        wait_until(lambda: not port_is_free("127.0.0.1", plan.base), 120, "Ray worker node", child)
+        # The raylet listens on its port before the head knows the node; `ray
+        # start` says "Ray runtime started" once the head's GCS lists it.
+        out = log_dir / f"worker-{worker_type}.out"
+        wait_until(lambda: not port_is_free("127.0.0.1", plan.base) and RAY_STARTED in out.read_text(errors="replace"),
+                   120, "Ray worker node", child)
         echo(f"worker {worker_type!r} is up (Ray resource {worker_resource(worker_type)!r}). Press Ctrl-C to stop.")
 
     supervise(start, echo)

@@ -154,8 +154,13 @@ def test_a_model_pinned_to_the_worker_hosts_type_serves_from_it_with_no_database
     hosts.join()
 
     # The worker host advertises its type and its CPUs; each node has its namespace's address.
-    nodes = {n["node_ip"]: n["resources"] for n in hosts.probe("nodes", f"http://{LOCAL}:{DASHBOARD}")}
-    assert set(nodes) == {hosts.head.address, hosts.worker.address}, nodes
+    # `ray start` returns before the head's state API lists the new node (CI saw the gap).
+    def both_nodes() -> dict[str, dict[str, Any]]:
+        nodes = {n["node_ip"]: n["resources"] for n in hosts.probe("nodes", f"http://{LOCAL}:{DASHBOARD}")}
+        assert set(nodes) == {hosts.head.address, hosts.worker.address}, (nodes, hosts.join_log.read_text()[-3000:])
+        return nodes
+
+    nodes: dict[str, dict[str, Any]] = eventually(both_nodes, timeout_s=60, interval_s=1)
     assert nodes[hosts.worker.address].get(f"worker:{WORKER_TYPE}") and nodes[hosts.worker.address]["CPU"] == 1
     assert nodes[hosts.head.address].get(f"worker:{HEAD_TYPE}") and f"worker:{WORKER_TYPE}" not in nodes[
         hosts.head.address]
