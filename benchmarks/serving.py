@@ -9,7 +9,8 @@ Servers, one at a time so they do not share the CPUs:
   2. vanilla Ray Serve, default settings (Python proxy);
   3. vanilla Ray Serve, HAProxy ingress + throughput-optimized (Ray's fastest);
   4. seedserve: the real `seedserve up`, the model registered through the manager,
-     queries with the model's key (auth + decode + infer in the model's replica).
+     queries with the model's key (auth + decode + infer in the model's replica);
+  4b. the same, the model registered as a torch.export program (.pt2).
 Every server runs the same two models on one replica each: the tiny
 16->64->4 MLP (a JSON row) and a small CNN (about 83 MFLOPs on a 3x64x64 PNG
 sent as base64 JSON). seedserve batches queries dynamically (its default);
@@ -76,17 +77,25 @@ def vanilla_serve(logs: Path, haproxy: bool) -> Iterator[tuple[str, dict[str, st
 
 
 @contextmanager
-def seedserve(logs: Path) -> Iterator[tuple[str, dict[str, str]]]:
+def seedserve(logs: Path, fmt: str = "torchscript") -> Iterator[tuple[str, dict[str, str]]]:
+    """``fmt``: the artifact registered, ``torchscript`` or ``export`` (a .pt2)."""
+    import warnings
+
     from seedserve.client import ManagerClient
+    from seedserve.client.export import save_program
 
     with seedserve_up(logs, port_base=26000) as running:
         import torch
 
         keys = {}
-        with ManagerClient(running.manager_url, running.token) as manager:
+        with ManagerClient(running.manager_url, running.token) as manager, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TorchScript's deprecation: measured on purpose
             for name, workload in WORKLOADS.items():
-                artifact = running.data_dir / f"{name}.pt"
-                torch.jit.script(MODELS[name]()).save(str(artifact))
+                if fmt == "export":
+                    artifact = save_program(MODELS[name](), workload.manifest, running.data_dir / f"{name}.pt2")
+                else:
+                    artifact = running.data_dir / f"{name}.pt"
+                    torch.jit.script(MODELS[name]()).save(str(artifact))
                 keys[workload.path] = manager.register(artifact, workload.manifest)
         # Every model has its own key; the Authorization header is chosen per path below.
         yield from _serving(None, running.master_url, {"keys": json.dumps(keys)}, stop=False)
@@ -103,12 +112,15 @@ def _serving(child: Child | None, base: str, headers: dict[str, str], timeout_s:
             child.stop(60)
 
 
+_BARE = "bare Starlette (model in process)"
+
 SERVERS: dict[str, Callable[[Path], "contextmanager[tuple[str, dict[str, str]]]"]] = {  # type: ignore[type-arg]
-    "bare Starlette (model in process)": bare_starlette,
+    _BARE: bare_starlette,
     "bare Starlette (frozen + optimized TorchScript, as seedserve runs it)": lambda logs: bare_starlette(logs, True),
     "vanilla Ray Serve (defaults)": lambda logs: vanilla_serve(logs, haproxy=False),
     "vanilla Ray Serve (HAProxy + throughput-optimized)": lambda logs: vanilla_serve(logs, haproxy=True),
     "seedserve": seedserve,
+    "seedserve (torch.export .pt2)": lambda logs: seedserve(logs, "export"),
 }
 
 
@@ -117,10 +129,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--servers", nargs="+", default=list(SERVERS), choices=list(SERVERS), metavar="SERVER",
+                        help="which servers (default: all; bare Starlette always runs, the ratios' base)")
+    parser.add_argument("--out", default="serving", help="results file stem in benchmarks/results/")
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="seedserve-bench-logs-"))
     results: dict[str, dict[str, list[Result]]] = {w: {} for w in args.workloads}
-    for name, server in SERVERS.items():
+    chosen = {_BARE, *args.servers}
+    for name, server in ((n, s) for n, s in SERVERS.items() if n in chosen):
         print(f"== {name}", flush=True)
         with server(logs) as (base, headers):
             for workload in (WORKLOADS[w] for w in args.workloads):
@@ -147,18 +163,19 @@ def _write(results: dict[str, dict[str, list[Result]]], args: argparse.Namespace
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
             "machine": platform.machine(), "seconds_per_run": args.seconds}
-    (RESULTS / "serving.json").write_text(json.dumps(
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(
         {"meta": meta, "results": {w: {k: [asdict(r) for r in v] for k, v in by_server.items()}
                                    for w, by_server in results.items()}}, indent=2) + "\n")
     lines = [f"Measured {meta['date']} on {meta['cpus']} CPUs ({meta['machine']}), wrk -t1, "
              f"{args.seconds} s per row, one replica per model; all servers in one run, one at a time. "
-             "seedserve serves TorchScript frozen and optimized for inference (oneDNN) when that is equivalent and "
-             "faster; the second bare row runs that same graph, so its column isolates the serving path."]
+             "seedserve serves TorchScript, and a torch.export program's traced graph, frozen and optimized for "
+             "inference (oneDNN) when that is equivalent and faster; the second bare row runs that same graph, so "
+             "its column isolates the serving path."]
     for workload, by_server in results.items():
-        bare = by_server["bare Starlette (model in process)"]
+        bare = by_server[_BARE]
         same_graph = next((v for k, v in by_server.items() if k.startswith("bare Starlette (frozen")), bare)
-        fastest = {c: max(v[i].requests_per_s for k, v in by_server.items() if k.startswith("vanilla"))
-                   for i, c in enumerate(args.concurrency)}
+        fastest = {c: max((v[i].requests_per_s for k, v in by_server.items() if k.startswith("vanilla")),
+                          default=float("nan")) for i, c in enumerate(args.concurrency)}
         lines += ["", f"**{_TITLES[workload]}**", "",
                   "| server | connections | req/s | p50 ms | p99 ms | errors | vs bare Starlette "
                   "| vs bare, same optimized graph | vs fastest vanilla Ray Serve |",
@@ -169,12 +186,12 @@ def _write(results: dict[str, dict[str, list[Result]]], args: argparse.Namespace
                              f"| {r.errors} | {r.requests_per_s / bare[i].requests_per_s:.2f}x "
                              f"| {r.requests_per_s / same_graph[i].requests_per_s:.2f}x "
                              f"| {r.requests_per_s / fastest[r.concurrency]:.2f}x |")
-    (RESULTS / "serving.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    _plot(results, args.concurrency)
+    _plot(results, args.concurrency, RESULTS / f"{args.out}.png")
 
 
-def _plot(results: dict[str, dict[str, list[Result]]], concurrency: list[int]) -> None:
+def _plot(results: dict[str, dict[str, list[Result]]], concurrency: list[int], path: Path) -> None:
     try:
         import matplotlib
 
@@ -192,7 +209,7 @@ def _plot(results: dict[str, dict[str, list[Result]]], concurrency: list[int]) -
         ax.set_title(_TITLES[workload], fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS / "serving.png", dpi=120)
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

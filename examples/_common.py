@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from seedserve.client import Client, ManagerClient
+from seedserve.client.export import save_program
 from seedserve.errors import NotFound, Unavailable
 
 
@@ -28,14 +29,12 @@ def options() -> argparse.Namespace:
 def register_and_query(
     model: torch.nn.Module | Path, manifest: dict[str, Any], inputs: dict[str, Any]
 ) -> dict[str, Any]:
-    """``model``: a module (registered as TorchScript) or an artifact file."""
+    """``model``: a module (registered as a ``torch.export`` program) or an artifact file."""
     args = options()
     manifest = {**manifest, "name": args.name or f"{manifest['name']}-{int(time.time())}"}
     token = args.token or (args.data_dir / "admin-token").read_text().strip()
     with tempfile.TemporaryDirectory() as tmp:
-        artifact = model if isinstance(model, Path) else Path(tmp) / "model.pt"
-        if not isinstance(model, Path):
-            torch.jit.script(model).save(str(artifact))
+        artifact = model if isinstance(model, Path) else save_program(model, manifest, Path(tmp) / "model.pt2")
         with ManagerClient(args.manager, token) as manager:
             key = manager.register(artifact, manifest)
     print(f"registered {manifest['name']}")

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from seedserve.client import Client, ManagerClient
+from seedserve.client.export import save_program
 from seedserve.errors import NotFound, Unavailable
 
 
@@ -29,8 +30,7 @@ def main() -> None:
     manifest = json.loads((Path(__file__).parent.parent / "configs" / "mlp.manifest.json").read_text())
     manifest["name"] = f"example-mlp-{int(time.time())}"
     with tempfile.TemporaryDirectory() as tmp:
-        artifact = Path(tmp) / "mlp.pt"
-        torch.jit.script(model).save(str(artifact))
+        artifact = save_program(model, manifest, Path(tmp) / "mlp.pt2")  # a torch.export program
         token = (args.data_dir / "admin-token").read_text().strip()
         with ManagerClient(args.manager, token) as manager:
             key = manager.register(artifact, manifest)

@@ -12,6 +12,7 @@ import hashlib
 import io
 import time
 import types
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from seedserve._program import program_model
+from seedserve._program import ProgramModel, compiled_for_inference, program_model
 from seedserve.codecs import Decoded, Manifest, sample_inputs
 from seedserve.errors import InvalidArtifact, ModelError, SeedserveError, Unavailable
 from seedserve.sandbox import SandboxLimits
@@ -113,7 +114,9 @@ def load_model(data: bytes, fmt: str) -> Callable[..., Any]:
     try:
         if fmt == "export":
             return program_model(torch.export.load(io.BytesIO(data)))
-        model = torch.jit.load(io.BytesIO(data), map_location="cpu")
+        with warnings.catch_warnings():  # deprecated in torch 2.13, still accepted: the SDK says so at registration
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception as exc:  # torch raises RuntimeError or a zip error for files of another kind
         what, how = (("torch.export program", "torch.export.save(torch.export.export(model, sample_args), path)")
                      if fmt == "export" else ("TorchScript archive", "torch.jit.script(model).save(path)"))
@@ -298,13 +301,16 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
 def optimize_for_serving(
     model: Callable[..., Any], manifest: Manifest, samples: Sequence[Mapping[str, Decoded]], repeats: int = 5
 ) -> tuple[Callable[..., Any], str]:
-    """A faster equivalent of a TorchScript ``model`` when there is one:
-    frozen (weights become constants) and optimized for inference (oneDNN
-    convolutions, fused conv + ReLU...). Kept only if it computes the same
-    outputs on ``samples`` (to 1e-4) and is not slower on the last, the
-    largest batch. Returns the model to serve and why."""
-    if not isinstance(model, torch.jit.ScriptModule):
-        return model, "runs as loaded (not TorchScript)"
+    """A faster equivalent of a TorchScript ``model`` or a ``torch.export``
+    program when there is one: frozen (weights become constants) and
+    optimized for inference (oneDNN convolutions, fused conv + ReLU...); a
+    program's graph is traced first (:func:`seedserve._program.compiled_for_inference`).
+    Kept only if it computes the same outputs on every one of ``samples``
+    (to 1e-4; they differ in batch size, so a trace that kept one shape is
+    refused) and is not slower on the last, the largest batch. Returns the
+    model to serve and why."""
+    if not isinstance(model, (torch.jit.ScriptModule, ProgramModel)):
+        return model, "runs as loaded (not TorchScript or a torch.export program)"
     checks = []
     for sample in map(_jittered, samples):
         try:
@@ -314,7 +320,10 @@ def optimize_for_serving(
     if not checks:
         return model, "runs as loaded (no sample to check an optimized graph on)"
     try:
-        candidate = torch.jit.optimize_for_inference(torch.jit.freeze(model))
+        if isinstance(model, ProgramModel):  # traced on the largest sample, checked on every one
+            candidate = compiled_for_inference(model, tuple(model_arguments(manifest, checks[-1][0])))
+        else:
+            candidate = _frozen_and_optimized(model)
         for sample, expected in checks:
             got = run_model(candidate, manifest, sample)
             for name, value in expected.items():
@@ -326,6 +335,12 @@ def optimize_for_serving(
     if optimized > plain:
         return model, f"runs as loaded (the optimized graph is slower: {optimized * 1e3:.2f} vs {plain * 1e3:.2f} ms)"
     return candidate, f"frozen and optimized for inference: {plain * 1e3:.2f} -> {optimized * 1e3:.2f} ms per call"
+
+
+def _frozen_and_optimized(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.13, and still accepted here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.optimize_for_inference(torch.jit.freeze(model))
 
 
 def _jittered(sample: Mapping[str, Decoded]) -> dict[str, Decoded]:

@@ -10,6 +10,7 @@ share every operation; only sending differs.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
@@ -134,9 +135,13 @@ class _Operations(BaseClient):
                  format: str | None = None, progress: Progress | None = None) -> Any:
         """Register a model, or the next version of one you own. Returns a new
         model's secret key (shown only this once); None for a new version,
-        which the model's existing keys serve. ``format``: ``torchscript``,
-        ``export`` (a ``torch.export`` .pt2) or ``handler`` (a zip from
-        :func:`seedserve.client.handler.package_handler`); by default from the file's suffix."""
+        which the model's existing keys serve. The artifact: a ``torch.export``
+        program (``.pt2``, from :func:`seedserve.client.export.save_program`),
+        the format to use; a handler package (``.zip``, from
+        :func:`seedserve.client.handler.package_handler`); or TorchScript
+        (``.pt``), deprecated by torch and still served (the answer warns,
+        and this raises a :class:`FutureWarning`). ``format``: ``export``,
+        ``handler`` or ``torchscript``; by default from the file's suffix."""
         return self._upload("/api/models", artifact_path, manifest, format, progress, lambda b: b["key"])
 
     def profile(self, artifact_path: str | PathLike[str], manifest: dict[str, Any], *,
@@ -173,7 +178,17 @@ class _Operations(BaseClient):
         body: Any = file if progress is None else _Reading(file, file_path.stat().st_size, progress)
         files = {"artifact": (file_path.name, body, "application/octet-stream")}
         data = {"manifest": json.dumps(manifest), "format": format or artifact_format(file_path)}
-        return self._call("POST", path, pick, files=files, data=data, _close=file)
+        return self._call("POST", path, _warning(pick), files=files, data=data, _close=file)
+
+
+def _warning(pick: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """``pick``, after the answer's ``warnings`` (a deprecated artifact
+    format) are raised as :class:`FutureWarning`, which Python shows users."""
+    def picked(body: Any) -> Any:
+        for text in body.get("warnings", []) if isinstance(body, dict) else []:
+            warnings.warn(text, FutureWarning, stacklevel=4)
+        return body if pick is None else pick(body)
+    return picked
 
 
 class ManagerClient(_Operations, SyncClient):

@@ -146,6 +146,8 @@ def register(url: str | None, token: str | None, artifact: Path, manifest_path: 
 
         answer = client.register_model(artifact, manifest, format=fmt, progress=progress)
     click.echo(f"{answer['name']}: version {answer['version']} registered")
+    for text in answer.get("warnings", []):
+        click.echo(f"warning: {text}", err=True)
     if answer.get("key"):
         click.echo(f"key (shown only once): {answer['key']}")
     recommendation = answer.get("recommendation")

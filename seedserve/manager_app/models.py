@@ -85,6 +85,14 @@ async def _handler_check(state: ManagerState, who: Caller) -> Callable[[str], No
     return check
 
 
+#: Said to whoever registers TorchScript: served as before, but torch 2.13 deprecates it.
+TORCHSCRIPT_DEPRECATED = (
+    "TorchScript is deprecated (torch 2.13 warns on torch.jit.script and torch.jit.save) and seedserve will "
+    "keep serving it, but register a torch.export program instead: "
+    "seedserve.client.export.save_program(model, manifest, 'model.pt2')"
+)
+
+
 @dataclass(frozen=True)
 class Probed:
     manifest: Manifest
@@ -115,6 +123,8 @@ async def register(request: Request) -> Response:
         raise
     body: dict[str, Any] = {"name": manifest.name, "version": version, "outputs": outputs,
                             **await insight(state.store, manifest, profile)}
+    if probed.format == "torchscript":
+        body["warnings"] = [TORCHSCRIPT_DEPRECATED]
     if created:
         body |= {"key": key, "key_id": key_doc["id"], "message": "store this key now: it is shown only once"}
     else:

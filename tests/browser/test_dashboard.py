@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from seedserve.client import ManagerClient
+from seedserve.client.export import save_program
 from seedserve.errors import SeedserveError
 from tests.conftest import System
 
@@ -67,8 +68,9 @@ def _image_model(path: Path) -> Path:
         torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(4),
         torch.nn.Flatten(), torch.nn.Linear(8 * 16, 10),
     ).eval()
-    torch.jit.script(model).save(str(path))
-    return path
+    # The format the register page leads with: a torch.export program.
+    return save_program(model, {"name": "cnn", "inputs": [{"name": "image", "kind": "image", "size": [32, 32]}],
+                                "outputs": [{"name": "logits"}]}, path)
 
 
 def _picture(path: Path) -> Path:
@@ -116,12 +118,13 @@ def _walk_through(system: System, page: Page, shots: Path, tmp_path: Path, usern
     spec.locator("[data-field=size]").fill("[32, 32]")
     spec.locator("[data-field=resize]").select_option("center_crop")
     page.locator("#outputs").fill("logits: " + ", ".join(LABELS))
-    page.locator("#artifact").set_input_files(str(_image_model(tmp_path / "cnn.pt")))
+    page.locator("#artifact").set_input_files(str(_image_model(tmp_path / "cnn.pt2")))
     expect(page.locator("#manifest-preview")).to_contain_text('"kind": "image"')
     page.screenshot(path=shots / "2-register-form.png", full_page=True)
     page.get_by_role("button", name="Register", exact=True).click()
     expect(page.locator("#register-result")).to_be_visible(timeout=120_000)
     expect(page.locator("#register-message")).to_contain_text(f"{name}: version 1 registered")
+    expect(page.locator("#register-message")).not_to_contain_text("Warning")  # no deprecated format
     expect(page.locator("#upload-progress")).to_have_attribute("value", "100")
     page.screenshot(path=shots / "3-registered.png", full_page=True)
 

@@ -132,3 +132,22 @@ def test_a_failing_new_version_stores_nothing(manager: Manager, tmp_path: Path) 
         assert [v["version"] for v in client.versions("stable")] == [1]
         assert client.get_model("stable")["latest"] == 1
     assert _artifacts(manager) == before
+
+
+def test_torchscript_is_registered_with_a_deprecation_warning_and_an_exported_program_without(
+    manager: Manager, tmp_path: Path
+) -> None:
+    from seedserve.client.export import save_program
+
+    scripted = save_torchscript(make_mlp(), tmp_path / "m.pt")
+    exported = save_program(make_mlp(), MLP_MANIFEST, tmp_path / "m.pt2")
+    with ManagerClient(manager.url, manager.token) as client:
+        with pytest.warns(FutureWarning, match="save_program"):
+            client.register(scripted, {**MLP_MANIFEST, "name": "scripted"})
+        answer = client.register_model(exported, {**MLP_MANIFEST, "name": "exported"})
+        assert "warnings" not in answer and answer["version"] == 1
+        assert client.get_model("exported")["artifact"]["format"] == "export"
+    raw = httpx.post(manager.url + "/api/models", headers={"Authorization": f"Bearer {manager.token}"},
+                     data={"manifest": json.dumps({**MLP_MANIFEST, "name": "scripted"}), "format": "torchscript"},
+                     files={"artifact": ("m.pt", scripted.read_bytes())}, timeout=120)
+    assert raw.status_code == 201 and "torch.export" in raw.json()["warnings"][0]

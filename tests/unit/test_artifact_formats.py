@@ -143,3 +143,72 @@ def test_serving_optimizes_a_torchscript_cnn_only_into_an_equivalent_graph() -> 
     assert how.startswith(("frozen and optimized", "runs as loaded (the optimized graph is slower"))
     handler_like, why = optimize_for_serving(cnn, manifest, [sample_inputs(manifest)])
     assert handler_like is cnn and "not TorchScript" in why
+
+
+def _exported(module: torch.nn.Module, manifest: dict[str, object]) -> torch.nn.Module:
+    from seedserve.client.export import export_program
+
+    buffer = io.BytesIO()
+    torch.export.save(export_program(module, manifest), buffer)
+    return load_model(buffer.getvalue(), "export")  # type: ignore[return-value]
+
+
+_CNN_MANIFEST = {"name": "cnn", "inputs": [{"name": "x", "shape": [-1, 3, 16, 16]}], "outputs": [{"name": "y"}]}
+
+
+def test_serving_compiles_an_exported_cnn_into_an_equivalent_graph_that_keeps_the_programs_checks() -> None:
+    from seedserve._program import CheckedGraph
+    from seedserve.runtime import optimize_for_serving
+
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(8, 2)).eval()
+    manifest = Manifest.model_validate(_CNN_MANIFEST)
+    model = _exported(cnn, _CNN_MANIFEST)
+    with torch.inference_mode():  # as a replica serves
+        served, how = optimize_for_serving(model, manifest, [sample_inputs(manifest), sample_inputs(manifest, 4)],
+                                           repeats=1)
+        x = np.random.default_rng(2).standard_normal((3, 3, 16, 16)).astype(np.float32)
+        np.testing.assert_allclose(run_model(served, manifest, {"x": x})["y"],
+                                   cnn(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
+        if how.startswith("frozen and optimized"):
+            assert isinstance(served, CheckedGraph)
+            # The program's own constraint check still names what is wrong with an input.
+            with pytest.raises(Exception, match="dimension|shape|size"):
+                served(torch.zeros(2, 4, 16, 16))
+        else:
+            assert how.startswith("runs as loaded (the optimized graph is slower"), how
+
+
+def test_a_trace_that_kept_one_batch_size_is_not_served() -> None:
+    from seedserve.runtime import optimize_for_serving
+
+    class ScalesByBatch(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * x.shape[0]  # a trace may record the batch size as a constant
+
+    manifest = Manifest.model_validate(MLP_MANIFEST)
+    model = _exported(ScalesByBatch(), MLP_MANIFEST)
+    with torch.inference_mode():
+        served, how = optimize_for_serving(model, manifest, [sample_inputs(manifest), sample_inputs(manifest, 4)],
+                                           repeats=1)
+        x = np.ones((3, 16), dtype=np.float32)
+        np.testing.assert_allclose(run_model(served, manifest, {"x": x})["y"], 3 * x)
+    assert how == "runs as loaded (the optimized graph changes output 'y')", how
+
+
+def test_the_profiler_sees_the_same_network_in_either_format() -> None:
+    from seedserve.profiler.profile import profile_manifest_model
+
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 16 * 16, 2)).eval()
+    manifest = Manifest.model_validate(_CNN_MANIFEST)
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(cnn), buffer)
+    scripted = profile_manifest_model(load_model(buffer.getvalue(), "torchscript"), manifest)
+    exported = profile_manifest_model(_exported(cnn, _CNN_MANIFEST), manifest)
+    assert exported.parameters == scripted.parameters == sum(p.numel() for p in cnn.parameters())
+    assert exported.weight_bytes == scripted.weight_bytes
+    assert [b.flops for b in exported.batches] == [b.flops for b in scripted.batches]
+    assert all(b.flops > 0 for b in exported.batches)

@@ -172,7 +172,8 @@ function setUpRegister(form) {
       }
       $("#upload-status").textContent = "done";
       $("#register-result").hidden = false;
-      $("#register-message").textContent = `${data.name}: version ${data.version} registered. ${data.message}`;
+      $("#register-message").textContent = `${data.name}: version ${data.version} registered. ${data.message}`
+        + (data.warnings || []).map((w) => ` Warning: ${w}`).join("");
       if (data.key) showSecret($("#register-key"), "Key", data.key);
       $("#register-link").href = `/dashboard/models/${data.name}`;
     };
