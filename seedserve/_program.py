@@ -12,7 +12,8 @@ distinct shape, with torch's own check and message.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from torch.export.graph_signature import InputKind, OutputKind
@@ -118,13 +119,15 @@ def compiled_for_inference(model: ProgramModel, args: tuple[torch.Tensor, ...]) 
     AOTInductor take 5-20 s and were slower: benchmarks/results/export_runtime.md).
     A trace records one shape's path: the caller checks the result on other
     batch sizes before it serves it (``runtime.optimize_for_serving``)."""
+    trace = cast(Callable[..., torch.jit.ScriptModule], torch.jit.trace)  # untyped in torch
     with warnings.catch_warnings():
         # torch 2.13 deprecates TorchScript as a format for users; here it is
-        # only the runtime of a graph the user exported.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # only the runtime of a graph the user exported. The tracer's own
+        # warnings (a value it records as a constant) are what the caller's
+        # check on other batch sizes catches.
+        warnings.simplefilter("ignore")
         with torch.inference_mode(False), torch.no_grad():
-            traced = torch.jit.trace(_Graph(model).eval(), args, check_trace=False, strict=False)
+            traced = trace(_Graph(model).eval(), args, check_trace=False, strict=False)
             optimized = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
     return CheckedGraph(model, optimized)
 

@@ -233,6 +233,19 @@ def test_log_lines_from_every_process_reach_the_file_up_names_as_json(system: Sy
     assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
 
 
+def test_the_master_and_replicas_log_lines_are_also_in_rays_log_directory(system: System, observed: str) -> None:
+    # Where `seedserve up` started Ray: Ray's default temporary directory, as the fixture sets none.
+    temp = Path(system.env.get("SEEDSERVE_RAY_TEMP_DIR") or system.env.get("RAY_TMPDIR")
+                or system.env.get("TMPDIR") or "/tmp")
+    logs = (temp / "ray" / "session_latest" / "logs").resolve()
+    processes: set[str] = set()
+    for path in [*logs.glob("*.err"), *logs.glob("*.out")]:
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("{") and '"logger": "seedserve' in line:
+                processes.add(json.loads(line)["process"])
+    assert {"master", "model"} <= processes, (logs, processes)
+
+
 def test_a_bad_access_log_setting_is_refused_naming_it(system: System, tmp_path: Path) -> None:
     artifact = save_torchscript(make_mlp(), tmp_path / "m.pt")
     with ManagerClient(system.manager_url, system.admin_token) as manager:
