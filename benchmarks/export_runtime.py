@@ -7,7 +7,10 @@ TorchScript that seedserve serves today:
   - torchscript frozen: ``torch.jit.optimize_for_inference(torch.jit.freeze(...))``;
   - export module(): ``torch.export.load(...).module()`` as is;
   - export + torch.compile: ``torch.compile(program.module())`` (Inductor, dynamic batch);
-  - export + AOTInductor: ``torch._inductor.aoti_compile_and_package`` then ``aoti_load_package``.
+  - export + AOTInductor: ``torch._inductor.aoti_compile_and_package`` then ``aoti_load_package``;
+  - export + torch.compile with Inductor's ``freezing`` (constant weights, oneDNN prepacking);
+  - seedserve's ProgramModel (the graph called directly), and what seedserve
+    serves: that graph traced, frozen and optimized for inference.
 
 Also the one-off cost each adds before the first answer (load, compile,
 first call), which a replica pays at start-up.
@@ -34,6 +37,8 @@ from typing import Any
 import torch
 
 from benchmarks._model import MODELS
+from seedserve._program import ProgramModel, compiled_for_inference
+from seedserve.runtime import load_model
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 SHAPES = {"mlp": (16,), "cnn": (3, 64, 64)}
@@ -64,7 +69,7 @@ def _aoti(data: bytes) -> Callable[..., Any]:
         return torch._inductor.aoti_load_package(package)  # type: ignore[no-any-return]
 
 
-def _variants(name: str) -> dict[str, Callable[[], Callable[..., Any]]]:
+def _variants(name: str, inputs: dict[int, torch.Tensor]) -> dict[str, Callable[[], Callable[..., Any]]]:
     model = MODELS[name]()
     data = _program(model, SHAPES[name])
     return {
@@ -74,7 +79,41 @@ def _variants(name: str) -> dict[str, Callable[[], Callable[..., Any]]]:
         "export: torch.compile(program.module())": lambda: torch.compile(
             torch.export.load(io.BytesIO(data)).module(), dynamic=True),
         "export: AOTInductor package": lambda: _aoti(data),
+        "export: torch.compile, Inductor freezing": lambda: _compiled_frozen(data),
+        "export: seedserve's ProgramModel (graph called directly)": lambda: load_model(data, "export"),
+        "export: traced + frozen + optimized (what seedserve serves)": lambda: _seedserve_served(data, inputs),
     }
+
+
+def _compiled_frozen(data: bytes) -> Callable[..., Any]:
+    """Inductor with ``freezing`` (weights as constants, oneDNN weight prepacking on the CPU)."""
+    import torch._inductor.config as inductor
+
+    inductor.freezing = True
+    try:
+        module = torch.compile(torch.export.load(io.BytesIO(data)).module(), dynamic=True)
+        with torch.no_grad():
+            for b in BATCHES:  # compiles here, with freezing on
+                module(torch.randn(b, *inputs_shape(data)))
+        return module  # type: ignore[no-any-return]
+    finally:
+        inductor.freezing = False
+
+
+def inputs_shape(data: bytes) -> tuple[int, ...]:
+    program = torch.export.load(io.BytesIO(data))
+    [placeholder] = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in
+                     program.graph_signature.user_inputs]
+    return tuple(int(d) for d in placeholder.meta["val"].shape[1:])
+
+
+def _seedserve_served(data: bytes, inputs: dict[int, torch.Tensor]) -> Callable[..., Any]:
+    """What a replica serves: seedserve's loader, then the trace, freeze and
+    oneDNN passes (runtime.optimize_for_serving checks it on other batch sizes)."""
+    model = load_model(data, "export")
+    assert isinstance(model, ProgramModel)
+    with torch.inference_mode():
+        return compiled_for_inference(model, (inputs[max(BATCHES)],))
 
 
 def _median_us(call: Callable[[], Any], repeats: int) -> float:
@@ -92,7 +131,7 @@ def measure(name: str, repeats: int) -> list[dict[str, Any]]:
     rows = []
     reference = MODELS[name]()
     inputs = {b: torch.randn(b, *SHAPES[name]) for b in BATCHES}
-    for variant, build in _variants(name).items():
+    for variant, build in _variants(name, inputs).items():
         start = time.perf_counter()
         try:
             runner = build()

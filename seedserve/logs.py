@@ -4,9 +4,10 @@ they belong to.
 Every seedserve process (``seedserve up``, the manager, the master and its
 reconciler, each model replica) calls :func:`configure` once with its
 :class:`~seedserve.settings.Settings`: the ``seedserve`` logger then writes
-to stderr and appends to ``SEEDSERVE_LOG_FILE``, the one file
-``seedserve up`` names, as ``text`` or ``json`` lines (``SEEDSERVE_LOG_FORMAT``)
-from ``SEEDSERVE_LOG_LEVEL`` up. Nothing is configured on import, and the
+to stderr (in Ray's processes, their file in Ray's log directory) and
+appends to ``SEEDSERVE_LOG_FILE``, the one file ``seedserve up`` names, as
+``text`` or ``json`` lines (``SEEDSERVE_LOG_FORMAT``) from
+``SEEDSERVE_LOG_LEVEL`` up. Nothing is configured on import, and the
 root logger (Ray's, uvicorn's) is left alone.
 
 A query's request id, model and version are bound with :func:`bind_request`
@@ -143,7 +144,11 @@ def configure(log_format: LogFormat, level: LogLevel, log_file: Path | None, pro
     for handler in [h for h in logger.handlers if getattr(h, "_seedserve", False)]:
         logger.removeHandler(handler)
         handler.close()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    # The process's own stderr: in a Ray worker that is its file in Ray's log
+    # directory (worker-*.err), which `ray logs` and Ray's dashboard show.
+    # Not sys.stderr: Serve's throughput-optimized replicas replace it with a
+    # logger that buffers a thousand records before it writes any.
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.__stderr__ or sys.stderr)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         # Watched: a rotated file (logrotate) is reopened, not written on after its rename.

@@ -88,6 +88,7 @@ class Master:
         self._reconciler = Reconciler(self._store, ServeRestApi(dashboard_url), interval_s=reconcile_interval_s,
                                       gpu_types=load_catalog().gpu_types())
         self._task = asyncio.get_running_loop().create_task(self._reconciler.run_forever())
+        self._observing = asyncio.get_running_loop().create_task(self._reconciler.observe_forever())
         # Calibrates worker types no node has measured yet (seedserve.deployments._autocalibrate).
         self._calibrating = asyncio.get_running_loop().create_task(self._calibrate_forever()) if auto_calibrate else None
         self._started = time.time()
@@ -311,7 +312,7 @@ class Master:
                 app = model_app_name(name, int(version) if version.isdigit() else -1)
         if rest not in ([], ["ready"], ["infer"], ["stats"]):
             raise NotFound(f"no route {request.method} {path}; see the Open Inference Protocol's REST paths")
-        if self._reconciler.state.applications.get(app) != "RUNNING":
+        if not self._reconciler.state.routable(app):
             return await self._not_served(request, f"/models/{name}", app, oip=True)
         handle = serve.get_app_handle(app)
         authorization = request.headers.get("authorization", "")

@@ -43,6 +43,12 @@ class ReconcilerState:
     #: model application -> why the last attempt to deploy or delete it failed
     failed: dict[str, str] = field(default_factory=dict)
 
+    def routable(self, app: str) -> bool:
+        """Whether queries for ``app`` go to it: it is RUNNING, or it has a
+        running replica (Serve keeps serving through an update or an upscale,
+        which it reports as DEPLOYING)."""
+        return self.applications.get(app) == "RUNNING" or self.replicas.get(app, 0) > 0
+
     def status_of(self, app: str, nodes: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         """A model application's status, replicas and, when it is not
         running, why. PENDING when no node of ``nodes`` (``ray.nodes()``)
@@ -121,6 +127,19 @@ class Reconciler:
             logger.warning("could not change application %s: %s", app, self.state.failed[app])
         else:
             self.state.failed.pop(app, None)
+
+    async def observe_forever(self) -> None:
+        """Read Serve's applications every interval, between passes too: a
+        pass that deploys can take many seconds, and queries are routed by
+        what was observed last."""
+        while True:
+            try:
+                self._observe(await self._api.details())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the next read retries; the pass reports Serve being down
+                logger.debug("reading Serve's applications failed: %s", exc)
+            await asyncio.sleep(self._interval_s)
 
     async def run_forever(self) -> None:
         while True:

@@ -20,6 +20,13 @@ class App:
 
     status: str
     version: int | None
+    #: its RUNNING replicas
+    replicas: int = 0
+
+    @property
+    def routable(self) -> bool:
+        """RUNNING, or serving from a replica through an update or an upscale (DEPLOYING)."""
+        return self.status == "RUNNING" or self.replicas > 0
 
 
 def applications(details: Mapping[str, Any]) -> dict[str, App]:
@@ -29,7 +36,9 @@ def applications(details: Mapping[str, Any]) -> dict[str, App]:
         if name.startswith(MODEL_APP_PREFIX):
             args = (app.get("deployed_app_config") or {}).get("args") or {}
             version = args.get("version")
-            apps[name] = App(str(app.get("status")), int(version) if isinstance(version, int) else None)
+            running = sum(1 for deployment in (app.get("deployments") or {}).values()
+                          for replica in deployment.get("replicas") or [] if replica.get("state") == "RUNNING")
+            apps[name] = App(str(app.get("status")), int(version) if isinstance(version, int) else None, running)
     return apps
 
 

@@ -146,7 +146,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         authorization = str(metadata.get("authorization", ""))
         app = route(self._apps, model, version)
         state = self._apps.get(app)
-        if state is None or state.status != "RUNNING":
+        if state is None or not state.routable:
             await self._not_served(model, version, authorization, app, state)
         status, headers, body = await getattr(self._handle(app), method).remote(authorization, *args)
         if status != 200:

@@ -56,6 +56,10 @@ def models(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         client = triton.InferenceServerClient(system.grpc_target)
         for name, key in keys.items():
             eventually(lambda: _assert(client.is_model_ready(name, headers=_auth(key))), timeout_s=120)
+            # The tests compare with /v2 over HTTP too, which the master routes from its own view of Serve.
+            eventually(lambda: _assert(httpx.get(f"{system.master_url}/v2/models/{name}/ready", timeout=10,
+                                                 headers={"Authorization": f"Bearer {key}"}).status_code == 200),
+                       timeout_s=60)
         yield {"keys": keys, "mlp": mlp, "client": client}
         client.close()
         manager.delete_model(MLP)

@@ -129,6 +129,17 @@ def test_routes_pick_the_endpoint_or_the_version_application() -> None:
         "model-m", "model-m", "model-m.v1", "model-m.v9", "model-m.v-1"]
 
 
+def test_an_application_updating_or_scaling_with_a_running_replica_is_still_routed() -> None:
+    replica = {"state": "RUNNING"}
+    apps = applications({"applications": {
+        "model-up": {"status": "DEPLOYING", "deployments": {"D": {"replicas": [replica, {"state": "STARTING"}]}}},
+        "model-new": {"status": "DEPLOYING", "deployments": {"D": {"replicas": [{"state": "STARTING"}]}}},
+        "model-ok": {"status": "RUNNING", "deployments": {"D": {"replicas": [replica]}}},
+    }})
+    assert {name: app.routable for name, app in apps.items()} == {"model-up": True, "model-new": False, "model-ok": True}
+    assert apps["model-up"].replicas == 1
+
+
 def test_a_serve_that_cannot_import_is_reported_with_its_cause(tmp_path: Path) -> None:
     # A grpc_reflection that fails as one generated for a newer protobuf does.
     fake = tmp_path / "grpc_reflection"

@@ -205,3 +205,11 @@ def test_the_master_shows_a_model_no_node_can_run_as_pending_and_a_failing_one_w
     assert state.status_of("model-b", nodes) == {"status": "DEPLOY_FAILED", "replicas": 0,
                                                 "reason": "CUDA is not available on this node"}
     assert state.status_of("model-c", nodes) == {"status": "RUNNING", "replicas": 1}
+
+
+def test_the_master_routes_an_application_that_is_running_or_has_a_running_replica() -> None:
+    state = ReconcilerState(applications={"model-up": "DEPLOYING", "model-new": "DEPLOYING", "model-ok": "RUNNING",
+                                          "model-bad": "DEPLOY_FAILED"},
+                            replicas={"model-up": 1, "model-new": 0, "model-ok": 1, "model-bad": 0})
+    assert [state.routable(app) for app in ("model-up", "model-new", "model-ok", "model-bad", "model-none")] == [
+        True, False, True, False, False]
