@@ -66,7 +66,7 @@ class ProgramModel(torch.nn.Module):
     def check(self, args: tuple[Any, ...]) -> None:
         """Raise torch's own error (which input, which dimension, which bound)
         when ``args`` break the program's shape constraints."""
-        shapes = tuple((tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else type(a) for a in args)
+        shapes = tuple([(a.shape, a.dtype) if isinstance(a, torch.Tensor) else type(a) for a in args])
         if shapes not in self._checked:
             flat, _ = pytree.tree_flatten_with_path((args, {}))
             self.program._check_input_constraints(flat)
@@ -96,16 +96,16 @@ class _Graph(torch.nn.Module):
         return self.model.call_graph(*args)
 
 
-class CheckedGraph(torch.nn.Module):
+class CheckedGraph:
     """A compiled form of a program's graph behind the program's own input
     checks: what serves a program once :func:`compiled_for_inference` found
-    an equivalent, faster graph."""
+    an equivalent, faster graph. A plain callable, not a module: a module's
+    call costs microseconds, as much as a small model's arithmetic."""
 
     def __init__(self, model: ProgramModel, compiled: torch.jit.ScriptModule) -> None:
-        super().__init__()
         self.model, self.compiled = model, compiled
 
-    def forward(self, *args: torch.Tensor) -> Any:
+    def __call__(self, *args: torch.Tensor) -> Any:
         self.model.check(args)
         return self.compiled(*args)
 

@@ -320,7 +320,7 @@ def optimize_for_serving(
     if not checks:
         return model, "runs as loaded (no sample to check an optimized graph on)"
     try:
-        candidate: torch.nn.Module
+        candidate: Callable[..., Any]
         if isinstance(model, ProgramModel):  # traced on the largest sample, checked on every one
             candidate = compiled_for_inference(model, tuple(model_arguments(manifest, checks[-1][0])))
         else:
