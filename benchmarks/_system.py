@@ -43,7 +43,8 @@ def seedserve_up(logs: Path, port_base: int, env: dict[str, str] | None = None) 
     ports = {name: free_port() for name in ("MASTER", "MANAGER", "DB", "RAY", "DASHBOARD", "GRPC")}
     child_env = {**os.environ, **{f"SEEDSERVE_{k}_PORT": str(v) for k, v in ports.items()},
                  "SEEDSERVE_DATA_DIR": str(data), "SEEDSERVE_INTERNAL_PORT_BASE": str(port_base), **(env or {})}
-    child = start_child("seedserve", [str(BIN / "seedserve"), "up"], logs / "seedserve.log", env=child_env)
+    # A log of its own: a second system in the same run must not read the first's "is up".
+    child = start_child("seedserve", [str(BIN / "seedserve"), "up"], logs / f"{data.name}.log", env=child_env)
     try:
         wait_until(lambda: "seedserve is up" in child.log.read_text(), 300, "seedserve up", child)
         yield Running(f"http://127.0.0.1:{ports['MASTER']}", f"http://127.0.0.1:{ports['MANAGER']}",
