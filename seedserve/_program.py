@@ -1,12 +1,13 @@
 """Calling a ``torch.export`` program (.pt2) with little overhead.
 
 ``ExportedProgram.module()`` checks the inputs' guards and flattens and
-unflattens them on every call: about 35 us, measured on the 16 -> 64 -> 4 MLP
-(46 us a call against 9 us for the graph itself; see
-benchmarks/results/export_runtime.md), more than the MLP's own arithmetic.
-:class:`ProgramModel` calls the program's graph directly with its weights,
-and checks the inputs against the program's shape constraints once per
-distinct shape, with torch's own check and message.
+unflattens them on every call: on the 16 -> 64 -> 4 MLP, 62 us a call
+against 13 us for the graph called directly (benchmarks/results/export_runtime.md),
+more than the MLP's own arithmetic. :class:`ProgramModel` calls the
+program's graph directly with its weights, and checks the inputs against the
+program's shape constraints once per distinct shape, with torch's own check
+and message. A replica serves :func:`compiled_for_inference`'s faster form
+when it computes the same (``runtime.optimize_for_serving``).
 """
 
 from __future__ import annotations
@@ -113,10 +114,12 @@ class CheckedGraph:
 def compiled_for_inference(model: ProgramModel, args: tuple[torch.Tensor, ...]) -> CheckedGraph:
     """The program's graph (aten operators) traced on ``args``, frozen and
     optimized for inference: oneDNN convolutions with prepacked weights,
-    fused convolution + ReLU, folded constants. On the CPU that runs a CNN
-    about 3x faster than the graph as exported, and the MLP in half the
-    time, at a load cost of tens of milliseconds (torch.compile and
-    AOTInductor take 5-20 s and were slower: benchmarks/results/export_runtime.md).
+    fused convolution + ReLU, folded constants. On the CPU that runs the
+    benchmark CNN 2.3x faster than the graph as exported (803 vs 1,864 us at
+    batch 1) and the MLP in half the time (7.1 vs 13.3 us), as fast as frozen
+    TorchScript, at a load cost of tens of milliseconds. torch.compile (with
+    or without Inductor's freezing) and AOTInductor took 0.7-16 s to be ready
+    and were slower on both (benchmarks/results/export_runtime.md).
     A trace records one shape's path: the caller checks the result on other
     batch sizes before it serves it (``runtime.optimize_for_serving``)."""
     trace = cast(Callable[..., torch.jit.ScriptModule], torch.jit.trace)  # untyped in torch
