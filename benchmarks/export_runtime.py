@@ -79,13 +79,13 @@ def _variants(name: str, inputs: dict[int, torch.Tensor]) -> dict[str, Callable[
         "export: torch.compile(program.module())": lambda: torch.compile(
             torch.export.load(io.BytesIO(data)).module(), dynamic=True),
         "export: AOTInductor package": lambda: _aoti(data),
-        "export: torch.compile, Inductor freezing": lambda: _compiled_frozen(data),
+        "export: torch.compile, Inductor freezing": lambda: _compiled_frozen(data, SHAPES[name]),
         "export: seedserve's ProgramModel (graph called directly)": lambda: load_model(data, "export"),
         "export: traced + frozen + optimized (what seedserve serves)": lambda: _seedserve_served(data, inputs),
     }
 
 
-def _compiled_frozen(data: bytes) -> Callable[..., Any]:
+def _compiled_frozen(data: bytes, shape: tuple[int, ...]) -> Callable[..., Any]:
     """Inductor with ``freezing`` (weights as constants, oneDNN weight prepacking on the CPU)."""
     import torch._inductor.config as inductor
 
@@ -94,17 +94,10 @@ def _compiled_frozen(data: bytes) -> Callable[..., Any]:
         module = torch.compile(torch.export.load(io.BytesIO(data)).module(), dynamic=True)
         with torch.no_grad():
             for b in BATCHES:  # compiles here, with freezing on
-                module(torch.randn(b, *inputs_shape(data)))
+                module(torch.randn(b, *shape))
         return module  # type: ignore[no-any-return]
     finally:
         inductor.freezing = False
-
-
-def inputs_shape(data: bytes) -> tuple[int, ...]:
-    program = torch.export.load(io.BytesIO(data))
-    [placeholder] = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in
-                     program.graph_signature.user_inputs]
-    return tuple(int(d) for d in placeholder.meta["val"].shape[1:])
 
 
 def _seedserve_served(data: bytes, inputs: dict[int, torch.Tensor]) -> Callable[..., Any]:

@@ -20,7 +20,7 @@ import torch
 from torch.export.graph_signature import InputKind, OutputKind
 from torch.utils import _pytree as pytree
 
-__all__ = ["CheckedGraph", "ProgramModel", "compiled_for_inference", "program_model"]
+__all__ = ["CheckedGraph", "ProgramModel", "compiled_for_inference", "frozen_for_inference", "program_model"]
 
 #: Distinct input shapes whose constraint check is remembered; past it, checked every call.
 _CHECKED_SHAPES = 256
@@ -131,8 +131,15 @@ def compiled_for_inference(model: ProgramModel, args: tuple[torch.Tensor, ...]) 
         warnings.simplefilter("ignore")
         with torch.inference_mode(False), torch.no_grad():
             traced = trace(_Graph(model).eval(), args, check_trace=False, strict=False)
-            optimized = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-    return CheckedGraph(model, optimized)
+    return CheckedGraph(model, frozen_for_inference(traced))
+
+
+def frozen_for_inference(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """``module`` frozen (weights become constants) and optimized for
+    inference: what serves TorchScript, and a program's traced graph."""
+    with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.13, and still accepted here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.optimize_for_inference(torch.jit.freeze(module))
 
 
 def _state_tensor(program: torch.export.ExportedProgram, target: str, persistent: bool | None) -> torch.Tensor:

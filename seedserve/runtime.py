@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from seedserve._program import ProgramModel, compiled_for_inference, program_model
+from seedserve._program import ProgramModel, compiled_for_inference, frozen_for_inference, program_model
 from seedserve.codecs import Decoded, Manifest, sample_inputs
 from seedserve.errors import InvalidArtifact, ModelError, SeedserveError, Unavailable
 from seedserve.sandbox import SandboxLimits
@@ -324,7 +324,7 @@ def optimize_for_serving(
         if isinstance(model, ProgramModel):  # traced on the largest sample, checked on every one
             candidate = compiled_for_inference(model, tuple(model_arguments(manifest, checks[-1][0])))
         else:
-            candidate = _frozen_and_optimized(model)
+            candidate = frozen_for_inference(model)
         for sample, expected in checks:
             got = run_model(candidate, manifest, sample)
             for name, value in expected.items():
@@ -336,12 +336,6 @@ def optimize_for_serving(
     if optimized > plain:
         return model, f"runs as loaded (the optimized graph is slower: {optimized * 1e3:.2f} vs {plain * 1e3:.2f} ms)"
     return candidate, f"frozen and optimized for inference: {plain * 1e3:.2f} -> {optimized * 1e3:.2f} ms per call"
-
-
-def _frozen_and_optimized(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.13, and still accepted here
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.optimize_for_inference(torch.jit.freeze(model))
 
 
 def _jittered(sample: Mapping[str, Decoded]) -> dict[str, Decoded]:

@@ -109,9 +109,8 @@ def run_worker(
         children.append(child)
         # The raylet listens on its port before the head knows the node; `ray
         # start` says "Ray runtime started" once the head's GCS lists it.
-        out = log_dir / f"worker-{worker_type}.out"
-        wait_until(lambda: not port_is_free("127.0.0.1", plan.base) and RAY_STARTED in out.read_text(errors="replace"),
-                   120, "Ray worker node", child)
+        wait_until(lambda: not port_is_free("127.0.0.1", plan.base)
+                   and RAY_STARTED in child.log.read_text(errors="replace"), 120, "Ray worker node", child)
         echo(f"worker {worker_type!r} is up (Ray resource {worker_resource(worker_type)!r}). Press Ctrl-C to stop.")
 
     supervise(start, echo)

@@ -15,7 +15,13 @@ from typing import Any
 
 from seedserve.deployments.owned_apps import ServeApps, plan_changes
 from seedserve.deployments.serve_api import ServeRestApi
-from seedserve.deployments.serve_config import model_applications, pending_reason, replica_failure
+from seedserve.deployments.serve_config import (
+    model_applications,
+    pending_reason,
+    replica_failure,
+    routable,
+    running_replicas,
+)
 from seedserve.registry import ModelStore, default_version
 
 __all__ = ["Reconciler", "ReconcilerState"]
@@ -44,10 +50,8 @@ class ReconcilerState:
     failed: dict[str, str] = field(default_factory=dict)
 
     def routable(self, app: str) -> bool:
-        """Whether queries for ``app`` go to it: it is RUNNING, or it has a
-        running replica (Serve keeps serving through an update or an upscale,
-        which it reports as DEPLOYING)."""
-        return self.applications.get(app) == "RUNNING" or self.replicas.get(app, 0) > 0
+        """Whether queries for ``app`` go to it (see ``serve_config.routable``)."""
+        return routable(self.applications.get(app), self.replicas.get(app, 0))
 
     def status_of(self, app: str, nodes: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         """A model application's status, replicas and, when it is not
@@ -104,15 +108,7 @@ class Reconciler:
         """Each application's status, running replicas and, when it is not running, Serve's message."""
         applications: dict[str, Any] = details.get("applications") or {}
         self.state.applications = {name: str(app.get("status")) for name, app in applications.items()}
-        self.state.replicas = {
-            name: sum(
-                1
-                for deployment in (app.get("deployments") or {}).values()
-                for replica in deployment.get("replicas") or []
-                if replica.get("state") == "RUNNING"
-            )
-            for name, app in applications.items()
-        }
+        self.state.replicas = {name: running_replicas(app) for name, app in applications.items()}
         self.state.messages = {name: message for name, app in applications.items()
                                if app.get("status") != "RUNNING" and (message := _message(app))}
 

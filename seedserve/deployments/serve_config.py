@@ -32,6 +32,8 @@ __all__ = [
     "actor_options",
     "pending_reason",
     "replica_failure",
+    "routable",
+    "running_replicas",
 ]
 
 MASTER_APP = "master"
@@ -237,6 +239,18 @@ def pending_reason(options: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]
     if not any(have.get("CPU", 0) >= cpus for have in offered):
         return f"no node of {kind} offers {cpus:g} CPU per replica"
     return None
+
+
+def running_replicas(app: Mapping[str, Any]) -> int:
+    """An application's RUNNING replicas, in Serve's instance details."""
+    return sum(1 for deployment in (app.get("deployments") or {}).values()
+               for replica in deployment.get("replicas") or [] if replica.get("state") == "RUNNING")
+
+
+def routable(status: str | None, replicas: int) -> bool:
+    """Whether queries go to an application: RUNNING, or serving from a
+    replica through an update or an upscale (which Serve reports as DEPLOYING)."""
+    return status == "RUNNING" or replicas > 0
 
 
 def replica_failure(message: str) -> str:

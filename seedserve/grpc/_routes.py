@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from seedserve.deployments.serve_config import MODEL_APP_PREFIX, model_app_name
+from seedserve.deployments.serve_config import MODEL_APP_PREFIX, model_app_name, routable, running_replicas
 
 __all__ = ["App", "applications", "route"]
 
@@ -25,8 +25,8 @@ class App:
 
     @property
     def routable(self) -> bool:
-        """RUNNING, or serving from a replica through an update or an upscale (DEPLOYING)."""
-        return self.status == "RUNNING" or self.replicas > 0
+        """Whether its RPCs go to it (see ``serve_config.routable``)."""
+        return routable(self.status, self.replicas)
 
 
 def applications(details: Mapping[str, Any]) -> dict[str, App]:
@@ -36,9 +36,8 @@ def applications(details: Mapping[str, Any]) -> dict[str, App]:
         if name.startswith(MODEL_APP_PREFIX):
             args = (app.get("deployed_app_config") or {}).get("args") or {}
             version = args.get("version")
-            running = sum(1 for deployment in (app.get("deployments") or {}).values()
-                          for replica in deployment.get("replicas") or [] if replica.get("state") == "RUNNING")
-            apps[name] = App(str(app.get("status")), int(version) if isinstance(version, int) else None, running)
+            apps[name] = App(str(app.get("status")), int(version) if isinstance(version, int) else None,
+                             running_replicas(app))
     return apps
 
 
