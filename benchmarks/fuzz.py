@@ -19,9 +19,9 @@ would be a 429.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
-import collections
 import subprocess
 import sys
 import tempfile

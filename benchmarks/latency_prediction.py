@@ -41,10 +41,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from seedserve.profiler.calibrate import calibrate
-from seedserve.profiler.catalog import load_catalog
 from benchmarks._zoo import measure_s, resnet50
-from seedserve.profiler.calibrate import Calibration
+from seedserve.profiler.calibrate import Calibration, calibrate
+from seedserve.profiler.catalog import load_catalog
 from seedserve.profiler.feedback import Sample, fit_live
 from seedserve.profiler.predict import TERMS, assumed_calibration, predict_s, split_s, terms_s
 from seedserve.profiler.profile import BatchProfile, profile_model

@@ -24,7 +24,6 @@ import platform
 import statistics
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any

@@ -114,7 +114,7 @@ def _serving(child: Child | None, base: str, headers: dict[str, str], timeout_s:
 
 _BARE = "bare Starlette (model in process)"
 
-SERVERS: dict[str, Callable[[Path], "contextmanager[tuple[str, dict[str, str]]]"]] = {  # type: ignore[type-arg]
+SERVERS: dict[str, Callable[[Path], contextmanager[tuple[str, dict[str, str]]]]] = {  # type: ignore[type-arg]
     _BARE: bare_starlette,
     "bare Starlette (frozen + optimized TorchScript, as seedserve runs it)": lambda logs: bare_starlette(logs, True),
     "vanilla Ray Serve (defaults)": lambda logs: vanilla_serve(logs, haproxy=False),

@@ -11,7 +11,6 @@ import io
 import numpy as np
 import soundfile as sf
 import torch
-
 from _common import register_and_query
 
 

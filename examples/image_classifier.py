@@ -6,9 +6,8 @@
 from __future__ import annotations
 
 import torch
-from PIL import Image, ImageDraw
-
 from _common import register_and_query
+from PIL import Image, ImageDraw
 
 model = torch.nn.Sequential(
     torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(4),

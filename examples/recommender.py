@@ -7,7 +7,6 @@ dense features -> a score per candidate item.
 from __future__ import annotations
 
 import torch
-
 from _common import register_and_query
 
 

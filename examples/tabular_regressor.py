@@ -7,7 +7,6 @@ queried with a list of records.
 from __future__ import annotations
 
 import torch
-
 from _common import register_and_query
 
 model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)).eval()

@@ -151,7 +151,7 @@ class MethodNotAllowed(SeedserveError):
         self.allow = allow or []
 
     @classmethod
-    def on(cls, method: str, path: str, allow: list[str]) -> "MethodNotAllowed":
+    def on(cls, method: str, path: str, allow: list[str]) -> MethodNotAllowed:
         return cls(f"{method} is not allowed on {path}; use {', '.join(allow)}", allow=allow)
 
 

@@ -187,7 +187,7 @@ class Settings(BaseSettings):
         return str(address)
 
     @model_validator(mode="after")
-    def _ports_are_distinct(self) -> "Settings":
+    def _ports_are_distinct(self) -> Settings:
         ports = {
             "master_port": self.master_port,
             "manager_port": self.manager_port,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.utils
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Self
 
 import httpx
@@ -55,7 +55,7 @@ def retry_after_s(header: str, now: datetime | None = None) -> float | None:
         when = email.utils.parsedate_to_datetime(header)
     except (TypeError, ValueError):
         return None
-    return (when - (now or datetime.now(timezone.utc))).total_seconds()
+    return (when - (now or datetime.now(UTC))).total_seconds()
 
 
 _RETRIED_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)

@@ -10,7 +10,14 @@ import httpx
 import numpy as np
 
 from seedserve.client._base import (
-    DEFAULT_TIMEOUT, BaseClient, Retries, SyncClient, next_wait, raise_for_error, retry_after_s, transport_error,
+    DEFAULT_TIMEOUT,
+    BaseClient,
+    Retries,
+    SyncClient,
+    next_wait,
+    raise_for_error,
+    retry_after_s,
+    transport_error,
 )
 from seedserve.client.encoders import MULTIPART_THRESHOLD, Encoded, encode_inputs
 from seedserve.client.oip import decode_infer_response, encode_infer_request
@@ -201,7 +208,7 @@ class AsyncClient(BaseClient):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -12,10 +12,10 @@ from seedserve.cluster.components import (
     ensure_admin_token,
     grpc_address,
     http_ok,
+    log_environ,
     start_database,
     start_grpc,
     start_manager,
-    log_environ,
     start_ray_head,
 )
 from seedserve.cluster.environment import check_serve_imports

@@ -8,7 +8,6 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
-
 from pydantic import BaseModel, ConfigDict
 
 from seedserve.errors import InputTooLarge, InvalidInput

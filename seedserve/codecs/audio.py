@@ -56,7 +56,7 @@ class AudioInput(Spec):
     n_mfcc: int = Field(default=20, ge=1, le=512)
 
     @model_validator(mode="after")
-    def _features_fit(self) -> "AudioInput":
+    def _features_fit(self) -> AudioInput:
         if self.features == "waveform":
             return self
         if self.hop_length > self.n_fft:

@@ -42,7 +42,7 @@ class ImageInput(Spec):
     max_batch: int = Field(default=64, ge=1, le=4096)
 
     @model_validator(mode="after")
-    def _normalization_fits_the_mode(self) -> "ImageInput":
+    def _normalization_fits_the_mode(self) -> ImageInput:
         channels = 3 if self.mode == "RGB" else 1
         for field in ("mean", "std"):
             values = getattr(self, field)

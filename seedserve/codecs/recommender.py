@@ -13,8 +13,8 @@ sparse feature in declared order, then ``dense [N, D]`` if declared.
 from __future__ import annotations
 
 import hashlib
-from itertools import chain
 from functools import cached_property
+from itertools import chain
 from typing import Any, Literal
 
 import numpy as np
@@ -33,7 +33,7 @@ class IdMap(Spec):
     hash_buckets: int | None = Field(default=None, ge=1, le=2**40)
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "IdMap":
+    def _exactly_one(self) -> IdMap:
         if (self.vocabulary is None) == (self.hash_buckets is None):
             raise ValueError("give exactly one of vocabulary or hash_buckets")
         return self

@@ -101,7 +101,7 @@ class Scaling(_Strict):
     )
 
     @model_validator(mode="after")
-    def _min_not_above_max(self) -> "Scaling":
+    def _min_not_above_max(self) -> Scaling:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})")
         return self

@@ -32,7 +32,7 @@ class Column(Spec):
     default: Scalar | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Column":
+    def _consistent(self) -> Column:
         if (self.type == "category") != (self.vocabulary is not None):
             raise ValueError(f"column {self.name!r}: a vocabulary goes with type 'category' (and only with it)")
         if self.missing == "default" and self.default is None:
@@ -55,7 +55,7 @@ class TabularInput(Spec):
     max_rows: int = Field(default=10_000, ge=1, le=10_000_000)
 
     @model_validator(mode="after")
-    def _unique_columns(self) -> "TabularInput":
+    def _unique_columns(self) -> TabularInput:
         names = [c.name for c in self.columns]
         if len(set(names)) != len(names):
             raise ValueError(f"column names must be unique: {names}")

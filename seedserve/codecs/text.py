@@ -33,7 +33,7 @@ class TextInput(Spec):
     max_batch: int = Field(default=256, ge=1, le=100_000)
 
     @model_validator(mode="after")
-    def _vocabulary_goes_with_its_tokenizer(self) -> "TextInput":
+    def _vocabulary_goes_with_its_tokenizer(self) -> TextInput:
         if (self.tokenizer == "vocabulary") != (self.vocabulary is not None):
             raise ValueError("a vocabulary goes with tokenizer 'vocabulary' (and only with it)")
         return self

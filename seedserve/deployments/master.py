@@ -19,8 +19,9 @@ from starlette.responses import JSONResponse, Response
 
 from seedserve import __version__
 from seedserve.codecs.oip import HEADER_LENGTH
-from seedserve.deployments._master_link import MASTER_ROUTES_PATH, ModelData
 from seedserve.deployments._autocalibrate import calibrate_new_types
+from seedserve.deployments._master_link import MASTER_ROUTES_PATH, ModelData
+from seedserve.deployments._metrics import CONTENT_TYPE, MetricsBook, ReplicaTotals, exposition
 from seedserve.deployments._oip import EXTENSIONS
 from seedserve.deployments._query import (
     bearer_key,
@@ -31,15 +32,20 @@ from seedserve.deployments._query import (
     read_body,
     wrong_key_limiter,
 )
+from seedserve.deployments.openapi import allowed_methods, master_document
 from seedserve.deployments.reconciler import Reconciler
 from seedserve.deployments.serve_api import ServeRestApi
-from seedserve.deployments._metrics import CONTENT_TYPE, MetricsBook, ReplicaTotals, exposition
-from seedserve.deployments.openapi import allowed_methods, master_document
-from seedserve.deployments.serve_config import MASTER_APP, MODEL_APP_PREFIX, model_app_name, mongo_uri_from, node_worker_types
+from seedserve.deployments.serve_config import (
+    MASTER_APP,
+    MODEL_APP_PREFIX,
+    model_app_name,
+    mongo_uri_from,
+    node_worker_types,
+)
 from seedserve.errors import InvalidInput, MethodNotAllowed, NotFound, SeedserveError, Unauthenticated, Unavailable
+from seedserve.logs import REQUEST_ID_HEADER, bind_request, log_error, request_id_from
 from seedserve.profiler.catalog import load_catalog
 from seedserve.registry import ModelStore, connect
-from seedserve.logs import REQUEST_ID_HEADER, bind_request, log_error, request_id_from
 from seedserve.registry.keys import key_matches
 from seedserve.settings import Settings
 

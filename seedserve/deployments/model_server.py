@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
-
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
@@ -28,12 +27,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from seedserve.codecs import Manifest, decode_inputs, sample_inputs
-from seedserve.codecs.schema import ACCESS_SAMPLE_EVERY
 from seedserve.codecs.batching import items, merge, signature, split
 from seedserve.codecs.outputs import encode_outputs
 from seedserve.codecs.registry import Decoded
+from seedserve.codecs.schema import ACCESS_SAMPLE_EVERY
 from seedserve.deployments._admission import Admission, CallTime, Deadlines
+from seedserve.deployments._master_link import ModelData, master_handle
 from seedserve.deployments._metrics import CallLog, ModelMetrics, ReplicaTotals
+from seedserve.deployments._oip import (
+    encode_infer_response,
+    oip_output_metadata,
+    oip_tensor_metadata,
+    parse_infer_request,
+)
 from seedserve.deployments._query import (
     WRONG_KEYS_PER_MINUTE,
     KeyCache,
@@ -44,11 +50,9 @@ from seedserve.deployments._query import (
     read_body,
     relative_path,
 )
-from seedserve.deployments._oip import encode_infer_response, oip_output_metadata, oip_tensor_metadata, parse_infer_request
 from seedserve.deployments._stats import InferenceStats
 from seedserve.deployments._transport import parse_payload
 from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, replica_capacity, typed_nodes
-from seedserve.deployments._master_link import ModelData, master_handle
 from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout
 from seedserve.logs import REQUEST_ID_HEADER, AccessLog, bind_request, log_access, log_error, request_id_from
 from seedserve.runtime import (

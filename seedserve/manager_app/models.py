@@ -20,13 +20,13 @@ from starlette.routing import Route
 
 from seedserve.codecs import Manifest, parse_manifest
 from seedserve.errors import InvalidArtifact, InvalidInput, InvalidManifest
-from seedserve.manager_app.probe import probe_artifact
-from seedserve.manager_app.profiles import insight
 from seedserve.manager_app._form import watched_form
 from seedserve.manager_app.auth import Caller, caller
-from seedserve.manager_app.policy import handler_refusal, handlers_allowed
 from seedserve.manager_app.keys import key_view
 from seedserve.manager_app.orphans import UPLOAD_PREFIX, upload_dir
+from seedserve.manager_app.policy import handler_refusal, handlers_allowed
+from seedserve.manager_app.probe import probe_artifact
+from seedserve.manager_app.profiles import insight
 from seedserve.manager_app.state import ManagerState
 from seedserve.registry import KeyDoc, ModelDoc, VersionDoc, default_version, hash_key, new_key
 from seedserve.runtime import ARTIFACT_FORMATS

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seedserve.ratelimit import FailureLimiter
 from seedserve.manager_app.master_view import MasterView
+from seedserve.ratelimit import FailureLimiter
 from seedserve.registry import ModelStore
 from seedserve.registry.accounts import AccountStore
 from seedserve.registry.invites import InviteStore

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from typing import Any
 from datetime import UTC, datetime
 
 from pydantic import BaseModel

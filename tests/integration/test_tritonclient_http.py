@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from seedserve.client import Client, ManagerClient
 from tests.conftest import System
-from tests.helpers import MLP_MANIFEST, eventually, make_mlp, save_torchscript
+from tests.helpers import MLP_MANIFEST, make_mlp, save_torchscript
 
 pytestmark = pytest.mark.integration
 

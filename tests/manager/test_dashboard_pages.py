@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx

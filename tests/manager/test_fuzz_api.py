@@ -16,9 +16,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case
+from schemathesis.checks import not_a_server_error
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from schemathesis.checks import not_a_server_error
 
 from seedserve.client import ManagerClient
 from seedserve.errors import NotFound
@@ -26,7 +26,6 @@ from seedserve.manager_app.openapi import openapi_document
 from tests.fuzzing import EXAMPLES, exempt_checks, record
 from tests.helpers import MLP_MANIFEST, make_mlp, save_torchscript
 from tests.manager.conftest import Manager
-
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -107,7 +107,7 @@ def test_the_wait_honours_retry_after_within_its_bound() -> None:
 
 
 def test_retry_after_may_be_seconds_or_an_http_date() -> None:
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     date = (now + timedelta(seconds=7)).strftime("%a, %d %b %Y %H:%M:%S GMT")
     assert retry_after_s(date, now) == 7
     assert retry_after_s("2") == 2

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from seedserve.codecs.schema import Objective
-from seedserve.profiler.catalog import load_catalog
 from seedserve.profiler.calibrate import Calibration
+from seedserve.profiler.catalog import load_catalog
 from seedserve.profiler.predict import assumed_calibration, predict, recommend, terms_s
 from seedserve.profiler.profile import BatchProfile, ModelProfile, profile_model
 

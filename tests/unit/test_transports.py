@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import numpy as np
+import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-import soundfile as sf
 from PIL import Image
 from starlette.datastructures import Headers
 
