@@ -60,7 +60,7 @@ class ProgramModel(torch.nn.Module):
 
     def _apply(self, fn: Any, recurse: bool = True) -> ProgramModel:
         # .to() and friends may replace the tensors: take the new ones.
-        super()._apply(fn, recurse)
+        torch.nn.Module._apply(self, fn, recurse)  # named: torch's _apply is unannotated (untyped_calls_exclude)
         self._values = self._state_values()
         return self
 
@@ -144,7 +144,8 @@ def frozen_for_inference(module: torch.jit.ScriptModule) -> torch.jit.ScriptModu
 
 def _state_tensor(program: torch.export.ExportedProgram, target: str, persistent: bool | None) -> torch.Tensor:
     if persistent is not False and target in program.state_dict:
-        return program.state_dict[target]
+        state: torch.Tensor = program.state_dict[target]
+        return state
     value = program.constants[target]
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"constant {target!r} is a {type(value).__name__}, not a tensor")

@@ -30,6 +30,7 @@ import logging
 import re
 import sys
 import uuid
+import weakref
 from logging.handlers import WatchedFileHandler
 from pathlib import Path
 from typing import Literal
@@ -135,13 +136,17 @@ def _formatter(log_format: LogFormat, process: str) -> logging.Formatter:
     return _TextFormatter(process)
 
 
+#: The handlers :func:`configure` added, which a later call replaces.
+_CONFIGURED: weakref.WeakSet[logging.Handler] = weakref.WeakSet()
+
+
 def configure(log_format: LogFormat, level: LogLevel, log_file: Path | None, process: str) -> None:
     """Send the ``seedserve`` logger's lines to stderr and ``log_file`` (appended
     to; several processes share it), formatted as ``log_format``, from
     ``level`` up. ``process`` names this process in each line (``manager``,
     ``master``, ``model``...). Calling it again replaces what it set."""
     logger = logging.getLogger("seedserve")
-    for handler in [h for h in logger.handlers if getattr(h, "_seedserve", False)]:
+    for handler in [h for h in logger.handlers if h in _CONFIGURED]:
         logger.removeHandler(handler)
         handler.close()
     # The process's own stderr: in a Ray worker that is its file in Ray's log
@@ -156,7 +161,7 @@ def configure(log_format: LogFormat, level: LogLevel, log_file: Path | None, pro
     for handler in handlers:
         handler.setFormatter(_formatter(log_format, process))
         handler.addFilter(_RequestFilter())
-        handler._seedserve = True  # type: ignore[attr-defined]
+        _CONFIGURED.add(handler)
         logger.addHandler(handler)
     logger.setLevel(level)
     # Ray's workers give the root logger handlers of their own; seedserve's lines go out once, here.

@@ -116,7 +116,7 @@ def load_model(data: bytes, fmt: str) -> Callable[..., Any]:
             return program_model(torch.export.load(io.BytesIO(data)))
         with warnings.catch_warnings():  # deprecated in torch 2.13, still accepted: the SDK says so at registration
             warnings.simplefilter("ignore", DeprecationWarning)
-            model = torch.jit.load(io.BytesIO(data), map_location="cpu")
+            model: torch.nn.Module = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception as exc:  # torch raises RuntimeError or a zip error for files of another kind
         what, how = (("torch.export program", "torch.export.save(torch.export.export(model, sample_args), path)")
                      if fmt == "export" else ("TorchScript archive", "torch.jit.script(model).save(path)"))
@@ -290,7 +290,8 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         if value.dtype in (torch.float16, torch.bfloat16):  # numpy has no bfloat16; JSON wants float32 anyway
             value = value.float()
-        return value.detach().cpu().numpy()
+        array: np.ndarray = value.detach().cpu().numpy()
+        return array
     if isinstance(value, np.ndarray) and value.dtype != object:
         return value
     if isinstance(value, (int, float, bool)):

@@ -31,7 +31,7 @@ class ModelData(TypedDict):
     key_hashes: list[str]
 
 
-def master_handle() -> DeploymentHandle:
+def master_handle() -> DeploymentHandle[Any]:
     """A handle on the master deployment. Serve routes its calls to whichever
     master replica is running (a restarted master included) and queues them
     while none is, where a named actor of the master's would die with it and

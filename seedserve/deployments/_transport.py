@@ -8,7 +8,7 @@ parts of one name are a batch.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from starlette.datastructures import Headers, UploadFile
@@ -36,7 +36,7 @@ async def parse_payload(headers: Headers, body: bytes, manifest: Manifest) -> An
 
 
 async def _multipart(headers: Headers, body: bytes, manifest: Manifest) -> dict[str, Any]:
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncGenerator[bytes, None]:
         yield body
 
     # Repeated parts form batches: allow as many parts as the declared batch limits.

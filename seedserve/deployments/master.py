@@ -13,7 +13,7 @@ from typing import Any
 
 import ray
 from ray import serve
-from ray.serve import Application
+from ray.serve import Application, Deployment
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -49,7 +49,7 @@ from seedserve.registry import ModelStore, connect
 from seedserve.registry.keys import key_matches
 from seedserve.settings import Settings
 
-__all__ = ["Master", "build"]
+__all__ = ["MASTER", "Master", "build"]
 
 logger = logging.getLogger("seedserve.master")
 
@@ -79,9 +79,9 @@ def reconciler_health(task_done: bool, last_ok: float | None, last_error: str | 
     return {"state": state, "last_ok_age_s": None if last_ok is None else round(now - last_ok, 1), "error": last_error}
 
 
-@serve.deployment
 class Master:
-    async def __init__(self, mongo_uri: str | None, database: str, dashboard_url: str, reconcile_interval_s: float,
+    # Serve awaits an async constructor before the replica takes traffic; mypy wants __init__ to return None.
+    async def __init__(self, mongo_uri: str | None, database: str, dashboard_url: str, reconcile_interval_s: float,  # type: ignore[misc]
                        token_sha256: list[str] | None = None, auto_calibrate: bool = False) -> None:
         """``mongo_uri`` None: the replica reads ``SEEDSERVE_MONGO_URI`` from its node.
         ``token_sha256``: SHA-256 of each token that may read the operational
@@ -401,9 +401,14 @@ def _index_request(body: bytes) -> bool:
     return ready
 
 
+#: Master as a Serve deployment (named Master): made by a call, not a class
+#: decorator, so that the type checker sees a Deployment (as MODEL_SERVER).
+MASTER: Deployment = serve.deployment()(Master)
+
+
 def build(args: dict[str, Any]) -> Application:
     """Application builder for ``import_path: seedserve.deployments.master:build``."""
-    return Master.bind(
+    return MASTER.bind(
         args.get("mongo_uri"), args["database"], args["dashboard_url"], float(args.get("reconcile_interval_s", 2.0)),
         list(args.get("token_sha256") or []), bool(args.get("auto_calibrate", False)),
     )

@@ -17,11 +17,11 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 from ray import serve
-from ray.serve import Application
+from ray.serve import Application, Deployment
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -52,7 +52,7 @@ from seedserve.deployments._query import (
 )
 from seedserve.deployments._stats import InferenceStats
 from seedserve.deployments._transport import parse_payload
-from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, replica_capacity, typed_nodes
+from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, ray_nodes, replica_capacity, typed_nodes
 from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout
 from seedserve.logs import REQUEST_ID_HEADER, AccessLog, bind_request, log_access, log_error, request_id_from
 from seedserve.runtime import (
@@ -68,7 +68,7 @@ from seedserve.runtime import (
 from seedserve.sandbox import SandboxLimits, gpu_device_files
 from seedserve.settings import Settings
 
-__all__ = ["ModelServer", "build"]
+__all__ = ["MODEL_SERVER", "ModelServer", "build"]
 
 logger = logging.getLogger("seedserve.model_server")
 T = TypeVar("T")
@@ -132,7 +132,15 @@ def _shares(outputs: dict[str, np.ndarray] | SeedserveError, counts: list[int]) 
 _MODEL_DATA_WITHIN_S = 120.0
 
 
-async def _model_data(master: DeploymentHandle, name: str, version: int) -> ModelData:
+class _BatchSettings(Protocol):
+    """What ``@serve.batch`` adds to the method it wraps (Ray types the method as a plain callable)."""
+
+    def set_max_batch_size(self, new_max_batch_size: int) -> None: ...
+
+    def set_batch_wait_timeout_s(self, new_batch_wait_timeout_s: float) -> None: ...
+
+
+async def _model_data(master: DeploymentHandle[Any], name: str, version: int) -> ModelData:
     """``Master.model_data``, retried with backoff for up to :data:`_MODEL_DATA_WITHIN_S`."""
     deadline = time.monotonic() + _MODEL_DATA_WITHIN_S
     pause = 0.5
@@ -149,7 +157,6 @@ async def _model_data(master: DeploymentHandle, name: str, version: int) -> Mode
         pause = min(pause * 2, 5.0)
 
 
-@serve.deployment(max_ongoing_requests=32, health_check_period_s=5)
 class ModelServer:
     """Serves one model version: ``POST <prefix>/predict`` or
     ``<prefix>/versions/<its version>/predict`` (and ``/v2`` infer
@@ -157,7 +164,8 @@ class ModelServer:
     (503 when the replica is full), decoded, batched with others when the
     model allows it, run, and encoded, all within the request timeout (504)."""
 
-    async def __init__(self, name: str, version: int, artifact_sha256: str | None = None, key_refresh_s: float = 2.0,
+    # Serve awaits an async constructor before the replica takes traffic; mypy wants __init__ to return None.
+    async def __init__(self, name: str, version: int, artifact_sha256: str | None = None, key_refresh_s: float = 2.0,  # type: ignore[misc]
                        report_s: float = 30.0, wrong_keys_per_minute: int = WRONG_KEYS_PER_MINUTE, *,
                        on_gpu: bool = False) -> None:
         """``on_gpu``: the model's worker type has GPUs; it runs on this
@@ -210,8 +218,9 @@ class ModelServer:
         # A quick model's queries waiting a turn or two for others to join their call (see _together).
         self._together_queue: list[tuple[dict[str, Decoded], int, asyncio.Future[dict[str, np.ndarray]]]] = []
         if self.batch_size > 1:
-            self._infer_batch.set_max_batch_size(self.batch_size)
-            self._infer_batch.set_batch_wait_timeout_s(self._manifest.batching.max_wait_ms / 1000)
+            batched = cast(_BatchSettings, self._infer_batch)
+            batched.set_max_batch_size(self.batch_size)
+            batched.set_batch_wait_timeout_s(self._manifest.batching.max_wait_ms / 1000)
         scaling = self._manifest.scaling
         self._admission = Admission(
             replica_capacity(scaling.max_ongoing_requests, self.batch_size), scaling.max_queued_requests
@@ -475,7 +484,7 @@ class ModelServer:
         """Every ``interval_s``, the latency of recent model calls into the
         version's registry entry, under this node's worker type, where the
         manager shows it beside the predicted latency."""
-        worker_type = None
+        worker_type: str | None = None
         while True:
             await asyncio.sleep(interval_s)
             # A report is only information: no failure here may stop the task
@@ -542,9 +551,15 @@ class ModelServer:
                 raise RuntimeError(f"{what} died") from task.exception()
 
 
+#: ModelServer as a Serve deployment (named ModelServer). Made by a call, not
+#: a class decorator, so that the type checker sees a Deployment here and the
+#: class itself beside it.
+MODEL_SERVER: Deployment = serve.deployment(max_ongoing_requests=32, health_check_period_s=5)(ModelServer)
+
+
 def build(args: dict[str, Any]) -> Application:
     """Application builder for ``import_path: seedserve.deployments.model_server:build``."""
-    return _bind(ModelServer, args)
+    return _bind(MODEL_SERVER, args)
 
 
 def application(app: Mapping[str, Any]) -> Application:
@@ -553,10 +568,10 @@ def application(app: Mapping[str, Any]) -> Application:
     deploy (``serve.run``; see seedserve.deployments.owned_apps)."""
     (deployment,) = app["deployments"]
     options = {key: value for key, value in deployment.items() if key != "name"}
-    return _bind(ModelServer.options(name=deployment["name"], **options), app["args"])
+    return _bind(MODEL_SERVER.options(name=deployment["name"], **options), app["args"])
 
 
-def _bind(server: Any, args: Mapping[str, Any]) -> Application:
+def _bind(server: Deployment, args: Mapping[str, Any]) -> Application:
     """``server`` (the deployment, with options or not) bound to a model application's args."""
     bound: Application = server.bind(
         args["name"], int(args["version"]), args.get("artifact_sha256"), float(args.get("key_refresh_s", 2.0)),
@@ -585,4 +600,4 @@ def node_worker_type() -> str | None:
     """The worker type this replica's Ray node advertises (its ``worker:<type>`` resource)."""
     import ray
 
-    return typed_nodes(ray.nodes()).get(ray.get_runtime_context().get_node_id())
+    return typed_nodes(ray_nodes()).get(ray.get_runtime_context().get_node_id())

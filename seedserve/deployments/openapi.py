@@ -239,7 +239,7 @@ OPERATIONS: list[Operation] = [
               errors=(), auth=False, tags=("cluster",)),
 ]
 
-_PARAMS = {
+_PARAMS: dict[str, dict[str, Any]] = {
     "name": {"type": "string", "pattern": MODEL_NAME_PATTERN},
     "version": {"type": "integer", "minimum": 1},
 }

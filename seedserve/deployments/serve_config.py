@@ -59,7 +59,7 @@ def ray_nodes() -> list[dict[str, Any]]:
     """Ray's nodes (``ray.nodes()``, untyped in Ray) of the cluster this process is connected to."""
     import ray
 
-    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    nodes: list[dict[str, Any]] = ray.nodes()
     return nodes
 
 
@@ -203,11 +203,12 @@ def actor_options(manifest: Manifest, gpu_types: Mapping[str, str | None]) -> di
     (unset: 1; a fraction shares one) and, when known, the accelerator type."""
     scaling = manifest.scaling
     options: dict[str, Any] = {"num_cpus": scaling.num_cpus}
-    if scaling.worker_type:
-        options["resources"] = {worker_resource(scaling.worker_type): 0.001}
-    if scaling.worker_type in gpu_types:
+    worker_type = scaling.worker_type
+    if worker_type:
+        options["resources"] = {worker_resource(worker_type): 0.001}
+    if worker_type and worker_type in gpu_types:
         options["num_gpus"] = scaling.gpus or 1
-        if accelerator := gpu_types[scaling.worker_type]:
+        if accelerator := gpu_types[worker_type]:
             options["accelerator_type"] = accelerator
     return options
 

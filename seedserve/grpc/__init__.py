@@ -11,6 +11,9 @@ The stubs live in a private descriptor pool: the message names are the
 protocol's (``inference.ModelInferRequest``...), the same as tritonclient's
 own stubs, and two files defining one name cannot share protobuf's default
 pool, so a process may import both.
+
+grpc_predict_v2.proto says how the stubs and their ``.pyi`` type stubs
+(mypy-protobuf's) are generated.
 """
 
 __all__: list[str] = []

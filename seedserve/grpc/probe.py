@@ -14,7 +14,7 @@ def server_live(target: str, timeout_s: float = 2.0) -> bool:
     """Whether ``ServerLive`` on ``target`` (``host:port``) answers live."""
     with grpc.insecure_channel(target) as channel:
         try:
-            stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
             return bool(stub.ServerLive(pb.ServerLiveRequest(), timeout=timeout_s).live)
         except grpc.RpcError:
             return False

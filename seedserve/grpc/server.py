@@ -16,7 +16,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from ray import serve
@@ -39,7 +39,9 @@ __all__ = ["InferenceService", "serve_forever"]
 logger = logging.getLogger("seedserve.grpc")
 
 T = TypeVar("T")
-Rpc = Callable[["InferenceService", Any, grpc.aio.ServicerContext], Awaitable[T]]
+#: Every RPC's context (typed by types-grpcio; subscripted only for the checker).
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+Rpc = Callable[["InferenceService", Any, Context], Awaitable[T]]
 
 #: The ingress deployment of every model application (serve_config.model_application).
 _INGRESS = "ModelServer"
@@ -59,7 +61,7 @@ def _rpc(method: Rpc[T]) -> Rpc[T]:
     itself (a replica that died mid-call) as UNAVAILABLE."""
 
     @functools.wraps(method)
-    async def wrapper(self: "InferenceService", request: Any, context: grpc.aio.ServicerContext) -> T:
+    async def wrapper(self: InferenceService, request: Any, context: Context) -> T:
         try:
             return await method(self, request, context)
         except SeedserveError as exc:
@@ -105,19 +107,19 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 logger.warning("could not read Serve's applications: %s", exc)
             await asyncio.sleep(self._refresh_s)
 
-    async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext) -> pb.ServerLiveResponse:
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext) -> pb.ServerReadyResponse:
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self._master_running)
 
     async def ServerMetadata(
-        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ServerMetadataRequest, context: Context
     ) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(name="seedserve", version=__version__, extensions=[])
 
     @_rpc
-    async def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext) -> pb.ModelReadyResponse:
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
         try:
             await self._call(context, request.name, request.version, "ready_v2")
         except Unavailable:  # a model of the caller's that is starting
@@ -126,19 +128,19 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     @_rpc
     async def ModelMetadata(
-        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ModelMetadataRequest, context: Context
     ) -> pb.ModelMetadataResponse:
         _, body = await self._call(context, request.name, request.version, "metadata_v2")
         return metadata_response(body)
 
     @_rpc
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         header_length, body = infer_request_body(request)
         headers, answer = await self._call(context, request.model_name, request.model_version, "infer_v2",
                                            header_length, body)
         return infer_response(headers, answer)
 
-    async def _call(self, context: grpc.aio.ServicerContext, model: str, version: str, method: str,
+    async def _call(self, context: Context, model: str, version: str, method: str,
                     *args: Any) -> tuple[dict[str, str], bytes]:
         """``method`` on the replica serving ``model`` at ``version``: its
         headers and body, or its error answer raised as :class:`_Answered`."""
@@ -179,7 +181,7 @@ async def serve_forever(address: str, serve_api: ServeRestApi, max_message_bytes
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ])
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(service, server)
     if server.add_insecure_port(address) == 0:
         raise RuntimeError(f"gRPC: cannot listen on {address}")
     await server.start()

@@ -276,7 +276,7 @@ OPERATIONS: list[Operation] = [
               tags=("cluster",)),
 ]
 
-_PARAMS = {
+_PARAMS: dict[str, dict[str, Any]] = {
     "name": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_-]{0,62}$"},
     "version": {"type": "integer", "minimum": 0},
     "key_id": {"type": "string"},

@@ -100,7 +100,7 @@ def _rnn_layer_flops(args: tuple[Any, ...]) -> int:
     steps, batch = (x.shape[1], x.shape[0]) if batch_first else (x.shape[0], x.shape[1])
     gates_times_hidden, width = weight_ih.shape
     hidden = gates_times_hidden // _RNN_GATES.get(mode, 1)
-    return 2 * steps * batch * gates_times_hidden * (width + hidden)
+    return int(2 * steps * batch * gates_times_hidden * (width + hidden))
 
 
 def _attention_flops(args: tuple[Any, ...]) -> int:
@@ -108,7 +108,7 @@ def _attention_flops(args: tuple[Any, ...]) -> int:
     query, key, value = args[0], args[1], args[2]
     *batch, length, width = query.shape
     count = math.prod(batch)
-    return 2 * count * length * key.shape[-2] * (width + value.shape[-1])
+    return int(2 * count * length * key.shape[-2] * (width + value.shape[-1]))
 
 
 def _encoder_layer_flops(args: tuple[Any, ...]) -> int:
@@ -118,7 +118,7 @@ def _encoder_layer_flops(args: tuple[Any, ...]) -> int:
     ffn = args[14].shape[0]
     batch, length = (src.shape[0], src.shape[1]) if src.dim() == 3 else (1, src.shape[0])
     tokens = batch * length
-    return 2 * tokens * (3 * embed * embed + embed * embed + 2 * embed * ffn) + 4 * batch * length * length * embed
+    return int(2 * tokens * (3 * embed * embed + embed * embed + 2 * embed * ffn) + 4 * batch * length * length * embed)
 
 
 def _native_attention_flops(args: tuple[Any, ...]) -> int:
@@ -128,7 +128,7 @@ def _native_attention_flops(args: tuple[Any, ...]) -> int:
     batch = query.shape[0] if query.dim() == 3 else 1
     length, source = query.shape[-2], key.shape[-2]
     projections = 2 * batch * embed * embed * (2 * length + 2 * source)
-    return projections + 4 * batch * length * source * embed
+    return int(projections + 4 * batch * length * source * embed)
 
 
 #: FLOPs of compute ops torch's formulas do not know.
@@ -229,16 +229,17 @@ def _storage(t: torch.Tensor) -> int | None:
 
 class _Tracer(TorchDispatchMode):
     def __init__(self, parameters: Iterable[torch.Tensor] = ()) -> None:
-        super().__init__()
+        TorchDispatchMode.__init__(self)  # named, not super(): torch's __init__ is unannotated (mypy's untyped_calls_exclude)
         self.ops: list[Op] = []
         self._parameters = {ptr: t.untyped_storage().nbytes() for t in parameters if (ptr := _storage(t)) is not None}
-        self._read: set[int | None] = set()
+        self._read: set[int] = set()
 
     def _weight_bytes(self, args: Any) -> int:
         """Bytes of the parameters among ``args`` that no earlier op read (a
         recurrent layer run step by step reads its weights once per step)."""
         leaves, _ = tree_flatten(args)
-        new = {_storage(t) for t in leaves if isinstance(t, torch.Tensor)} & self._parameters.keys() - self._read
+        stored = {_storage(t) for t in leaves if isinstance(t, torch.Tensor)}
+        new = {ptr for ptr in stored if ptr is not None and ptr in self._parameters and ptr not in self._read}
         self._read |= new
         return sum(self._parameters[ptr] for ptr in new)
 
@@ -284,6 +285,9 @@ class _Tracer(TorchDispatchMode):
 class Decompose(TorchDispatchMode):
     """Runs composite ops as their parts, so that a counting mode entered
     before this one sees matrix products and convolutions, not ``linear``."""
+
+    def __init__(self) -> None:
+        TorchDispatchMode.__init__(self)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}

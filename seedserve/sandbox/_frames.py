@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["FrameError", "arrays_from", "pack_arrays", "read_frame", "write_frame"]
+__all__ = ["FrameError", "Reader", "Writer", "arrays_from", "pack_arrays", "read_frame", "write_frame"]
 
 _LENGTHS = struct.Struct("<QQ")
 _MAX_HEADER = 16 * 2**20
@@ -27,25 +27,39 @@ _DTYPES = frozenset({"bool", "uint8", "int8", "int16", "int32", "int64", "float1
                      "uint16", "uint32", "uint64", "complex64", "complex128"})
 
 
+class Writer(Protocol):
+    """Where frames are written: a pipe (``Popen.stdin``, ``sys.stdout.buffer``)."""
+
+    def write(self, data: bytes, /) -> int | None: ...
+
+    def flush(self) -> None: ...
+
+
+class Reader(Protocol):
+    """Where frames are read from: a pipe, or the server's deadline reader."""
+
+    def read(self, size: int, /) -> bytes | None: ...
+
+
 class FrameError(ValueError):
     """A frame that is cut off, too large, or does not describe its bytes."""
 
 
-def write_frame(stream: BinaryIO, header: Mapping[str, Any], payload: bytes | bytearray | memoryview = b"") -> None:
+def write_frame(stream: Writer, header: Mapping[str, Any], payload: bytes | bytearray | memoryview = b"") -> None:
     body = json.dumps(header, separators=(",", ":")).encode()
     # One write: the reader wakes once per frame, not once per part.
     stream.write(b"".join((_LENGTHS.pack(len(body), len(payload)), body, payload)))
     stream.flush()
 
 
-def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+def _read_exactly(stream: Reader, size: int) -> bytes:
     data = stream.read(size)
     if data is None or len(data) != size:
         raise FrameError(f"the stream ended after {0 if not data else len(data)} of {size} bytes")
     return data
 
 
-def read_frame(stream: BinaryIO, max_payload: int) -> tuple[dict[str, Any], bytes]:
+def read_frame(stream: Reader, max_payload: int) -> tuple[dict[str, Any], bytes]:
     """The next frame's header and payload; :class:`FrameError` if either is
     over its limit or the stream ends first."""
     header_size, payload_size = _LENGTHS.unpack(_read_exactly(stream, _LENGTHS.size))

@@ -94,7 +94,8 @@ class SandboxedHandler:
             self._sandbox.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={"PATH": "/usr/bin:/bin"}, bufsize=0,
         )
-        self._reader = _DeadlineReader(self._process.stdout.fileno())  # type: ignore[union-attr]
+        assert self._process.stdout is not None  # stdout=PIPE
+        self._reader = _DeadlineReader(self._process.stdout.fileno())
         threading.Thread(target=_log_stderr, args=(self._process.stderr, self._manifest.name), daemon=True).start()
         header, _ = self._exchange({"manifest": self._manifest.model_dump(mode="json")}, self._package,
                                    self._load_timeout_s, loading=True)
@@ -108,9 +109,9 @@ class SandboxedHandler:
         process = self._process
         assert process is not None and process.stdin is not None and process.stdout is not None
         try:
-            write_frame(process.stdin, header, payload)  # type: ignore[arg-type]
+            write_frame(process.stdin, header, payload)
             self._reader.deadline = time.monotonic() + timeout_s
-            return read_frame(self._reader, MAX_OUTPUT_BYTES)  # type: ignore[arg-type]
+            return read_frame(self._reader, MAX_OUTPUT_BYTES)
         except (OSError, FrameError, TimeoutError) as exc:
             reason = self._failure(exc, timeout_s)
             self.close()
