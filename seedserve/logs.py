@@ -122,7 +122,8 @@ class _TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        fields = [f"{name}={getattr(record, name)}" for name in _REQUEST_FIELDS if getattr(record, name, None) is not None]
+        fields = [f"{name}={getattr(record, name)}" for name in _REQUEST_FIELDS
+                  if getattr(record, name, None) is not None]
         return f"{line} [{' '.join(fields)}]" if fields else line
 
 

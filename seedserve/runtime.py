@@ -108,7 +108,8 @@ def load_model(data: bytes, fmt: str) -> Callable[..., Any]:
     returns; the manager's test-load calls this inside the sandbox.
     """
     if fmt not in ARTIFACT_FORMATS:
-        raise InvalidArtifact(f"artifact format {fmt!r} is not supported; use one of {ARTIFACT_FORMATS}", input="format")
+        raise InvalidArtifact(f"artifact format {fmt!r} is not supported; use one of "
+                              f"{ARTIFACT_FORMATS}", input="format")
     if fmt == "handler":
         return Handler.from_package(data)
     try:
@@ -256,25 +257,26 @@ def run_model(model: Callable[..., Any], manifest: Manifest, arrays: Mapping[str
         return model(arrays)
     try:
         with torch.inference_mode():
-            result = model(arrays) if isinstance(model, Handler) else model(*model_arguments(manifest, arrays, placement))
+            result = (model(arrays) if isinstance(model, Handler)
+                      else model(*model_arguments(manifest, arrays, placement)))
     except Exception as exc:  # the model's own failure, reported as JSON with its message
         first_line = str(exc).strip().splitlines()[-1][:1000] if str(exc).strip() else ""
         raise ModelError(f"the model failed on these inputs: {type(exc).__name__}: {first_line}") from exc
     names = [spec.name for spec in manifest.outputs]
     outputs = _as_sequence(result, names)
-    for spec, value in zip(manifest.outputs, outputs):
+    if len(outputs) != len(names):
+        raise InvalidArtifact(
+            f"the model returned {len(outputs)} output(s) but the manifest declares {len(names)}: {names}",
+            input="outputs",
+        )
+    for spec, value in zip(manifest.outputs, outputs, strict=True):
         width = value.shape[-1] if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim else None
         if spec.labels is not None and width != len(spec.labels):
             raise InvalidArtifact(
                 f"output {spec.name!r} has {width} scores per row but the manifest declares {len(spec.labels)} labels",
                 input="outputs",
             )
-    if len(outputs) != len(names):
-        raise InvalidArtifact(
-            f"the model returned {len(outputs)} output(s) but the manifest declares {len(names)}: {names}",
-            input="outputs",
-        )
-    return {name: _to_numpy(value, name) for name, value in zip(names, outputs)}
+    return {name: _to_numpy(value, name) for name, value in zip(names, outputs, strict=True)}
 
 
 def _as_sequence(result: Any, names: Sequence[str]) -> Sequence[Any]:

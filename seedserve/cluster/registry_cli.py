@@ -59,10 +59,12 @@ def _manager(target: Target) -> Iterator[ManagerClient]:
         with ManagerClient(url, token) as client:
             yield client
     except SeedserveError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}" + (f" (input: {exc.input})" if exc.input else ""))
+        where = f" (input: {exc.input})" if exc.input else ""
+        raise click.ClickException(f"{exc.code}: {exc.message}{where}") from None
 
 
-_url_option = click.option("--url", envvar="SEEDSERVE_MANAGER_URL", help=f"Manager URL [default: saved, or {DEFAULT_URL}].")
+_url_option = click.option("--url", envvar="SEEDSERVE_MANAGER_URL", help="Manager URL [default: saved, or "
+                                                                         f"{DEFAULT_URL}].")
 _token_option = click.option("--token", envvar="SEEDSERVE_TOKEN", help="API token [default: the one `login` saved].")
 
 
@@ -74,7 +76,7 @@ def _table(rows: list[list[Any]], header: list[str]) -> None:
     cells = [header, *[[("" if c is None else str(c)) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     for row in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 @click.command()
@@ -94,7 +96,7 @@ def login(url: str, username: str, password: str, signup: bool, invite: str | No
                 client.signup(username, password, invite=invite)
             token = client.create_token(label, username=username, password=password)
     except SeedserveError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}")
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
     path = credentials_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     # Created readable by the user only, before the token is written into it.
@@ -121,7 +123,8 @@ def models(url: str | None, token: str | None, as_json: bool) -> None:
 @click.command()
 @_target
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--manifest", "manifest_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--manifest", "manifest_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The model's manifest (JSON).")
 @click.option("--name", help="Register under this name instead of the manifest's.")
 @click.option("--format", "fmt", type=click.Choice(["torchscript", "export", "handler"]),
@@ -132,7 +135,7 @@ def register(url: str | None, token: str | None, artifact: Path, manifest_path: 
     try:
         manifest = json.loads(manifest_path.read_text())
     except ValueError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--manifest")
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--manifest") from None
     if name:
         manifest["name"] = name
     size = artifact.stat().st_size
@@ -240,7 +243,8 @@ def parse_duration(value: str) -> int:
     """Seconds in ``90``, ``90s``, ``30m``, ``12h`` or ``7d``."""
     match = _DURATION.match(value.strip().lower())
     if not match or int(match.group(1)) == 0:
-        raise click.BadParameter(f"{value!r} is not a duration; use e.g. 90s, 30m, 12h or 7d", param_hint="--expires-in")
+        raise click.BadParameter(f"{value!r} is not a duration; use e.g. 90s, 30m, 12h or 7d",
+                                 param_hint="--expires-in")
     return int(match.group(1)) * _UNIT_S[match.group(2)]
 
 

@@ -127,11 +127,13 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
         inference = start_grpc(settings)
         inference.restart = lambda: start_grpc(settings)
         children.append(inference)
+        admin_token = settings.admin_token_file if settings.admin_token is None else "$SEEDSERVE_ADMIN_TOKEN"
         echo(
             f"seedserve is up\n  master:  {master_url}\n"
             f"  manager: http://{settings.host}:{settings.manager_port}\n"
-            f"  grpc:    {grpc_address(settings.host, settings.grpc_port)} (KServe v2 inference, as tritonclient.grpc speaks it)\n"
-            f"  admin token: {settings.admin_token_file if settings.admin_token is None else '$SEEDSERVE_ADMIN_TOKEN'}\n"
+            f"  grpc:    {grpc_address(settings.host, settings.grpc_port)} "
+            "(KServe v2 inference, as tritonclient.grpc speaks it)\n"
+            f"  admin token: {admin_token}\n"
             f"  {policy_line(settings)}\n"
             f"{joining}"
             "Press Ctrl-C to stop."

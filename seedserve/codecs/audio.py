@@ -166,7 +166,8 @@ def _channels(samples: np.ndarray, spec: AudioInput) -> np.ndarray:
     if have == 1:
         return np.repeat(samples, spec.channels, axis=1)
     raise InvalidInput(
-        f"input {spec.name!r}: {have} channels cannot become the declared {spec.channels}; send mono or {spec.channels}",
+        f"input {spec.name!r}: {have} channels cannot become the declared {spec.channels}; "
+        f"send mono or {spec.channels}",
         input=spec.name,
     )
 

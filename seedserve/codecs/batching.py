@@ -75,9 +75,9 @@ def _merge_graphs(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     merged = {}
     for key in parts[0]:
         if key == "edge_index":
-            merged[key] = np.concatenate([p[key] + shift for p, shift in zip(parts, nodes)], axis=1)
+            merged[key] = np.concatenate([p[key] + shift for p, shift in zip(parts, nodes, strict=True)], axis=1)
         elif key == "batch":
-            merged[key] = np.concatenate([p[key] + shift for p, shift in zip(parts, graphs)])
+            merged[key] = np.concatenate([p[key] + shift for p, shift in zip(parts, graphs, strict=True)])
         else:
             merged[key] = np.concatenate([p[key] for p in parts])
     return merged
@@ -89,7 +89,7 @@ def _merge_bags(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         if key.endswith("offsets"):
             values = "items" if key == "item_offsets" else key[: -len("offsets")] + "values"
             shifts = np.cumsum([0] + [len(p[values]) for p in parts[:-1]])
-            merged[key] = np.concatenate([p[key] + shift for p, shift in zip(parts, shifts)])
+            merged[key] = np.concatenate([p[key] + shift for p, shift in zip(parts, shifts, strict=True)])
         else:
             merged[key] = np.concatenate([p[key] for p in parts])
     return merged
@@ -109,6 +109,6 @@ def split(outputs: Mapping[str, np.ndarray], counts: Sequence[int]) -> list[dict
             raise ValueError(
                 f"output {name!r} has shape {list(array.shape)}, not one row per item of a batch of {total}"
             )
-        for share, piece in zip(shares, np.split(array, bounds)):
+        for share, piece in zip(shares, np.split(array, bounds), strict=True):
             share[name] = piece
     return shares

@@ -46,7 +46,8 @@ def decode_graph(value: Any, spec: GraphInput) -> dict[str, np.ndarray]:
     shifts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     result = {
         "x": np.concatenate([x for x, _, _ in parts]),
-        "edge_index": np.concatenate([edges + shift for (_, edges, _), shift in zip(parts, shifts)], axis=1),
+        "edge_index": np.concatenate([edges + shift for (_, edges, _), shift in zip(parts, shifts, strict=True)],
+                                     axis=1),
     }
     if spec.edge_features:
         result["edge_attr"] = np.concatenate([attr for _, _, attr in parts])
@@ -58,7 +59,8 @@ def _check_totals(graphs: list[Any], spec: GraphInput) -> None:
     nodes = edges = 0
     for i, graph in enumerate(graphs):
         if not isinstance(graph, dict) or not isinstance(graph.get("x"), list):
-            raise InvalidInput(f"input {spec.name!r}: graph {i} needs 'x', a list of node feature rows", input=spec.name)
+            raise InvalidInput(f"input {spec.name!r}: graph {i} needs 'x', a list of node feature rows",
+                               input=spec.name)
         index = graph.get("edge_index")
         if not (isinstance(index, list) and len(index) == 2 and all(isinstance(r, list) for r in index)):
             raise InvalidInput(
@@ -85,7 +87,8 @@ def _one(graph: dict[str, Any], spec: GraphInput, i: int) -> tuple[np.ndarray, n
         )
     edge_index = _node_indices(graph["edge_index"], name, f"graph {i} 'edge_index'")
     if edge_index.ndim != 2 or edge_index.shape[0] != 2:
-        raise InvalidInput(f"input {name!r}: graph {i} 'edge_index' must be [2, edges], got {list(edge_index.shape)}", input=name)
+        raise InvalidInput(f"input {name!r}: graph {i} 'edge_index' must be [2, edges], got "
+                           f"{list(edge_index.shape)}", input=name)
     if edge_index.size:
         low, high = int(edge_index.min()), int(edge_index.max())
         if low < 0 or high >= len(x):
@@ -98,15 +101,18 @@ def _one(graph: dict[str, Any], spec: GraphInput, i: int) -> tuple[np.ndarray, n
     if spec.edge_features:
         if "edge_attr" not in graph:
             raise InvalidInput(f"input {name!r}: graph {i} needs 'edge_attr' [edges, {spec.edge_features}]", input=name)
-        edge_attr = _array(graph["edge_attr"], np.float32, name, f"graph {i} 'edge_attr'").reshape(-1, spec.edge_features) \
-            if graph["edge_attr"] else np.zeros((0, spec.edge_features), np.float32)
+        edge_attr = np.zeros((0, spec.edge_features), np.float32)
+        if graph["edge_attr"]:
+            values = _array(graph["edge_attr"], np.float32, name, f"graph {i} 'edge_attr'")
+            edge_attr = values.reshape(-1, spec.edge_features)
         if edge_attr.shape[0] != edge_index.shape[1]:
             raise InvalidInput(
                 f"input {name!r}: graph {i} has {edge_index.shape[1]} edges but {edge_attr.shape[0]} edge_attr rows",
                 input=name,
             )
     elif "edge_attr" in graph:
-        raise InvalidInput(f"input {name!r}: graph {i} sends 'edge_attr' but the manifest declares no edge features", input=name)
+        raise InvalidInput(f"input {name!r}: graph {i} sends 'edge_attr' but the manifest declares no edge features",
+                           input=name)
     return x, edge_index, edge_attr
 
 

@@ -87,7 +87,8 @@ def _open(data: bytes, spec: ImageInput) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(f"input {name!r}: the image header is unreadable ({exc})", input=name) from exc
     if image.format not in FORMATS:
-        raise UnsupportedMediaType(f"input {name!r}: {image.format} images are not accepted; use PNG or JPEG", input=name)
+        raise UnsupportedMediaType(f"input {name!r}: {image.format} images are not accepted; use PNG or JPEG",
+                                   input=name)
     width, height = image.size
     if width * height > spec.max_pixels:
         raise InputTooLarge(

@@ -32,4 +32,5 @@ def _top_k(logits: np.ndarray, labels: list[str], k: int) -> list[list[dict[str,
     shifted = np.exp(rows - rows.max(axis=1, keepdims=True))
     probabilities = shifted / shifted.sum(axis=1, keepdims=True)
     best = np.argsort(-probabilities, axis=1)[:, :k]
-    return [[{"label": labels[i], "score": round(float(p[i]), 6)} for i in order] for p, order in zip(probabilities, best)]
+    return [[{"label": labels[i], "score": round(float(p[i]), 6)} for i in order]
+            for p, order in zip(probabilities, best, strict=True)]

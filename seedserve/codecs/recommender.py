@@ -114,10 +114,12 @@ def decode_recommender(value: Any, spec: RecommenderInput) -> dict[str, np.ndarr
         features = request.get("sparse") or {}
         if not isinstance(features, dict) or set(features) - set(sparse):
             raise InvalidInput(
-                f"input {name!r}: request {i} 'sparse' must map declared features {sorted(sparse)} to id lists", input=name
+                f"input {name!r}: request {i} 'sparse' must map declared features {sorted(sparse)} to id lists",
+                input=name
             )
         for feature in spec.sparse:
-            sparse[feature.name].append(_ids(features.get(feature.name, []), name, feature.name, spec.max_ids_per_feature))
+            ids = _ids(features.get(feature.name, []), name, feature.name, spec.max_ids_per_feature)
+            sparse[feature.name].append(ids)
         dense.append(_dense(request.get("dense"), spec, i))
     result = {"user": spec.users.indices(users, all_int=_check_ids(users, name, "user"))}
     result["items"], result["item_offsets"] = _bags(items, spec.items, name, "items")

@@ -112,7 +112,8 @@ def _records(value: Any, spec: TabularInput) -> list[Any]:
     if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
         lengths = {len(v) for v in value.values()}
         if len(lengths) != 1:
-            raise InvalidInput(f"input {spec.name!r}: columns have different lengths {sorted(lengths)}", input=spec.name)
+            raise InvalidInput(f"input {spec.name!r}: columns have different lengths "
+                               f"{sorted(lengths)}", input=spec.name)
         rows = lengths.pop()
         _check_rows(rows, spec)
         return [{k: v[i] for k, v in value.items()} for i in range(rows)]

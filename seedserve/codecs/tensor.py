@@ -214,7 +214,7 @@ def _decode_npy(data: bytes, spec: TensorInput) -> np.ndarray:
 
 def _check_shape(shape: tuple[int, ...], spec: TensorInput) -> None:
     declared = spec.shape
-    fits = len(shape) == len(declared) and all(d == -1 or d == s for d, s in zip(declared, shape))
+    fits = len(shape) == len(declared) and all(d == -1 or d == s for d, s in zip(declared, shape, strict=True))
     if not fits:
         raise InvalidInput(
             f"input {spec.name!r}: shape {list(shape)} does not match the declared {declared} (-1 = any size)",

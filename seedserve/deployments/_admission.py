@@ -131,7 +131,8 @@ class _Within:
         task, self.task = self.task, None
         # As asyncio.timeout: our cancellation becomes TimeoutError; anyone
         # else's (the client left, the replica stops) goes on as it was.
-        if self.expired and task is not None and task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+        mine = task is not None and task.uncancel() <= self._cancelling
+        if self.expired and mine and exc_type is asyncio.CancelledError:
             raise TimeoutError from exc
 
 

@@ -93,7 +93,7 @@ class Histogram:
     def cumulative(self) -> list[tuple[str, float]]:
         """``(le, cumulative count)`` pairs, ``+Inf`` last, as prometheus-client takes them."""
         running, buckets = 0, []
-        for bound, count in zip([*map(str, self.bounds), "+Inf"], self.counts):
+        for bound, count in zip([*map(str, self.bounds), "+Inf"], self.counts, strict=True):
             running += count
             buckets.append((bound, float(running)))
         return buckets
@@ -223,8 +223,10 @@ class _Collector(Collector):
     def collect(self) -> Iterable[Metric]:
         doc = METRIC_NAMES
         requests = CounterMetricFamily("seedserve_requests", doc["seedserve_requests_total"], labels=[*_LABELS, "code"])
-        errors = CounterMetricFamily("seedserve_errors", doc["seedserve_errors_total"], labels=[*_LABELS, "code", "error"])
-        duration = HistogramMetricFamily("seedserve_request_duration_seconds", doc["seedserve_request_duration_seconds"],
+        errors = CounterMetricFamily("seedserve_errors", doc["seedserve_errors_total"],
+                                     labels=[*_LABELS, "code", "error"])
+        duration = HistogramMetricFamily("seedserve_request_duration_seconds",
+                                         doc["seedserve_request_duration_seconds"],
                                          labels=_LABELS, unit="seconds")
         batch = HistogramMetricFamily("seedserve_batch_size", doc["seedserve_batch_size"], labels=_LABELS)
         queue = GaugeMetricFamily("seedserve_queue_depth", doc["seedserve_queue_depth"], labels=_LABELS)

@@ -40,7 +40,8 @@ _FILE_KINDS = {"image", "audio"}
 _JSON_KINDS = {"tabular", "graph", "recommender"}
 
 
-def parse_infer_request(header_length: str | None, body: bytes, manifest: Manifest) -> tuple[dict[str, Any], dict[str, Any]]:
+def parse_infer_request(header_length: str | None, body: bytes,
+                        manifest: Manifest) -> tuple[dict[str, Any], dict[str, Any]]:
     """The payload (input name -> wire value) and the request JSON itself."""
     json_part, binary = _split(header_length, body)
     request = load_json(json_part, "the inference request")
@@ -84,7 +85,8 @@ def _check_request_fields(request: dict[str, Any]) -> None:
     ):
         raise InvalidInput("the inference request's 'outputs' must be a list of {name, parameters?} objects")
     for tensor in request["inputs"]:
-        if isinstance(tensor, dict) and tensor.get("parameters") is not None and not isinstance(tensor["parameters"], dict):
+        parameters = tensor.get("parameters") if isinstance(tensor, dict) else None
+        if parameters is not None and not isinstance(parameters, dict):
             raise InvalidInput(f"input {tensor.get('name')!r}: 'parameters' must be an object",
                                input=tensor.get("name") if isinstance(tensor.get("name"), str) else None)
 
@@ -93,7 +95,8 @@ def _split(header_length: str | None, body: bytes) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
     if not header_length.isdigit() or int(header_length) > len(body):
-        raise InvalidInput(f"Inference-Header-Content-Length {header_length!r} does not fit a body of {len(body)} bytes")
+        raise InvalidInput(f"Inference-Header-Content-Length {header_length!r} "
+                           f"does not fit a body of {len(body)} bytes")
     n = int(header_length)
     return body[:n], body[n:]
 
@@ -132,7 +135,8 @@ def _numeric(name: str, shape: list[int], datatype: str, data: Any, binary: bool
     count = math.prod(shape)
     if binary:
         if len(data) != count * dtype.itemsize:
-            raise InvalidInput(f"input {name!r}: shape {shape} of {datatype} needs {count * dtype.itemsize} bytes, got {len(data)}", input=name)
+            raise InvalidInput(f"input {name!r}: shape {shape} of {datatype} needs {count * dtype.itemsize} bytes, got "
+                               f"{len(data)}", input=name)
         return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
     try:
         array = np.asarray(data, dtype=dtype.newbyteorder("="))
@@ -203,7 +207,7 @@ def oip_output_metadata(
         shape = list(array.shape)
         other = None if two is None or name not in two else np.asarray(two[name]).shape
         if other is not None and len(other) == len(shape):
-            shape = [-1 if a != b else a for a, b in zip(shape, other)]
+            shape = [-1 if a != b else a for a, b in zip(shape, other, strict=True)]
         if shape:
             shape[0] = -1
         metadata.append({"name": name, "datatype": oip_datatype(array), "shape": shape})

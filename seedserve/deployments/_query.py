@@ -30,7 +30,8 @@ from seedserve.ratelimit import FailureLimiter
 from seedserve.registry.keys import key_matches
 
 __all__ = [
-    "KeyCache", "bearer_key", "bearer_key_from", "not_accepted", "check_key", "wrong_key_limiter", "read_body", "parse_json", "load_json",
+    "KeyCache", "bearer_key", "bearer_key_from", "not_accepted", "check_key", "wrong_key_limiter", "read_body",
+    "parse_json", "load_json",
     "error_headers", "error_parts", "error_response", "oip_error_parts", "oip_error_response", "relative_path",
 ]
 

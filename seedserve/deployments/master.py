@@ -96,7 +96,8 @@ class Master:
         self._task = asyncio.get_running_loop().create_task(self._reconciler.run_forever())
         self._observing = asyncio.get_running_loop().create_task(self._reconciler.observe_forever())
         # Calibrates worker types no node has measured yet (seedserve.deployments._autocalibrate).
-        self._calibrating = asyncio.get_running_loop().create_task(self._calibrate_forever()) if auto_calibrate else None
+        self._calibrating = (asyncio.get_running_loop().create_task(self._calibrate_forever())
+                             if auto_calibrate else None)
         self._started = time.time()
         self._interval_s = reconcile_interval_s
         self._routes: dict[str, Callable[[], Awaitable[Response]]] = {
@@ -298,7 +299,8 @@ class Master:
             message = f"model {name!r} is not being served ({status}): " + (
                 reason or "its replicas failed to start; its owner sees its status on the model's page in the manager")
         else:
-            message = f"model {name!r} is starting ({status})" + (f": {reason}" if reason else "; retry in a few seconds")
+            why = f": {reason}" if reason else "; retry in a few seconds"
+            message = f"model {name!r} is starting ({status}){why}"
         starting = Unavailable(message, input="model")
         response = oip_error_response(starting) if oip else error_response(starting)
         response.headers["Retry-After"] = "2"

@@ -113,7 +113,8 @@ def _calls(queries: list[tuple[dict[str, Decoded], int]], max_items: int) -> lis
     return [members for chunks in groups.values() for members in chunks]
 
 
-def _shares(outputs: dict[str, np.ndarray] | SeedserveError, counts: list[int]) -> list[dict[str, np.ndarray] | SeedserveError]:
+def _shares(outputs: dict[str, np.ndarray] | SeedserveError,
+            counts: list[int]) -> list[dict[str, np.ndarray] | SeedserveError]:
     """Each query's rows of a merged call's outputs, or the error each hears."""
     if isinstance(outputs, SeedserveError):
         return [outputs] * len(counts)
@@ -264,7 +265,8 @@ class ModelServer:
             if fixed:
                 raise ValueError(f"tensor inputs {fixed} have no variable batch dimension (shape[0] != -1)")
             for n in (2, 3):
-                split(run_model(self._model, self._manifest, sample_inputs(self._manifest, n), self._placement), [1] * n)
+                outputs = run_model(self._model, self._manifest, sample_inputs(self._manifest, n), self._placement)
+                split(outputs, [1] * n)
         except (ValueError, SeedserveError) as exc:
             logger.warning("model %s: batching off: %s", self._name, exc)
             return 1
@@ -364,7 +366,8 @@ class ModelServer:
         self._stats.answered(status == 200, elapsed)
         return status, headers, content
 
-    async def _infer_v2(self, authorization: str, header_length: str | None, body: bytes) -> tuple[bytes, dict[str, str]]:
+    async def _infer_v2(self, authorization: str, header_length: str | None,
+                        body: bytes) -> tuple[bytes, dict[str, str]]:
         """The response body and headers of a /v2 infer request; errors raise."""
         self._keys.check(bearer_key_from(authorization))
         if len(body) > self._manifest.max_body_bytes:
@@ -439,14 +442,15 @@ class ModelServer:
         queued = [query for query in queued if not query[2].done()]
         try:
             # Nothing else runs meanwhile, so no future left here becomes done but by this loop.
-            for members, counts, inputs in _merged_calls([(arrays, count) for arrays, count, _ in queued], self.batch_size):
+            calls = _merged_calls([(arrays, count) for arrays, count, _ in queued], self.batch_size)
+            for members, counts, inputs in calls:
                 self._metrics.batch(sum(counts))
                 outputs: dict[str, np.ndarray] | SeedserveError
                 try:
                     outputs = self._timed_run(inputs, sum(counts))
                 except SeedserveError as exc:
                     outputs = exc
-                for i, share in zip(members, _shares(outputs, counts)):
+                for i, share in zip(members, _shares(outputs, counts), strict=True):
                     if isinstance(share, SeedserveError):
                         queued[i][2].set_exception(share)
                     else:
@@ -496,7 +500,7 @@ class ModelServer:
                     # The prediction it is compared with depends on the call's torch threads.
                     stats["threads"] = float(torch_threads())
                     await self._master.record_measured.remote(self._name, self._version, worker_type, stats)
-            except Exception:  # the master, its database or Ray's state API is away: the next report carries newer numbers
+            except Exception:  # the master, its database or Ray's state API is away: a later report comes
                 logger.warning("could not record measured latency for %s", self._name, exc_info=True)
 
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=0.0, batch_size_fn=_batch_items)
@@ -512,7 +516,7 @@ class ModelServer:
                 outputs = await self._run(inputs, sum(counts))
             except SeedserveError as exc:  # the model failed on the merged batch: each query hears it
                 outputs = exc
-            for i, share in zip(members, _shares(outputs, counts)):
+            for i, share in zip(members, _shares(outputs, counts), strict=True):
                 results[i] = share
         return results  # type: ignore[return-value]
 
@@ -539,7 +543,8 @@ class ModelServer:
         return {
             "name": self._name,
             "versions": [str(self._version)],
-            "platform": {"torchscript": "pytorch_torchscript", "export": "pytorch_export"}.get(self._format, "python_handler"),
+            "platform": {"torchscript": "pytorch_torchscript", "export": "pytorch_export"}.get(self._format,
+                                                                                                "python_handler"),
             "inputs": [oip_tensor_metadata(spec) for spec in self._manifest.inputs],
             "outputs": self._outputs,
         }

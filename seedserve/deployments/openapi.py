@@ -216,7 +216,8 @@ OPERATIONS: list[Operation] = [
     *(op for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}") for op in (
         Operation("get", prefix, "Model metadata: inputs and outputs as tensors", ModelMetadata, errors=(404, 429, 503),
                   retry_after=(429, 503), tags=("open inference protocol",), headers=(_KEY,)),
-        Operation("get", f"{prefix}/ready", "Model readiness", ModelReady, errors=(404, 429, 503), retry_after=(429, 503),
+        Operation("get", f"{prefix}/ready", "Model readiness", ModelReady, errors=(404, 429, 503),
+                  retry_after=(429, 503),
                   tags=("open inference protocol",), headers=(_KEY,)),
         Operation("post", f"{prefix}/infer", "Inference (JSON, or the binary data extension)", _INFER_ANSWER,
                   body=_INFER_BODY, errors=_QUERY_ERRORS, retry_after=_RETRY, tags=("open inference protocol",),
@@ -264,13 +265,14 @@ def master_document() -> dict[str, Any]:
         security={"model_key": {"type": "http", "scheme": "bearer", "description": "One of the model's keys."}},
     )
     document["components"]["securitySchemes"]["operator_token"] = {
-        "type": "http", "scheme": "bearer", "description": "The admin token, or the metrics token (SEEDSERVE_METRICS_TOKEN)."}
+        "type": "http", "scheme": "bearer", "description": "The admin token, or the metrics token "
+                                                           "(SEEDSERVE_METRICS_TOKEN)."}
     for op in _OPERATOR_OPS:
         operation = document["paths"][op.path][op.method]
         operation["security"] = [{"operator_token": []}]
         operation["responses"]["401"]["description"] = "No token, or not the admin or the metrics token"
     # An unknown model and a wrong key get the same 401, so that an anonymous caller cannot tell which models exist.
-    for path, item in document["paths"].items():
+    for item in document["paths"].values():
         for operation in item.values():
             if operation.get("security") is None and "401" in operation["responses"]:
                 operation["responses"]["401"]["description"] = (

@@ -74,7 +74,8 @@ def mongo_uri_from(args: Mapping[str, Any]) -> str:
     Model replicas have none: they read the registry through the master."""
     uri = args.get("mongo_uri") or os.environ.get("SEEDSERVE_MONGO_URI")
     if not uri:
-        raise ValueError("no database: give the application a mongo_uri arg or set SEEDSERVE_MONGO_URI on the Ray nodes")
+        raise ValueError("no database: give the application a mongo_uri arg or set SEEDSERVE_MONGO_URI on the Ray "
+                         "nodes")
     return str(uri)
 
 

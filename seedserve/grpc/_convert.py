@@ -81,7 +81,8 @@ def _typed_bytes(tensor: pb.ModelInferRequest.InferInputTensor) -> bytes:
     try:
         array = np.array(values, dtype=np.dtype(DATATYPES[datatype]).newbyteorder("<"))
     except (OverflowError, ValueError) as exc:
-        raise InvalidInput(f"input {name!r}: contents.{field} holds a value outside {datatype}: {exc}", input=name) from exc
+        raise InvalidInput(f"input {name!r}: contents.{field} holds a value outside {datatype}: "
+                           f"{exc}", input=name) from exc
     return array.tobytes()
 
 

@@ -41,7 +41,11 @@ def grpc_status(http: int) -> grpc.StatusCode:
     return grpc.StatusCode.INVALID_ARGUMENT if http < 500 else grpc.StatusCode.INTERNAL
 
 
-def error_details(status: int, headers: dict[str, str], body: bytes) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
+#: A gRPC error: its status code, its message, and its trailing metadata.
+ErrorDetails = tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]
+
+
+def error_details(status: int, headers: dict[str, str], body: bytes) -> ErrorDetails:
     """Code, message and trailing metadata for an error answer of the model's
     replica. The JSON body is either seedserve's ``{"error": {"code",
     "message", "input"}}`` or the protocol's ``{"error": "<message>"}``

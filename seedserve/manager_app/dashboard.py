@@ -238,7 +238,8 @@ def _examples(name: str, manifest: Manifest, master_url: str) -> dict[str, str]:
     """Copy-paste queries for this model's inputs: curl and the Python SDK."""
     curl = [f"curl -X POST {master_url}/models/{name}/predict \\", '  -H "Authorization: Bearer $SEEDSERVE_KEY" \\']
     python = ["from pathlib import Path", "from seedserve.client import Client", "",
-              f'client = Client("{master_url}", key)  # one of this model\'s keys', f'outputs = client.predict("{name}",']
+              f'client = Client("{master_url}", key)  # one of this model\'s '
+              'keys', f'outputs = client.predict("{name}",']
     files = any(_placeholder(spec)[1] for spec in manifest.inputs)
     json_body: dict[str, Any] = {}
     for spec in manifest.inputs:

@@ -144,7 +144,8 @@ class Model(BaseModel):
 class Insight(BaseModel):
     profile: dict[str, Any] | None = Field(description="FLOPs, parameters, bytes, ops by kind (FLOPs = 2 x MACs).")
     predictions: list[dict[str, Any]] = Field(description="Predicted latency per worker type and batch size.")
-    recommendation: dict[str, Any] | None = Field(description="Cheapest worker type meeting the objective, or why none.")
+    recommendation: dict[str, Any] | None = Field(description="Cheapest worker type meeting the objective, or why "
+                                                              "none.")
     measured: dict[str, dict[str, Any]] = Field(description="Latency measured on live traffic, per worker type.")
 
 
@@ -212,7 +213,8 @@ class Health(_Open):
 
 
 _SCHEMAS: list[type[BaseModel]] = [
-    SignUp, InviteRequest, Invite, InviteCreated, InviteList, TrustRequest, Trust, User, Me, TokenRequest, Token, TokenCreated, TokenList, Revoked, KeyRequest, Key, KeyCreated,
+    SignUp, InviteRequest, Invite, InviteCreated, InviteList, TrustRequest, Trust, User, Me, TokenRequest, Token,
+    TokenCreated, TokenList, Revoked, KeyRequest, Key, KeyCreated,
     KeyList, Model, ModelDetail, ModelList, Version, VersionList, PinRequest, Pinned, Deleted, Registered, Profiled,
     Cluster, Health,
 ]

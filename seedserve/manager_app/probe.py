@@ -63,7 +63,8 @@ async def probe_artifact(
         header = {"format": fmt, "manifest": manifest.model_dump(mode="json")}
         try:
             _, stdout, stderr, _ = await asyncio.wait_for(asyncio.gather(
-                _feed(process.stdin, header, path), _tail(process.stdout, _KEEP_REPORT), _tail(process.stderr, _KEEP_STDERR), process.wait()
+                _feed(process.stdin, header, path), _tail(process.stdout, _KEEP_REPORT),
+                _tail(process.stderr, _KEEP_STDERR), process.wait()
             ), timeout_s)
         except TimeoutError:
             process.kill()

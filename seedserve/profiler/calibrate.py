@@ -9,6 +9,7 @@ thread count replicas use.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import platform
@@ -151,7 +152,7 @@ def _streaming(call_s: float, repeats: int, device: str = "cpu") -> list[tuple[i
     for width, layers in ((256, 1), (256, 2), (256, 4), (256, 8), (512, 1), (512, 2), (512, 4), (512, 8),
                           (512, 16), (1024, 8), (1024, 16)):
         chain, x = _scripted(_Chain(width, layers).to(device)), torch.randn(1, width, device=device)
-        seconds = _median_s(lambda: chain(x), repeats, budget_s=0.15, device=device) - call_s
+        seconds = _median_s(functools.partial(chain, x), repeats, budget_s=0.15, device=device) - call_s
         points.append((sum(p.numel() * p.element_size() for p in chain.parameters()), max(seconds, 1e-8)))
     return points
 
@@ -292,8 +293,8 @@ def fit_kind(points: Sequence[SweepPoint], bytes_per_s: float | None = None) -> 
     best = None
     for rate in (10 ** (8 + i / 20) for i in range(100)):
         floor = [max(p.flops / rate, p.bytes / bytes_per_s) for p in points]
-        overhead = max(0.0, statistics.median(p.seconds - x for p, x in zip(points, floor)))
-        error = statistics.mean(abs(math.log((overhead + x) / p.seconds)) for p, x in zip(points, floor))
+        overhead = max(0.0, statistics.median(p.seconds - x for p, x in zip(points, floor, strict=True)))
+        error = statistics.mean(abs(math.log((overhead + x) / p.seconds)) for p, x in zip(points, floor, strict=True))
         if best is None or error < best[0]:
             best = (error, KindFit(overhead_s=overhead, flops_per_s=rate, bytes_per_s=bytes_per_s))
     assert best is not None
@@ -328,7 +329,8 @@ def calibrate(worker_type: str, repeats: int = 5, device: str = "cpu", quick: bo
         kinds[kind] = fit_kind(points[kind], memory.bytes_per_s)
     return Calibration(
         worker_type=worker_type, calibrated=True, host=platform.node(), threads=torch.get_num_threads(),
-        torch_version=torch.__version__, measured_at=datetime.now(UTC), call_overhead_s=call_s, view_overhead_s=view_s, kinds=kinds, points=points,
+        torch_version=torch.__version__, measured_at=datetime.now(UTC), call_overhead_s=call_s, view_overhead_s=view_s,
+        kinds=kinds, points=points,
         streaming=streaming,
     )
 

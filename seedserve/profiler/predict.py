@@ -9,6 +9,7 @@ default efficiency and are marked uncalibrated.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -109,7 +110,7 @@ def _interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     """Piecewise linear through (xs, ys) (xs ascending), flat past either end."""
     if x <= xs[0]:
         return ys[0]
-    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+    for (x0, y0), (x1, y1) in itertools.pairwise(zip(xs, ys, strict=True)):
         if x <= x1:
             return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     return ys[-1]
@@ -222,7 +223,8 @@ def predict(profile: ModelProfile, worker: WorkerType, calibration: Calibration,
     if any(b.uncounted_ops for b in profile.batches):
         assumptions.append("some ops have no FLOP formula and count as memory-bound")
     return Prediction(worker_type=worker.name, calibrated=calibration.calibrated, batch_size=batch_size,
-                      threads=calibration.threads, latency_ms=total * 1e3, compute_ms=compute * 1e3, memory_ms=memory * 1e3,
+                      threads=calibration.threads, latency_ms=total * 1e3, compute_ms=compute * 1e3,
+                      memory_ms=memory * 1e3,
                       overhead_ms=overhead * 1e3, assumptions=assumptions)
 
 
@@ -263,7 +265,8 @@ def recommend(
     *, p99_over_p50: float = DEFAULT_P99_OVER_P50, batch_sizes: Sequence[int] = BATCH_SIZES,
 ) -> Recommendation:
     """The cheapest worker type and replica count that meet the objective."""
-    options = [_option(profile, objective, worker, calibrations.get(worker.name) or assumed_calibration(worker, catalog),
+    options = [_option(profile, objective, worker,
+                       calibrations.get(worker.name) or assumed_calibration(worker, catalog),
                        p99_over_p50, batch_sizes) for worker in catalog.types]
     meeting = sorted((o for o in options if o.meets), key=lambda o: (o.cost_per_hour, o.latency_ms))
     target = f"{objective.percentile} <= {objective.latency_ms:g} ms at {objective.peak_rps:g} requests/s"

@@ -9,6 +9,7 @@ and convolutions only; its FLOPs are reported as 2 x MACs.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -74,7 +75,8 @@ class ModelProfile(BaseModel):
         })
 
 
-def profile_manifest_model(model: Callable[..., Any], manifest: Manifest, batch_sizes: Sequence[int] = (1, 8)) -> ModelProfile:
+def profile_manifest_model(model: Callable[..., Any], manifest: Manifest,
+                           batch_sizes: Sequence[int] = (1, 8)) -> ModelProfile:
     """Profile a registered model on samples built from its manifest, called as a replica calls it."""
     from seedserve.runtime import run_model
 
@@ -97,11 +99,11 @@ def profile_model(
     for size in batch_sizes:
         try:
             inputs = sample(size)
-            ops = trace(lambda: run(model, inputs), parameters)
+            ops = trace(functools.partial(run, model, inputs), parameters)
         except Exception as exc:  # e.g. a fixed batch dimension: profile the sizes the model takes
             notes.append(f"batch size {size} not profiled: {type(exc).__name__}: {str(exc)[:200]}")
             continue
-        batches.append(_summarize(size, ops, _ptflops_macs(lambda: run(model, inputs), notes)))
+        batches.append(_summarize(size, ops, _ptflops_macs(functools.partial(run, model, inputs), notes)))
     if not batches:
         raise ValueError("the model ran on none of the profiled batch sizes: " + "; ".join(notes[1:]))
     for b in batches:

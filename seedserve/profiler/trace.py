@@ -19,7 +19,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
-__all__ = ["Decompose", "Op", "ROW_OPS", "trace", "op_kind", "GEMM", "CONV", "DWCONV", "RNN", "GATHER", "MEMORY", "VIEW", "KINDS"]
+__all__ = ["Decompose", "Op", "ROW_OPS", "trace", "op_kind", "GEMM", "CONV", "DWCONV", "RNN", "GATHER", "MEMORY",
+           "VIEW", "KINDS"]
 
 #: Op kinds, each with its own achieved rate in the calibration: matrix
 #: products, dense and grouped (depthwise) convolutions, recurrent layers,
@@ -229,7 +230,8 @@ def _storage(t: torch.Tensor) -> int | None:
 
 class _Tracer(TorchDispatchMode):
     def __init__(self, parameters: Iterable[torch.Tensor] = ()) -> None:
-        TorchDispatchMode.__init__(self)  # named, not super(): torch's __init__ is unannotated (mypy's untyped_calls_exclude)
+        # Named, not super(): torch's __init__ is unannotated, and mypy's untyped_calls_exclude sees named calls only.
+        TorchDispatchMode.__init__(self)
         self.ops: list[Op] = []
         self._parameters = {ptr: t.untyped_storage().nbytes() for t in parameters if (ptr := _storage(t)) is not None}
         self._read: set[int] = set()

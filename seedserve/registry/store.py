@@ -190,7 +190,8 @@ class ModelStore:
             raise
         return version, result.upserted_id is not None
 
-    async def update_keys(self, name: str, owner: str, change: Callable[[builtins.list[KeyDoc]], builtins.list[KeyDoc]]) -> builtins.list[KeyDoc]:
+    async def update_keys(self, name: str, owner: str,
+                          change: Callable[[builtins.list[KeyDoc]], builtins.list[KeyDoc]]) -> builtins.list[KeyDoc]:
         """Replace the keys of ``owner``'s model ``name`` by ``change(keys)``.
         Optimistic: a concurrent change makes this one start over."""
         for _ in range(8):
@@ -235,7 +236,8 @@ class ModelStore:
             await self.delete_artifact(version["artifact"]["file_id"])
         return cast(ModelDoc, doc)
 
-    async def put_artifact(self, chunks: AsyncIterable[bytes], *, filename: str, fmt: str, max_bytes: int) -> ArtifactDoc:
+    async def put_artifact(self, chunks: AsyncIterable[bytes], *, filename: str, fmt: str,
+                           max_bytes: int) -> ArtifactDoc:
         """Stream ``chunks`` into GridFS, refusing more than ``max_bytes``."""
         digest = hashlib.sha256()
         size = 0

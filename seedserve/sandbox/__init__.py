@@ -33,7 +33,8 @@ from seedserve.errors import SeedserveError
 from seedserve.sandbox._cgroup import Cgroup, CgroupLimits, cgroup_support
 from seedserve.sandbox._command import SANDBOX_UID, Mounts, launch_command
 
-__all__ = ["ALLOWED_ENV", "INSIDE_SOURCE", "INSIDE_VENV", "Launch", "SandboxLimits", "SandboxUnavailable", "check_available", "gpu_device_files",
+__all__ = ["ALLOWED_ENV", "INSIDE_SOURCE", "INSIDE_VENV", "Launch", "SandboxLimits", "SandboxUnavailable",
+           "check_available", "gpu_device_files",
            "launch", "mechanisms", "sandbox_python"]
 
 #: Variables a sandboxed process may inherit; everything else is dropped.

@@ -68,7 +68,8 @@ class Cgroup:
         for path in self.dirs:
             settings: dict[str, str] = {}
             if self.version == "v2":
-                settings = {"memory.max": str(limits.memory_bytes), "memory.swap.max": "0", "pids.max": str(limits.pids)}
+                settings = {"memory.max": str(limits.memory_bytes), "memory.swap.max": "0",
+                            "pids.max": str(limits.pids)}
                 if limits.cpus:
                     settings["cpu.max"] = f"{int(limits.cpus * _CFS_PERIOD_US)} {_CFS_PERIOD_US}"
             elif path.parts[-3] == "memory":
