@@ -8,7 +8,7 @@ It builds its artifacts where it runs (the MLP and the CNN of
 benchmarks/_model.py, saved as TorchScript archives, as registered), loads
 them through ``seedserve.runtime`` and places them on the device
 (``place_model``). Queries are decoded by the codecs from their wire form
-(JSON rows, base64 PNGs) and batched by ``codecs.batching.merge``; each
+(JSON rows, base64 PNGs) and batched by ``dispatch.merged_calls``; each
 batch runs through ``run_model`` on the device and is compared with the same
 batch in fp32 on the CPU:
 
@@ -86,11 +86,15 @@ def _manifest(kind: str) -> Any:
 
 
 def _batch(manifest: Any, queries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Decode each query as a replica does, and merge them into one call's inputs."""
+    """Decode each query as a replica does, and merge them into one call's
+    inputs with the replica's own decision of what shares a call (seedserve.dispatch)."""
+    from seedserve import dispatch
     from seedserve.codecs import decode_inputs
-    from seedserve.codecs.batching import merge
+    from seedserve.codecs.batching import items
 
-    return merge([decode_inputs(manifest, query) for query in queries])
+    decoded = [(arrays, items(arrays)) for arrays in (decode_inputs(manifest, query) for query in queries)]
+    ((_, _, inputs),) = dispatch.merged_calls(decoded, sum(count for _, count in decoded))
+    return inputs
 
 
 def _relative_error(got: dict[str, Any], expected: dict[str, Any]) -> float:

@@ -9,6 +9,11 @@ import time
 
 from seedserve.errors import RateLimited
 
+#: Wrong keys one replica answers with 401 per minute; past it, 429. The
+#: replica cannot limit per client: Ray's HAProxy does not pass the client's
+#: address on. (Settings.wrong_keys_per_minute; only benchmarks raise it.)
+WRONG_KEYS_PER_MINUTE = 100
+
 __all__ = ["FailureLimiter"]
 
 #: Past this many tracked keys the table starts over: memory stays bounded

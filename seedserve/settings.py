@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seedserve.logs import LogFormat, LogLevel, configure
+from seedserve.ratelimit import WRONG_KEYS_PER_MINUTE
 from seedserve.sandbox import SandboxLimits
 
 __all__ = ["HandlerPolicy", "Settings", "SignupPolicy", "is_loopback", "policy_defaults"]
@@ -147,6 +148,19 @@ class Settings(BaseSettings):
         "production): such a replica needs CUDA, and says 'CUDA is not available on this node' without it.",
     )
     reconcile_interval_s: float = Field(default=2.0, gt=0, description="How often the master reconciles.")
+    latency_report_s: float = Field(
+        default=30.0, gt=0, description="How often each replica reports its measured model-call latency to the master."
+    )
+    wrong_keys_per_minute: int = Field(
+        default=WRONG_KEYS_PER_MINUTE, ge=1,
+        description="Wrong keys one replica answers with 401 per minute before 429 (raised only by benchmarks).",
+    )
+    workers_catalog: Path | None = Field(
+        default=None, description="The worker types' catalog (YAML); unset: configs/workers.yaml of the source tree."
+    )
+    config_dir: Path | None = Field(
+        default=None, description="Where the CLI keeps its credentials; unset: ~/.config/seedserve."
+    )
     auto_calibrate: bool = Field(
         default=True,
         description="The master calibrates each worker type's latency model in the background, once per torch "

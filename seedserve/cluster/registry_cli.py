@@ -30,8 +30,9 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 def credentials_path() -> Path:
-    base = os.environ.get("SEEDSERVE_CONFIG_DIR") or Path.home() / ".config" / "seedserve"
-    return Path(base) / "credentials.json"
+    from seedserve.settings import Settings
+
+    return (Settings().config_dir or Path.home() / ".config" / "seedserve") / "credentials.json"
 
 
 @dataclass

@@ -26,7 +26,7 @@ from seedserve.errors import (
     http_status,
     oip_error_body,
 )
-from seedserve.ratelimit import FailureLimiter
+from seedserve.ratelimit import WRONG_KEYS_PER_MINUTE, FailureLimiter
 from seedserve.registry.keys import key_matches
 
 __all__ = [
@@ -38,10 +38,6 @@ __all__ = [
 logger = logging.getLogger("seedserve.query")
 
 
-#: Wrong keys one replica answers with 401 per minute; past it, 429. The
-#: replica cannot limit per client: Ray's HAProxy does not pass the client's
-#: address on.
-WRONG_KEYS_PER_MINUTE = 100
 
 #: Right keys a replica remembers (a model has a handful).
 _MAX_KNOWN_KEYS = 64

@@ -14,8 +14,7 @@ import json
 import logging
 import os
 import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar, cast
 
@@ -26,8 +25,9 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from seedserve import dispatch
 from seedserve.codecs import Manifest, decode_inputs, sample_inputs
-from seedserve.codecs.batching import items, merge, signature, split
+from seedserve.codecs.batching import items, split
 from seedserve.codecs.outputs import encode_outputs
 from seedserve.codecs.registry import Decoded
 from seedserve.codecs.schema import ACCESS_SAMPLE_EVERY
@@ -41,7 +41,6 @@ from seedserve.deployments._oip import (
     parse_infer_request,
 )
 from seedserve.deployments._query import (
-    WRONG_KEYS_PER_MINUTE,
     KeyCache,
     bearer_key,
     bearer_key_from,
@@ -52,9 +51,11 @@ from seedserve.deployments._query import (
 )
 from seedserve.deployments._stats import InferenceStats
 from seedserve.deployments._transport import parse_payload
-from seedserve.deployments.serve_config import DEFAULT_MAX_BATCH_SIZE, ray_nodes, replica_capacity, typed_nodes
-from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, ModelError, NotFound, SeedserveError, Timeout
+from seedserve.deployments.serve_config import ray_nodes, typed_nodes
+from seedserve.dispatch import TOGETHER_TURNS, Route
+from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, NotFound, SeedserveError, Timeout
 from seedserve.logs import REQUEST_ID_HEADER, AccessLog, bind_request, log_access, log_error, request_id_from
+from seedserve.ratelimit import WRONG_KEYS_PER_MINUTE
 from seedserve.runtime import (
     CPU,
     Placement,
@@ -72,58 +73,10 @@ __all__ = ["MODEL_SERVER", "ModelServer", "build"]
 
 logger = logging.getLogger("seedserve.model_server")
 T = TypeVar("T")
-
-#: Model calls quicker than this (on average) run on the event loop.
-_INLINE_CALL_S = 0.001
-
-#: Turns of the event loop a quick model's queries wait for others to join
-#: their call (see ModelServer._together). One more turn takes in the queries
-#: whose bodies arrived meanwhile: measured with a tiny MLP at 16
-#: connections, batches of 3.6 became 6.4 and throughput rose by a fifth;
-#: a third turn added nothing. Alone, a query waits microseconds.
-_TOGETHER_TURNS = 2
-
+R = TypeVar("R")
 
 def _batch_items(queries: list[tuple[dict[str, Decoded], int]]) -> int:
     return sum(count for _, count in queries)
-
-
-def _merged_calls(
-    queries: list[tuple[dict[str, Decoded], int]], max_items: int
-) -> Iterator[tuple[list[int], list[int], dict[str, Decoded]]]:
-    """Per model call (see :func:`_calls`): its queries' indices, their item
-    counts, and its inputs (a lone query's own, else the queries' merged)."""
-    for members in _calls(queries, max_items):
-        inputs = merge([queries[i][0] for i in members]) if len(members) > 1 else queries[members[0]][0]
-        yield members, [queries[i][1] for i in members], inputs
-
-
-def _calls(queries: list[tuple[dict[str, Decoded], int]], max_items: int) -> list[list[int]]:
-    """The queries (by index) that run together: one model call per group
-    with the same signature, of at most ``max_items`` items (or one query)."""
-    groups: dict[tuple[Any, ...], list[list[int]]] = defaultdict(list)
-    sizes: dict[tuple[Any, ...], int] = {}
-    for i, (arrays, count) in enumerate(queries):
-        key = signature(arrays)
-        if key not in groups or sizes[key] + count > max_items:
-            groups[key].append([])
-            sizes[key] = 0
-        groups[key][-1].append(i)
-        sizes[key] += count
-    return [members for chunks in groups.values() for members in chunks]
-
-
-def _shares(outputs: dict[str, np.ndarray] | SeedserveError,
-            counts: list[int]) -> list[dict[str, np.ndarray] | SeedserveError]:
-    """Each query's rows of a merged call's outputs, or the error each hears."""
-    if isinstance(outputs, SeedserveError):
-        return [outputs] * len(counts)
-    if len(counts) == 1:
-        return [outputs]
-    try:
-        return list(split(outputs, counts))
-    except ValueError as exc:
-        return [ModelError(f"the model's outputs could not be split per query: {exc}")] * len(counts)
 
 
 #: How long a starting replica keeps asking the master for what it serves
@@ -131,6 +84,26 @@ def _shares(outputs: dict[str, np.ndarray] | SeedserveError,
 #: itself restarting): a constructor that fails quickly and often makes Serve
 #: give the deployment up, and nothing would deploy it again.
 _MODEL_DATA_WITHIN_S = 120.0
+
+
+#: An Open Inference Protocol answer: status, headers, body.
+OipAnswer = tuple[int, dict[str, str], bytes]
+
+
+@dataclasses.dataclass
+class _Entry:
+    """One request at an entry point: whether it is a query of the model (the
+    protocol's statistics count those), which its route decides."""
+
+    query: bool = False
+
+
+def _response_status(response: Response) -> int:
+    return response.status_code
+
+
+def _oip_status(answer: OipAnswer) -> int:
+    return answer[0]
 
 
 class _BatchSettings(Protocol):
@@ -179,9 +152,37 @@ class ModelServer:
         data = await _model_data(self._master, name, version)
         if artifact_sha256 is not None and hashlib.sha256(data["artifact"]).hexdigest() != artifact_sha256:
             raise RuntimeError(f"model {name!r} version {version}: the artifact read back is not the registered one")
-        self._manifest = Manifest.model_validate(data["manifest"])
         self._version = version
         self._routes = {"/predict", f"/versions/{version}/predict"}
+        self._load(data, on_gpu)
+        key_hashes = data["key_hashes"]
+        del data  # the artifact's bytes are not kept
+        await self._warm_up()
+        self.batch_size = self._batch_size()
+        self._start_batching()
+        scaling = self._manifest.scaling
+        self._admission = Admission(
+            dispatch.capacity(scaling.max_ongoing_requests, self.batch_size), scaling.max_queued_requests
+        )
+        self._deadlines = Deadlines(scaling.request_timeout_s)
+        self._metrics = ModelMetrics()
+        self._access = AccessLog(self._manifest.logging.access, ACCESS_SAMPLE_EVERY)
+        # One inference at a time per replica; torch uses its own threads inside.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
+        self._keys = KeyCache(
+            key_hashes, self._fetch_key_hashes, key_refresh_s, model=name, wrong_keys_per_minute=wrong_keys_per_minute,
+        )
+        self._start_tasks(report_s)
+        logger.info("model %s version %s ready (batch size %d)", name, self._version, self.batch_size)
+        # What exists now (Ray, torch, the model) lives as long as the replica:
+        # keep it out of the garbage collector's full passes, which would
+        # otherwise walk it all and evict the caches the queries run from.
+        gc.collect()
+        gc.freeze()
+
+    def _load(self, data: ModelData, on_gpu: bool) -> None:
+        """The manifest and the model from what the master gave, placed where the model runs."""
+        self._manifest = Manifest.model_validate(data["manifest"])
         self._format = data["format"]
         # A handler package places itself: its sandbox gets the GPU's device files.
         self._placement = _placement(self._manifest) if on_gpu and self._format != "handler" else CPU
@@ -190,11 +191,12 @@ class ModelServer:
                               call_timeout_s=self._manifest.scaling.request_timeout_s),
             self._placement,
         )
-        key_hashes = data["key_hashes"]
-        del data  # the artifact's bytes are not kept
-        # Warm-up: the first call of a TorchScript module compiles and is slow;
-        # pay it here, before this replica takes traffic. Then serve the frozen,
-        # optimized graph if it is equivalent and no slower.
+
+    async def _warm_up(self) -> None:
+        """Pay the slow first calls before this replica takes traffic (a
+        TorchScript module compiles on its first call), learn the outputs'
+        metadata, and serve the frozen, optimized graph if it is equivalent
+        and no slower."""
         sample = sample_inputs(self._manifest)
         self._stats = InferenceStats()
         self._outputs = oip_output_metadata(run_model(self._model, self._manifest, sample, self._placement),
@@ -208,44 +210,30 @@ class ModelServer:
             self._model, how = await asyncio.to_thread(optimize_for_serving, self._model, self._manifest, samples)
         else:
             how = f"runs as loaded on {self._placement.device} at {self._placement.precision}"
-        logger.info("model %s version %s %s", name, version, how)
+        logger.info("model %s version %s %s", self._name, self._version, how)
         self._call_time = CallTime()
         self._calls = CallLog()
         for _ in range(5):
             self._timed_run(sample, 1)
         self._calls = CallLog()  # measured latency reports queries only, not the warm-up
         self._stats = InferenceStats()
-        self.batch_size = self._batch_size()
-        # A quick model's queries waiting a turn or two for others to join their call (see _together).
+
+    def _start_batching(self) -> None:
+        """The queue of quick queries waiting a turn or two for others
+        (Route.TOGETHER), and Serve's batching at this replica's batch size."""
         self._together_queue: list[tuple[dict[str, Decoded], int, asyncio.Future[dict[str, np.ndarray]]]] = []
         if self.batch_size > 1:
             batched = cast(_BatchSettings, self._infer_batch)
             batched.set_max_batch_size(self.batch_size)
             batched.set_batch_wait_timeout_s(self._manifest.batching.max_wait_ms / 1000)
-        scaling = self._manifest.scaling
-        self._admission = Admission(
-            replica_capacity(scaling.max_ongoing_requests, self.batch_size), scaling.max_queued_requests
-        )
-        self._deadlines = Deadlines(scaling.request_timeout_s)
-        self._metrics = ModelMetrics()
-        self._access = AccessLog(self._manifest.logging.access, ACCESS_SAMPLE_EVERY)
+
+    def _start_tasks(self, report_s: float) -> None:
+        """The replica's background work: key refresh, metrics and latency reports."""
         replica = serve.get_replica_context().replica_id.unique_id
-        # One inference at a time per replica; torch uses its own threads inside.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
-        self._keys = KeyCache(
-            key_hashes, self._fetch_key_hashes, key_refresh_s, model=name, wrong_keys_per_minute=wrong_keys_per_minute,
-        )
-        self._refresh = asyncio.get_running_loop().create_task(self._keys.refresh_forever())
-        self._flush = asyncio.get_running_loop().create_task(
-            self._metrics.report_forever(lambda totals: self._send_metrics(replica, totals))
-        )
-        self._report = asyncio.get_running_loop().create_task(self._report_forever(report_s))
-        logger.info("model %s version %s ready (batch size %d)", name, self._version, self.batch_size)
-        # What exists now (Ray, torch, the model) lives as long as the replica:
-        # keep it out of the garbage collector's full passes, which would
-        # otherwise walk it all and evict the caches the queries run from.
-        gc.collect()
-        gc.freeze()
+        loop = asyncio.get_running_loop()
+        self._refresh = loop.create_task(self._keys.refresh_forever())
+        self._flush = loop.create_task(self._metrics.report_forever(lambda totals: self._send_metrics(replica, totals)))
+        self._report = loop.create_task(self._report_forever(report_s))
 
     def _two_items(self) -> dict[str, np.ndarray] | None:
         """The model's outputs for a sample of two items, None if it does not take two."""
@@ -255,49 +243,64 @@ class ModelServer:
             return None
 
     def _batch_size(self) -> int:
-        """The batch size to serve with: the manifest's, or the default when it
-        leaves it open, once a sample shows that batching is possible."""
+        """The batch size to serve with (dispatch.batch_size), once samples of
+        two and three items show that batching is possible."""
         configured = self._manifest.batching.max_batch_size
-        if configured == 1:
-            return 1
+        refusal = None if configured == 1 else self._batching_refusal()
+        if refusal is not None:
+            logger.warning("model %s: batching off: %s", self._name, refusal)
+        return dispatch.batch_size(configured, refusal)
+
+    def _batching_refusal(self) -> str | None:
+        """Why this model cannot be batched, or None: a tensor input without a
+        variable batch dimension, or outputs that do not split per item."""
         fixed = [spec.name for spec in self._manifest.inputs if spec.kind == "tensor" and spec.shape[0] != -1]
+        if fixed:
+            return f"tensor inputs {fixed} have no variable batch dimension (shape[0] != -1)"
         try:
-            if fixed:
-                raise ValueError(f"tensor inputs {fixed} have no variable batch dimension (shape[0] != -1)")
             for n in (2, 3):
                 outputs = run_model(self._model, self._manifest, sample_inputs(self._manifest, n), self._placement)
                 split(outputs, [1] * n)
         except (ValueError, SeedserveError) as exc:
-            logger.warning("model %s: batching off: %s", self._name, exc)
-            return 1
-        return configured or DEFAULT_MAX_BATCH_SIZE
+            return str(exc)
+        return None
 
     async def __call__(self, request: Request) -> Response:
+        return await self._entry("http", request.headers.get(REQUEST_ID_HEADER),
+                                 lambda entry: self._route(request, entry), error_response, _response_status)
+
+    async def _route(self, request: Request, entry: _Entry) -> Response:
+        path = relative_path(request).rstrip("/")
+        if path in self._routes:
+            if request.method != "POST":
+                raise MethodNotAllowed.on(request.method, request.url.path, ["POST"])
+            entry.query = True
+            return await self._predict(request)
+        # Only a caller with one of the model's keys learns what the model
+        # serves; anyone else hears what the master says of a model that does not exist.
+        self._keys.check(bearer_key(request))
+        raise self._no_route(request, path)
+
+    async def _entry(self, protocol: str, request_id: str | None, work: Callable[[_Entry], Awaitable[R]],
+                     on_error: Callable[[SeedserveError], R], status_of: Callable[[R], int]) -> R:
+        """Every entry point's answer (native HTTP, and ``/v2`` infer from the
+        master or the gRPC service): ``work``'s, or ``on_error``'s answer to
+        the error it raised, logged, counted in the metrics and timed, and,
+        for a query, in the protocol's statistics."""
         start = time.perf_counter()
-        query = False
-        bind_request(request_id_from(request.headers.get(REQUEST_ID_HEADER)), self._name, self._version)
-        error = None
+        bind_request(request_id_from(request_id), self._name, self._version)
+        entry, error = _Entry(), None
         try:
-            path = relative_path(request).rstrip("/")
-            if path in self._routes:
-                if request.method != "POST":
-                    raise MethodNotAllowed.on(request.method, request.url.path, ["POST"])
-                query = True
-                response = await self._predict(request)
-            else:
-                # Only a caller with one of the model's keys learns what the
-                # model serves; anyone else hears what the master says of a
-                # model that does not exist.
-                self._keys.check(bearer_key(request))
-                raise self._no_route(request, path)
+            answer = await work(entry)
         except SeedserveError as exc:
-            response = error_response(exc)
-            error = self._failed(exc, response.status_code)
+            answer = on_error(exc)
+            error = self._failed(exc, status_of(answer))
         elapsed = time.perf_counter() - start
-        self._answered("http", response.status_code, elapsed, error)
-        if query:
-            self._stats.answered(response.status_code == 200, elapsed)
-        return response  # Serve's ingress puts the request id on it (see seedserve.logs)
+        status = status_of(answer)
+        self._answered(protocol, status, elapsed, error)
+        if entry.query:
+            self._stats.answered(status == 200, elapsed)
+        return answer  # over HTTP, Serve's ingress puts the request id on it (see seedserve.logs)
 
     def _failed(self, exc: SeedserveError, status: int) -> str:
         """Log an error answer (the bound request's id, model and version are on the line); its code."""
@@ -349,22 +352,18 @@ class ModelServer:
             ) from None
 
     async def infer_v2(self, authorization: str, header_length: str | None, body: bytes,
-                       request_id: str | None = None) -> tuple[int, dict[str, str], bytes]:
-        """An Open Inference Protocol request forwarded by the master: status,
-        headers, body. ``request_id``: the one the master's answer carries, for the log lines."""
-        start = time.perf_counter()
-        bind_request(request_id_from(request_id), self._name, self._version)
-        error = None
-        try:
-            status, (content, headers) = 200, await self._infer_v2(authorization, header_length, body)
-        except SeedserveError as exc:
-            # The protocol's own error shape (seedserve.deployments._query).
-            status, headers, content = oip_error_parts(exc)
-            error = self._failed(exc, status)
-        elapsed = time.perf_counter() - start
-        self._answered("v2", status, elapsed, error)
-        self._stats.answered(status == 200, elapsed)
-        return status, headers, content
+                       request_id: str | None = None) -> OipAnswer:
+        """An Open Inference Protocol request forwarded by the master or the
+        gRPC service: status, headers, body; errors in the protocol's own shape
+        (seedserve.deployments._query). ``request_id``: the one the caller's
+        answer carries, for the log lines."""
+
+        async def work(entry: _Entry) -> OipAnswer:
+            entry.query = True
+            content, headers = await self._infer_v2(authorization, header_length, body)
+            return 200, headers, content
+
+        return await self._entry("v2", request_id, work, oip_error_parts, _oip_status)
 
     async def _infer_v2(self, authorization: str, header_length: str | None,
                         body: bytes) -> tuple[bytes, dict[str, str]]:
@@ -401,23 +400,20 @@ class ModelServer:
 
     async def _infer(self, arrays: dict[str, Decoded]) -> dict[str, np.ndarray]:
         count = items(arrays)
-        if 1 < self.batch_size and count < self.batch_size:
-            # A quick model's queries run together with those decoded within
-            # a turn or two of the event loop. Others go through Serve's
-            # batching, which can wait for a batch to fill; that only pays
-            # when another query is running.
-            if self._call_time.seconds < _INLINE_CALL_S and not self._manifest.batching.max_wait_ms:
-                return await self._together(arrays, count)
-            if self._admission.running > 1:
-                result = await self._infer_batch((arrays, count))
-                if isinstance(result, SeedserveError):
-                    raise result
-                return result
-        return await self._run(arrays, count)
+        way = dispatch.route(count, self.batch_size, self._manifest.batching.max_wait_ms, self._call_time.seconds,
+                             self._admission.running)
+        if way is Route.TOGETHER:
+            return await self._together(arrays, count)
+        if way is Route.SERVE_BATCH:
+            result = await self._infer_batch((arrays, count))
+            if isinstance(result, SeedserveError):
+                raise result
+            return result
+        return await self._run(arrays, count)  # Route.INLINE or Route.EXECUTOR, by the same call time
 
     def _together(self, arrays: dict[str, Decoded], count: int) -> asyncio.Future[dict[str, np.ndarray]]:
         """The outputs of a quick model's query, run in one call with the other
-        queries decoded within the next :data:`_TOGETHER_TURNS` turns of the
+        queries decoded within the next :data:`seedserve.dispatch.TOGETHER_TURNS` turns of the
         event loop: nobody waits for a batch to fill, yet under load the fixed
         cost of a call is shared. On a busy replica that cost is mostly cache
         misses: the tiny MLP's call takes 10 us in a loop but about 100 us
@@ -426,7 +422,7 @@ class ModelServer:
         future: asyncio.Future[dict[str, np.ndarray]] = loop.create_future()
         self._together_queue.append((arrays, count, future))
         if len(self._together_queue) == 1:
-            loop.call_soon(self._after_turns, _TOGETHER_TURNS - 1)
+            loop.call_soon(self._after_turns, TOGETHER_TURNS - 1)
         return future
 
     def _after_turns(self, turns: int) -> None:
@@ -442,7 +438,7 @@ class ModelServer:
         queued = [query for query in queued if not query[2].done()]
         try:
             # Nothing else runs meanwhile, so no future left here becomes done but by this loop.
-            calls = _merged_calls([(arrays, count) for arrays, count, _ in queued], self.batch_size)
+            calls = dispatch.merged_calls([(arrays, count) for arrays, count, _ in queued], self.batch_size)
             for members, counts, inputs in calls:
                 self._metrics.batch(sum(counts))
                 outputs: dict[str, np.ndarray] | SeedserveError
@@ -450,7 +446,7 @@ class ModelServer:
                     outputs = self._timed_run(inputs, sum(counts))
                 except SeedserveError as exc:
                     outputs = exc
-                for i, share in zip(members, _shares(outputs, counts), strict=True):
+                for i, share in zip(members, dispatch.shares(outputs, counts), strict=True):
                     if isinstance(share, SeedserveError):
                         queued[i][2].set_exception(share)
                     else:
@@ -464,7 +460,7 @@ class ModelServer:
         """One model call: on the event loop when calls are quick (a thread hop
         would cost more than the call), else on the model's thread so that the
         replica keeps reading and decoding other queries meanwhile."""
-        if self._call_time.seconds < _INLINE_CALL_S:
+        if dispatch.inline(self._call_time.seconds):
             return self._timed_run(arrays, count)
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed_run, arrays, count)
 
@@ -503,22 +499,22 @@ class ModelServer:
             except Exception:  # the master, its database or Ray's state API is away: a later report comes
                 logger.warning("could not record measured latency for %s", self._name, exc_info=True)
 
-    @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=0.0, batch_size_fn=_batch_items)
+    @serve.batch(max_batch_size=dispatch.DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=0.0, batch_size_fn=_batch_items)
     async def _infer_batch(
         self, queries: list[tuple[dict[str, Decoded], int]]
     ) -> list[dict[str, np.ndarray] | SeedserveError]:
         """One model call per group of queries that can merge; each gets its rows."""
-        results: list[dict[str, np.ndarray] | SeedserveError | None] = [None] * len(queries)
-        for members, counts, inputs in _merged_calls(queries, self.batch_size):
+        results: dict[int, dict[str, np.ndarray] | SeedserveError] = {}
+        for members, counts, inputs in dispatch.merged_calls(queries, self.batch_size):
             self._metrics.batch(sum(counts))
             outputs: dict[str, np.ndarray] | SeedserveError
             try:
                 outputs = await self._run(inputs, sum(counts))
             except SeedserveError as exc:  # the model failed on the merged batch: each query hears it
                 outputs = exc
-            for i, share in zip(members, _shares(outputs, counts), strict=True):
+            for i, share in zip(members, dispatch.shares(outputs, counts), strict=True):
                 results[i] = share
-        return results  # type: ignore[return-value]
+        return [results[i] for i in range(len(queries))]
 
     def metadata_v2(self, authorization: str) -> tuple[int, dict[str, str], bytes]:
         """Model metadata in the Open Inference Protocol's form, for one of the model's keys."""
@@ -577,12 +573,14 @@ def application(app: Mapping[str, Any]) -> Application:
 
 
 def _bind(server: Deployment, args: Mapping[str, Any]) -> Application:
-    """``server`` (the deployment, with options or not) bound to a model application's args."""
+    """``server`` (the deployment, with options or not) bound to a model
+    application's args, and the node's settings for its reports and its key limit."""
+    settings = Settings()
     bound: Application = server.bind(
         args["name"], int(args["version"]), args.get("artifact_sha256"), float(args.get("key_refresh_s", 2.0)),
-        float(os.environ.get("SEEDSERVE_LATENCY_REPORT_S", "30")),
+        settings.latency_report_s,
         # Raised only by benchmarks/key_timing.py, which sends thousands of wrong keys.
-        int(os.environ.get("SEEDSERVE_WRONG_KEYS_PER_MINUTE", str(WRONG_KEYS_PER_MINUTE))),
+        settings.wrong_keys_per_minute,
         on_gpu=bool(args.get("on_gpu")),
     )
     return bound

@@ -6,11 +6,12 @@ model version, which the master's reconciler deploys one by one
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from seedserve import dispatch
 from seedserve.codecs import Manifest
+from seedserve.settings import Settings
 
 __all__ = [
     "MASTER_APP",
@@ -22,10 +23,8 @@ __all__ = [
     "model_applications",
     "worker_resource",
     "node_worker_types",
-    "replica_capacity",
     "typed_nodes",
     "ray_nodes",
-    "DEFAULT_MAX_BATCH_SIZE",
     "master_application",
     "model_application",
     "deploy_config",
@@ -72,7 +71,7 @@ def mongo_uri_from(args: Mapping[str, Any]) -> str:
     """The master's database URI: its ``mongo_uri`` arg, else its node's
     ``SEEDSERVE_MONGO_URI`` (as the Kubernetes manifests set it from a Secret).
     Model replicas have none: they read the registry through the master."""
-    uri = args.get("mongo_uri") or os.environ.get("SEEDSERVE_MONGO_URI")
+    uri = args.get("mongo_uri") or Settings().mongo_uri
     if not uri:
         raise ValueError("no database: give the application a mongo_uri arg or set SEEDSERVE_MONGO_URI on the Ray "
                          "nodes")
@@ -181,8 +180,8 @@ def model_application(version: Mapping[str, Any], *, own_route: bool = False,
                 }),
                 # The replica admits queries itself (503 with Retry-After when
                 # full), so Serve must pass it every query it could admit.
-                "max_ongoing_requests": replica_capacity(
-                    scaling.max_ongoing_requests, manifest.batching.max_batch_size or DEFAULT_MAX_BATCH_SIZE
+                "max_ongoing_requests": dispatch.capacity(
+                    scaling.max_ongoing_requests, dispatch.batch_size(manifest.batching.max_batch_size, None)
                 ) + scaling.max_queued_requests + 1,
                 # No line per query in Serve's access log, and Serve's own
                 # logger at WARNING (it formats an access line per query even
@@ -266,16 +265,6 @@ def replica_failure(message: str) -> str:
     last = lines[-1] if lines else head.strip()
     cls, sep, text = last.partition(": ")
     return text if sep and " " not in cls else last
-
-
-def replica_capacity(max_ongoing_requests: int, batch_size: int) -> int:
-    """Queries one replica runs at once: max_ongoing_requests, raised to two
-    batches when batching is on, so that one batch can fill while the other runs."""
-    return max(max_ongoing_requests, 2 * batch_size if batch_size > 1 else 1)
-
-
-#: Items per batch when the manifest leaves batching to seedserve.
-DEFAULT_MAX_BATCH_SIZE = 16
 
 
 def deploy_config(

@@ -3,7 +3,6 @@ compute and bandwidth, memory, price, and the Ray resource its nodes advertise."
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -11,12 +10,12 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field
 
-__all__ = ["Catalog", "WorkerType", "load_catalog", "DEFAULT_CATALOG"]
+__all__ = ["Catalog", "SOURCE_CATALOG", "WorkerType", "load_catalog"]
 
-#: ``configs/workers.yaml`` of the source tree, or ``SEEDSERVE_WORKERS_CATALOG``
-#: (an installed package has no source tree: the image sets it).
-DEFAULT_CATALOG = Path(os.environ.get("SEEDSERVE_WORKERS_CATALOG")
-                       or Path(__file__).resolve().parents[2] / "configs" / "workers.yaml")
+#: ``configs/workers.yaml`` of the source tree: the catalog unless
+#: Settings.workers_catalog names another (an installed package has no source
+#: tree: the image sets SEEDSERVE_WORKERS_CATALOG).
+SOURCE_CATALOG = Path(__file__).resolve().parents[2] / "configs" / "workers.yaml"
 
 
 class WorkerType(BaseModel):
@@ -67,6 +66,13 @@ class Catalog(BaseModel):
         return {worker.name: worker.accelerator_type for worker in self.types if worker.device == "gpu"}
 
 
+def load_catalog(path: Path | None = None) -> Catalog:
+    """The catalog at ``path``, else Settings.workers_catalog's, else the source tree's."""
+    from seedserve.settings import Settings
+
+    return _catalog_at(path or Settings().workers_catalog or SOURCE_CATALOG)
+
+
 @cache
-def load_catalog(path: Path = DEFAULT_CATALOG) -> Catalog:
+def _catalog_at(path: Path) -> Catalog:
     return Catalog.model_validate(yaml.safe_load(path.read_text()))

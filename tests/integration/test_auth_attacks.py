@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from seedserve.client import Client, ManagerClient
-from seedserve.deployments._query import WRONG_KEYS_PER_MINUTE
+from seedserve.ratelimit import WRONG_KEYS_PER_MINUTE
 from tests.conftest import System
 from tests.helpers import MLP_MANIFEST, eventually, make_mlp, save_torchscript
 

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from seedserve.codecs import decode_inputs, parse_manifest
 from seedserve.codecs.batching import items, merge, signature, split
-from seedserve.deployments.model_server import _calls
 
 MANIFEST = parse_manifest({
     "name": "b",
@@ -84,16 +83,3 @@ def test_split_gives_each_query_its_rows_and_refuses_outputs_that_are_not_per_it
         split({"y": np.zeros(5)}, [1, 3, 2])
     with pytest.raises(ValueError, match="one row per item"):
         split({"loss": np.float32(1.0) * np.ones(())}, [1])
-
-
-def test_queries_run_together_by_signature_and_never_past_the_batch_size() -> None:
-    def query(rows: int, width: int = 3) -> tuple[dict[str, np.ndarray], int]:
-        return {"x": np.zeros((rows, width), np.float32)}, rows
-
-    queries = [query(2), query(1, width=5), query(3), query(4), query(1, width=5), query(9)]
-    calls = _calls(queries, 8)
-    assert sorted(i for members in calls for i in members) == list(range(6))  # every query once
-    assert [0, 2] in calls and [3] in calls and [1, 4] in calls and [5] in calls  # 2+3 fit, 4 more would not
-    for members in calls:
-        assert len({queries[i][0]["x"].shape[1] for i in members}) == 1
-        assert sum(queries[i][1] for i in members) <= 8 or len(members) == 1
