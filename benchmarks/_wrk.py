@@ -27,7 +27,8 @@ def run_wrk(url: str, body: str | bytes, headers: dict[str, str], *, concurrency
     With ``think_ms``, each connection waits that long before each request, which
     caps the rate at about ``concurrency / (think + latency)``; an answer slower
     than ``timeout_s`` counts as an error."""
-    lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(body)}", 'wrk.headers["Content-Type"] = "application/json"']
+    lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(body)}",
+             'wrk.headers["Content-Type"] = "application/json"']
     lines += [f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items()]
     if think_ms > 0:
         lines.append(f"function delay() return {round(think_ms)} end")  # whole milliseconds

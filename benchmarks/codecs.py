@@ -29,7 +29,7 @@ from PIL import Image
 from starlette.datastructures import Headers
 
 from seedserve.client.client import _request
-from seedserve.codecs import decode_inputs, parse_manifest
+from seedserve.codecs import Manifest, decode_inputs, parse_manifest
 from seedserve.deployments._oip import parse_infer_request
 from seedserve.deployments._transport import parse_payload
 
@@ -132,14 +132,22 @@ def decode_rates() -> list[dict[str, Any]]:
         return users, np.concatenate(bags) % 100000, np.cumsum([0] + [len(b) for b in bags[:-1]])
 
     cases: dict[str, tuple[Callable[[], Any], Callable[[], Any], str]] = {
-        "image (PNG 600x560 -> 224x224)": (bare_image, lambda: decode_inputs_one("image", image), "Pillow open+convert+resize+numpy"),
-        "audio (10 s WAV 44.1 kHz -> 16 kHz)": (lambda: librosa.load(io.BytesIO(clip), sr=16000), lambda: decode_inputs_one("clip", clip), "librosa.load"),
-        "tabular (256 rows x 16)": (lambda: np.array([[r[f"c{i}"] for i in range(16)] for r in records], np.float32), lambda: decode_inputs_one("table", records), "numpy from records"),
+        "image (PNG 600x560 -> 224x224)": (bare_image, lambda: decode_inputs_one("image", image),
+                                           "Pillow open+convert+resize+numpy"),
+        "audio (10 s WAV 44.1 kHz -> 16 kHz)": (lambda: librosa.load(io.BytesIO(clip), sr=16000),
+                                                lambda: decode_inputs_one("clip", clip), "librosa.load"),
+        "tabular (256 rows x 16)": (lambda: np.array([[r[f"c{i}"] for i in range(16)] for r in records], np.float32),
+                                    lambda: decode_inputs_one("table", records), "numpy from records"),
         "text (32 x 225 chars, bytes)": (bare_text, lambda: decode_inputs_one("text", texts), "numpy bytes tokenizer"),
-        "tensor (64x64 nested lists)": (lambda: np.asarray(tensor, np.float32), lambda: decode_inputs_one("tensor", tensor), "np.asarray"),
-        "graph (500 nodes, 2000 edges)": (lambda: (np.asarray(graph["x"], np.float32), np.asarray(graph["edge_index"], np.int64)), lambda: decode_inputs_one("graph", graph), "np.asarray x2"),
-        "recommender (32 requests x 200 int ids)": (bare_rec_stable, lambda: decode_inputs_one("rec", rec), "stable per-id hash (crc32) + offsets"),
-        "recommender, floor (same data)": (bare_rec_floor, lambda: decode_inputs_one("rec", rec), "numpy modulo, int ids only, unchecked"),
+        "tensor (64x64 nested lists)": (lambda: np.asarray(tensor, np.float32),
+                                        lambda: decode_inputs_one("tensor", tensor), "np.asarray"),
+        "graph (500 nodes, 2000 edges)": (lambda: (np.asarray(graph["x"], np.float32),
+                                                   np.asarray(graph["edge_index"], np.int64)),
+                                          lambda: decode_inputs_one("graph", graph), "np.asarray x2"),
+        "recommender (32 requests x 200 int ids)": (bare_rec_stable, lambda: decode_inputs_one("rec", rec),
+                                                    "stable per-id hash (crc32) + offsets"),
+        "recommender, floor (same data)": (bare_rec_floor, lambda: decode_inputs_one("rec", rec),
+                                           "numpy modulo, int ids only, unchecked"),
     }
 
     def decode_inputs_one(name: str, value: Any) -> Any:
@@ -152,13 +160,16 @@ def decode_rates() -> list[dict[str, Any]]:
         bare_rate, our_rate = _paired_rates(bare, ours)
         rows.append({"kind": label, "baseline": baseline, "bare_per_s": bare_rate, "seedserve_per_s": our_rate,
                      "ratio": our_rate / bare_rate})
-        print(f"{label:38} bare {bare_rate:9.1f}/s  seedserve {our_rate:9.1f}/s  {our_rate / bare_rate:5.2f}x", flush=True)
+        print(f"{label:38} bare {bare_rate:9.1f}/s  seedserve {our_rate:9.1f}/s  {our_rate / bare_rate:5.2f}x",
+              flush=True)
     return rows
 
 
 def transport_costs() -> list[dict[str, Any]]:
-    image_manifest = parse_manifest({"name": "i", "inputs": [{"name": "image", "kind": "image", "size": [224, 224]}], "outputs": [{"name": "y"}]})
-    clip_manifest = parse_manifest({"name": "a", "inputs": [{"name": "clip", "kind": "audio"}], "outputs": [{"name": "y"}]})
+    image_manifest = parse_manifest({"name": "i", "inputs": [{"name": "image", "kind": "image", "size": [224, 224]}],
+                                     "outputs": [{"name": "y"}]})
+    clip_manifest = parse_manifest({"name": "a", "inputs": [{"name": "clip", "kind": "audio"}],
+                                    "outputs": [{"name": "y"}]})
     rows = []
     # One long-lived event loop, as in a replica: a loop per call would charge
     # each parse for starting a loop and its thread pool.
@@ -168,7 +179,8 @@ def transport_costs() -> list[dict[str, Any]]:
         for transport in ("json", "multipart", "oip-binary"):
             body, headers = _body(transport, name, data)
 
-            def parse_and_decode() -> Any:
+            def parse_and_decode(transport: str = transport, headers: dict[str, str] = headers, body: bytes = body,
+                                 manifest: Manifest = manifest) -> Any:
                 if transport == "oip-binary":
                     payload, _ = parse_infer_request(headers["inference-header-content-length"], body, manifest)
                 else:
@@ -202,9 +214,11 @@ def main() -> None:
     lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; decode: best of 11 alternating "
              "0.25 s rounds per side; transports: best of 5 rounds.", "",
              "| kind | bare baseline | bare /s | seedserve /s | ratio |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {r['kind']} | {r['baseline']} | {r['bare_per_s']:,.1f} | {r['seedserve_per_s']:,.1f} | {r['ratio']:.2f}x |" for r in decode]
+    lines += [f"| {r['kind']} | {r['baseline']} | {r['bare_per_s']:,.1f} | {r['seedserve_per_s']:,.1f} | "
+              f"{r['ratio']:.2f}x |" for r in decode]
     lines += ["", "| payload | transport | wire bytes | overhead | parse + decode ms |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {r['payload']} | {r['transport']} | {r['wire_bytes']:,} | {r['overhead']:+.1%} | {r['parse_and_decode_ms']:.2f} |" for r in transports]
+    lines += [f"| {r['payload']} | {r['transport']} | {r['wire_bytes']:,} | {r['overhead']:+.1%} | "
+              f"{r['parse_and_decode_ms']:.2f} |" for r in transports]
     (RESULTS / "codecs.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -137,11 +137,13 @@ def _write(report: dict[str, Any]) -> None:
     per_replica = (memory["with_one_replica_per_queried_model"] - memory["all_registered_all_idle"]) / max(1, replicas)
     rows = [
         ("models registered / answering correctly",
-         f"{report['servable']['models']} / {report['servable']['answered'] - len(report['servable']['wrong_outputs'])}"),
+         f"{report['servable']['models']} / "
+         f"{report['servable']['answered'] - len(report['servable']['wrong_outputs'])}"),
         ("register (upload + test-load + store), median / max s",
          f"{report['registration_s']['median']:.2f} / {report['registration_s']['max']:.2f}"),
         ("registration -> first answer, median / max s",
-         f"{report['first_answer_after_registration_s']['median']:.1f} / {report['first_answer_after_registration_s']['max']:.1f}"),
+         f"{report['first_answer_after_registration_s']['median']:.1f} / "
+         f"{report['first_answer_after_registration_s']['max']:.1f}"),
         ("all scaled to zero after the last query, s", f"{report['all_idle_after_s']:.0f}"),
         ("memory, system idle before any model (PSS)", f"{memory['idle_system']:,.0f} MB"),
         ("memory, all models registered, all at zero replicas", f"{memory['all_registered_all_idle']:,.0f} MB"),
@@ -152,7 +154,8 @@ def _write(report: dict[str, Any]) -> None:
         ("warm query right after, median ms", f"{report['warm_query_ms']['median']:.1f}"),
     ]
     lines = [f"Measured {report['meta']['date']} on {report['meta']['cpus']} CPUs, "
-             f"{report['meta']['memory_gb']:.0f} GB, one Ray node; every model min_replicas 0, downscale after 5 s.", "",
+             f"{report['meta']['memory_gb']:.0f} GB, one Ray node; every model min_replicas 0, downscale after 5 s.",
+             "",
              "| measure | value |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in rows]
     (RESULTS / "density.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

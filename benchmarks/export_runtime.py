@@ -140,7 +140,8 @@ def measure(name: str, repeats: int) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"model": name, "variant": variant, "ready_s": round(ready_s, 3)}
         with torch.inference_mode():
             for b in BATCHES:
-                row[f"batch{b}_us"] = round(_median_us(lambda: runner(inputs[b]), repeats // (4 if b > 1 else 1)), 1)
+                row[f"batch{b}_us"] = round(_median_us(lambda runner=runner, b=b: runner(inputs[b]),
+                                                       repeats // (4 if b > 1 else 1)), 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows

@@ -64,10 +64,12 @@ def main() -> None:
     lines = [
         f"# Fuzzing the {args.target}'s API: {args.examples} generated cases per operation",
         "",
-        f"`.venv/bin/python -m benchmarks.fuzz --target {args.target} --examples {args.examples}`, {elapsed / 60:.0f} min, "
-        f"pytest exit code {done.returncode}. Checks: no 5xx; status code, content type and body as documented.",
+        f"`.venv/bin/python -m benchmarks.fuzz --target {args.target} --examples {args.examples}`, "
+        f"{elapsed / 60:.0f} min, pytest exit code {done.returncode}. "
+        "Checks: no 5xx; status code, content type and body as documented.",
         "",
-        "| operation | cases | answers (status: cases; 405s are undeclared methods tried on the path; failed = a check failed) |",
+        "| operation | cases | answers (status: cases; 405s are undeclared methods tried on the path; "
+        "failed = a check failed) |",
         "|---|---:|---|",
         *(f"| `{r['operation']}` | {r['cases']:,} | "
           + ", ".join(f"{status}: {n:,}" for status, n in r["answers"].items()) + " |" for r in rows),

@@ -119,7 +119,8 @@ def _timing(model: Any, manifest: Any, inputs: dict[str, Any], placement: Any, b
         run_model(model, manifest, inputs, placement)  # outputs come back to the host: the device has finished
         times.append(time.perf_counter() - start)
     times.sort()
-    return {"p50_ms": statistics.median(times) * 1e3, "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))] * 1e3}
+    return {"p50_ms": statistics.median(times) * 1e3,
+            "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))] * 1e3}
 
 
 def check(device: str, batches: list[int], tolerance_scale: float, budget_s: float) -> dict[str, Any]:
@@ -140,7 +141,8 @@ def check(device: str, batches: list[int], tolerance_scale: float, budget_s: flo
                                         run_model(reference_model, manifest, inputs, CPU))
                 tolerance = TOLERANCES[precision] * tolerance_scale
                 results["comparisons"].append({"model": kind, "precision": precision, "batch": batch,
-                                               "relative_error": error, "tolerance": tolerance, "ok": error <= tolerance})
+                                               "relative_error": error, "tolerance": tolerance,
+                                               "ok": error <= tolerance})
         timed = [CPU] + [Placement(device, p) for p in precisions if Placement(device, p) != CPU]  # type: ignore[arg-type]
         if device.startswith("cuda"):
             timed.insert(1, Placement(device, "fp32"))
@@ -159,11 +161,13 @@ def _markdown(results: dict[str, Any]) -> str:
              "| model | precision | batch | max rel. error | tolerance | ok |", "|---|---|---:|---:|---:|---|"]
     lines += [f"| {c['model']} | {c['precision']} | {c['batch']} | {c['relative_error']:.2e} | {c['tolerance']:.0e} | "
               f"{'yes' if c['ok'] else '**no**'} |" for c in results["comparisons"]]
-    lines += ["", "| model | device | precision | batch | p50 ms | p99 ms | items/s |", "|---|---|---|---:|---:|---:|---:|"]
-    lines += [f"| {t['model']} | {t['device']} | {t['precision']} | {t['batch']} | {t['p50_ms']:.3f} | {t['p99_ms']:.3f} | "
-              f"{t['items_per_s']:,.0f} |" for t in results["timings"]]
+    lines += ["", "| model | device | precision | batch | p50 ms | p99 ms | items/s |",
+              "|---|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {t['model']} | {t['device']} | {t['precision']} | {t['batch']} | {t['p50_ms']:.3f} | "
+              f"{t['p99_ms']:.3f} | {t['items_per_s']:,.0f} |" for t in results["timings"]]
     if results.get("calibration"):
-        lines += ["", f"Calibration of `{results['calibration']['worker_type']}` stored in `{results['calibration_file']}`."]
+        lines += ["", f"Calibration of `{results['calibration']['worker_type']}` stored in "
+                      f"`{results['calibration_file']}`."]
     return "\n".join(lines) + "\n"
 
 
@@ -189,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     results = check(args.device, batches, args.tolerance_scale, 0.2 if args.quick else 2.0)
     results |= {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.node(),
                 "device": args.device, "torch": torch.__version__,
-                "device_name": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor() or "cpu"}
+                "device_name": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
+                else platform.processor() or "cpu"}
     if args.calibrate:
         from seedserve.profiler.calibrate import calibrate
 

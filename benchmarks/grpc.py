@@ -105,7 +105,8 @@ def run_h2load(url: str, body: Body, key: str, *, concurrency: int, seconds: int
     with tempfile.TemporaryDirectory() as folder:
         data, log = Path(folder) / "body", Path(folder) / "log"
         data.write_bytes(body.content)
-        headers = [arg for k, v in {**body.headers, "authorization": f"Bearer {key}"}.items() for arg in ("-H", f"{k}: {v}")]
+        headers = [arg for k, v in {**body.headers, "authorization": f"Bearer {key}"}.items()
+                   for arg in ("-H", f"{k}: {v}")]
         out = subprocess.run(["h2load", "-t1", f"-c{concurrency}", "-m1", f"-D{seconds}", "-d", str(data),
                               f"--log-file={log}", *headers, url + body.path],
                              capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
@@ -147,7 +148,8 @@ def main() -> None:
                 grpc = body.path == _METHOD
                 answer_length = grpc_answer_length(running.grpc_target, body, key) if grpc else 0
 
-                def run(concurrency: int, seconds: int) -> Result:
+                def run(concurrency: int, seconds: int, grpc: bool = grpc, body: Body = body, key: str = key,
+                        answer_length: int = answer_length) -> Result:
                     if grpc:
                         return run_h2load(f"http://{running.grpc_target}", body, key, concurrency=concurrency,
                                           seconds=seconds, answer_length=answer_length)
@@ -159,12 +161,14 @@ def main() -> None:
                 rows[body.transport] = []
                 for concurrency in args.concurrency:
                     result = run(concurrency, args.seconds)
-                    print(f"   {workload.name} {body.transport:22} c={concurrency:<3} {result.requests_per_s:8.0f} req/s"
+                    print(f"   {workload.name} {body.transport:22} c={concurrency:<3} "
+                          f"{result.requests_per_s:8.0f} req/s"
                           f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
                           flush=True)
                     rows[body.transport].append(result)
     _write(results, args)
-    failed = [f"{w} {t} c={r.concurrency}" for w, by in results.items() for t, rows in by.items() for r in rows if r.errors]
+    failed = [f"{w} {t} c={r.concurrency}"
+              for w, by in results.items() for t, rows in by.items() for r in rows if r.errors]
     if failed:
         raise SystemExit(f"runs with errors (their req/s are not results): {', '.join(failed)}")
 

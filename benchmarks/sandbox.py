@@ -25,6 +25,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +100,11 @@ def call_costs(directory: Path) -> list[dict[str, Any]]:
         # (a replica serving a handler runs no torch of its own).
         sandboxed = SandboxedHandler(data, manifest)
         try:
-            boxed = {b: _median_call_us(lambda: run_model(sandboxed, manifest, x), calls) for b, x in inputs.items()}
+            boxed = {b: _median_call_us(partial(run_model, sandboxed, manifest, x), calls) for b, x in inputs.items()}
         finally:
             sandboxed.close()
         plain = load_model(data, "handler")
-        inside = {b: _median_call_us(lambda: run_model(plain, manifest, x), calls) for b, x in inputs.items()}
+        inside = {b: _median_call_us(partial(run_model, plain, manifest, x), calls) for b, x in inputs.items()}
         for batch in inputs:
             rows.append({"model": kind, "batch": batch, "in_process_us": round(inside[batch], 1),
                          "sandboxed_us": round(boxed[batch], 1), "added_us": round(boxed[batch] - inside[batch], 1)})
@@ -146,7 +147,8 @@ def _wait(url: str, key: str) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            if httpx.post(url, content=MLP.body, headers={"Authorization": f"Bearer {key}"}, timeout=10).status_code == 200:
+            answer = httpx.post(url, content=MLP.body, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+            if answer.status_code == 200:
                 return
         except httpx.HTTPError:
             pass

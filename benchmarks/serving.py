@@ -146,7 +146,8 @@ def main() -> None:
                 for concurrency in args.concurrency:
                     result = run_wrk(url, workload.body, auth, concurrency=concurrency, seconds=args.seconds)
                     print(f"   {workload.name} c={concurrency:<3} {result.requests_per_s:8.0f} req/s  "
-                          f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}", flush=True)
+                          f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
+                          flush=True)
                     rows.append(result)
         time.sleep(2)
     _write(results, args)
@@ -200,7 +201,7 @@ def _plot(results: dict[str, dict[str, list[Result]]], concurrency: list[int], p
     except ImportError:
         return
     fig, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 4), squeeze=False)
-    for ax, (workload, by_server) in zip(axes[0], results.items()):
+    for ax, (workload, by_server) in zip(axes[0], results.items(), strict=True):
         width = 0.8 / len(by_server)
         for i, (name, rows) in enumerate(by_server.items()):
             ax.bar([j + i * width for j in range(len(rows))], [r.requests_per_s for r in rows], width, label=name)

@@ -54,7 +54,7 @@ def _assert_close(a: Any, b: Any) -> None:
             _assert_close(a[key], b[key])
     elif isinstance(a, list):
         assert len(a) == len(b)
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             _assert_close(x, y)
     elif isinstance(a, float):
         assert abs(a - b) <= 1e-6 + 1e-6 * abs(b), (a, b)

@@ -51,9 +51,9 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServ
         try:
             client.admin.command("ping")
             break
-        except pymongo.errors.PyMongoError:
+        except pymongo.errors.PyMongoError as exc:
             if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"nx-27017 did not start; see {data / 'nx.log'}")
+                raise RuntimeError(f"nx-27017 did not start; see {data / 'nx.log'}") from exc
             time.sleep(0.1)
     client.close()
     yield MongoServer(uri, process)
@@ -155,6 +155,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
                 ("SEEDSERVE_MASTER_PORT", "SEEDSERVE_MANAGER_PORT", "SEEDSERVE_DB_PORT", "SEEDSERVE_RAY_PORT",
                  "SEEDSERVE_DASHBOARD_PORT", "SEEDSERVE_GRPC_PORT"),
                 map(str, free_ports(6)),
+                strict=True,
             )),
             # Away from the default block (20000) so a running system does not collide.
             "SEEDSERVE_INTERNAL_PORT_BASE": "23000",

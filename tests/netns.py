@@ -95,7 +95,7 @@ def linked_pair(subnet: int) -> Iterator[tuple[Namespace, Namespace]]:
         for name in names:
             _ip("netns", "add", name)
         _ip("link", "add", ends[0], "netns", names[0], "type", "veth", "peer", "name", ends[1], "netns", names[1])
-        for name, end, address in zip(names, ends, addresses):
+        for name, end, address in zip(names, ends, addresses, strict=True):
             _ip("netns", "exec", name, "ip", "addr", "add", f"{address}/30", "dev", end)
             _ip("netns", "exec", name, "ip", "link", "set", end, "up")
             _ip("netns", "exec", name, "ip", "link", "set", "lo", "up")

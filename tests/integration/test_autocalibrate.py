@@ -25,7 +25,7 @@ DATABASE = "autocalibrate-test"
 #: One round of the master's background calibration, as a driver of the
 #: system's Ray cluster. ``quiet_load`` is infinite: CI is never quiet, and
 #: the wait for quiet is checked on its own below.
-_ROUND = """
+_ROUND = f"""
 import asyncio, json, os
 from seedserve.deployments.serve_api import ray_auth_headers
 if ray_auth_headers():
@@ -36,17 +36,18 @@ from seedserve.registry import ModelStore, connect
 from seedserve.settings import Settings
 
 settings = Settings()
-ray.init(address=f"127.0.0.1:{settings.ray_port}", log_to_driver=False, logging_level="ERROR")
+ray.init(address=f"127.0.0.1:{{settings.ray_port}}", log_to_driver=False, logging_level="ERROR")
 
 async def main():
     client = connect(settings.resolved_mongo_uri)
     try:
-        return await calibrate_new_types(ModelStore(client[%r]), repeats=1, quick=True, quiet_load=float("inf"))
+        return await calibrate_new_types(ModelStore(client[{DATABASE!r}]), repeats=1, quick=True,
+                                         quiet_load=float("inf"))
     finally:
         await client.close()
 
 print(json.dumps(asyncio.run(main())))
-""" % DATABASE
+"""
 
 
 def _round(system: System) -> list[str]:

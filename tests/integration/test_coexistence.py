@@ -109,8 +109,8 @@ def test_applications_beside_seedserve_and_a_kuberay_resubmission_leave_the_mode
         _beside_and_kuberay(system, tmp_path, registered, ray_address)
     finally:
         # Later tests of the session see only seedserve's applications.
-        code = ("import ray; from ray import serve; ray.init(address=%r, namespace='serve'); "
-                "[serve.delete(n) for n in ('beside-run', 'beside-deploy')]" % ray_address)
+        code = (f"import ray; from ray import serve; ray.init(address={ray_address!r}, namespace='serve'); "
+                "[serve.delete(n) for n in ('beside-run', 'beside-deploy')]")
         subprocess.run([str(VENV_BIN / "python"), "-c", code], env={**system.env, "RAY_AUTH_MODE": "token"},
                        capture_output=True, timeout=120)
 

@@ -114,7 +114,7 @@ def test_killing_the_database_during_registrations_keeps_exactly_the_acknowledge
     # Their keys serve: the first acknowledged (before the kill) and the last.
     for name in (min(stream.acknowledged), max(stream.acknowledged)):
         with Client(system.master_url, stream.acknowledged[name][1], timeout=30) as client:
-            eventually(lambda: client.predict(name, x=[[0.0] * 16]), timeout_s=120)
+            eventually(lambda name=name: client.predict(name, x=[[0.0] * 16]), timeout_s=120)
 
 
 def _fail(message: str) -> Any:

@@ -274,7 +274,7 @@ def test_handler_packages_and_torch_export_programs_serve_what_they_compute(syst
         assert manager.get_model("exported")["artifact"]["format"] == "export"
     for name, key in keys.items():
         with Client(system.master_url, key, timeout=60) as client:
-            outputs = eventually(lambda: client.predict(name, x=x), timeout_s=90)
+            outputs = eventually(lambda name=name: client.predict(name, x=x), timeout_s=90)
         np.testing.assert_allclose(outputs["y"], expected[name].detach().numpy(), rtol=1e-5, atol=1e-6)
 
 

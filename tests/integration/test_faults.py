@@ -90,7 +90,7 @@ def test_killing_the_master_during_registrations_loses_no_acknowledged_model(
                or _fail("the master is not back"), timeout_s=90)
     for name, key in acknowledged.items():
         with Client(system.master_url, key, timeout=30) as client:
-            eventually(lambda: client.predict(name, x=[[0.0] * 16]), timeout_s=120)
+            eventually(lambda name=name: client.predict(name, x=[[0.0] * 16]), timeout_s=120)
 
 
 def _fail(message: str) -> bool:

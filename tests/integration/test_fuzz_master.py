@@ -75,7 +75,8 @@ REPLACED = {ParameterLocation.PATH, ParameterLocation.HEADER}
 
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                 HealthCheck.function_scoped_fixture])
 def test_every_master_answer_matches_the_document_and_none_is_a_5xx(
     case: Case, target: dict[str, Any], system: System
 ) -> None:

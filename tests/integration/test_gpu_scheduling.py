@@ -127,7 +127,8 @@ def test_a_gpu_model_reserves_its_fraction_on_the_gpu_node_and_others_say_why_th
 
         def says_no_cuda() -> None:
             status = _model_status(system, "on-t4")
-            assert status["status"] != "RUNNING" and "CUDA is not available on this node" in status.get("reason", ""), status
+            assert (status["status"] != "RUNNING"
+                    and "CUDA is not available on this node" in status.get("reason", "")), status
 
         eventually(says_no_cuda, timeout_s=120, interval_s=1)
         with httpx.Client(timeout=10) as http:

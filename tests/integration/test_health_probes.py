@@ -70,7 +70,8 @@ def test_healthz_is_503_naming_the_database_while_it_is_stopped_and_200_once_it_
             assert http.get(url + "/livez").status_code == 200
         status = subprocess.run([str(VENV_BIN / "seedserve"), "status"], env=system.env, capture_output=True,
                                 text=True, timeout=60)
-        assert status.returncode == 1 and "DEGRADED" in status.stdout and "down: database" in status.stdout, status.stdout
+        assert (status.returncode == 1 and "DEGRADED" in status.stdout
+                and "down: database" in status.stdout), status.stdout
     finally:
         os.kill(database, signal.SIGCONT)
     eventually(lambda: _all_healthy(http, system), timeout_s=60)

@@ -79,7 +79,8 @@ def _listening_pid(port: int) -> int:
 
 def secrets_in(texts: Mapping[str, str], secrets: Mapping[str, str]) -> list[tuple[str, str]]:
     """(where, which) for each secret found in each text."""
-    return [(where, which) for where, text in texts.items() for which, value in secrets.items() if value and value in text]
+    return [(where, which) for where, text in texts.items()
+            for which, value in secrets.items() if value and value in text]
 
 
 def _logs(system: System) -> dict[str, str]:

@@ -122,7 +122,7 @@ def test_every_image_and_audio_format_in_the_corpus_is_served(system: System, ev
     clips = ["audio.flac", "audio.ogg", "audio.mp3", "audio_8bit.wav", "audio_24bit.wav", "audio_32bit.wav",
              "audio_float.wav", "audio_stereo.wav"]
     with Client(system.master_url, every_kind) as client:
-        for image, clip in zip(images, clips):
+        for image, clip in zip(images, clips, strict=True):
             inputs = {**_good_inputs(), "image": DATA / image, "clip": DATA / clip}
             expected = _fingerprint_here(inputs)
             for transport in ("json", "multipart"):
@@ -167,7 +167,8 @@ CORPUS: list[tuple[str, str, Any, int, str]] = [
     ("non-numbers in a tensor", "x", [["a", "b", "c", "d"]], 400, "invalid_input"),
     ("tensor over max_elements", "x", np.zeros((1001, 4), np.float32), 413, "input_too_large"),
     ("edge to a missing node", "graph", {"x": [[0.0, 0.0]], "edge_index": [[0], [5]]}, 400, "invalid_input"),
-    ("fractional node index", "graph", {"x": [[0.0, 0.0], [1.0, 1.0]], "edge_index": [[0], [0.5]]}, 400, "invalid_input"),
+    ("fractional node index", "graph", {"x": [[0.0, 0.0], [1.0, 1.0]], "edge_index": [[0], [0.5]]}, 400,
+     "invalid_input"),
     ("graph over max_nodes", "graph", {"x": [[0.0, 0.0]] * 101, "edge_index": [[0], [1]]}, 413, "input_too_large"),
     ("a float as an id", "rec", {"user": 1.5, "items": ["a"]}, 400, "invalid_input"),
     ("too many items", "rec", {"user": 1, "items": ["a"] * 11}, 413, "input_too_large"),
@@ -215,16 +216,21 @@ def test_malformed_bodies_and_queries_get_4xx_over_http(system: System, every_ki
         "missing input": ({"json": {k: v for k, v in good.items() if k != "rec"}}, 422, "rec"),
         "unexpected input": ({"json": {**good, "extra": 1}}, 422, "extra"),
         "bad base64": ({"json": bad_b64}, 400, "image"),
-        "lone surrogate in text": ({"content": surrogate, "headers": {"content-type": "application/json"}}, 400, "review"),
+        "lone surrogate in text": ({"content": surrogate, "headers": {"content-type": "application/json"}}, 400,
+                                   "review"),
         "not JSON": ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, None),
-        "invalid UTF-8": ({"content": b'{"x": "\xff\xfe"}', "headers": {"content-type": "application/json"}}, 400, None),
+        "invalid UTF-8": ({"content": b'{"x": "\xff\xfe"}', "headers": {"content-type": "application/json"}}, 400,
+                          None),
         "a JSON list": ({"json": [1, 2, 3]}, 400, None),
         "a number as text": ({"json": {**good, "review": 12}}, 400, "review"),
-        "deep nesting": ({"content": b"[" * 100_000 + b"]" * 100_000, "headers": {"content-type": "application/json"}}, 400, None),
+        "deep nesting": ({"content": b"[" * 100_000 + b"]" * 100_000, "headers": {"content-type": "application/json"}},
+                         400, None),
         "unsupported content type": ({"content": b"x=1", "headers": {"content-type": "text/csv"}}, 415, None),
         # python-multipart reads a body without parts as an empty form.
-        "multipart without parts": ({"content": b"--zzz\r\nnonsense", "headers": {"content-type": "multipart/form-data; boundary=zzz"}}, 422, "image"),
-        "OIP header length beyond the body": ({"content": b"{}", "headers": {"inference-header-content-length": "99"}}, 400, None),
+        "multipart without parts": ({"content": b"--zzz\r\nnonsense",
+                                     "headers": {"content-type": "multipart/form-data; boundary=zzz"}}, 422, "image"),
+        "OIP header length beyond the body": ({"content": b"{}", "headers": {"inference-header-content-length": "99"}},
+                                              400, None),
     }
     failures = []
     for case, (kwargs, status, name) in cases.items():

@@ -44,7 +44,7 @@ def test_a_lost_worker_node_has_its_replica_rescheduled_and_traffic_recovers(
             )
             # One at a time: nodes starting together on one machine race for
             # the same socket names in Ray's session directory.
-            eventually(lambda: "worker 'pool' is up" in log.read_text() or _fail("joining"), timeout_s=120,
+            eventually(lambda log=log: "worker 'pool' is up" in log.read_text() or _fail("joining"), timeout_s=120,
                        interval_s=1)
 
         artifact = save_torchscript(make_mlp(seed=5), tmp_path / "m.pt")

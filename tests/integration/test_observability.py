@@ -41,9 +41,10 @@ def observed(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             eventually(lambda: httpx.post(f"{system.master_url}/models/{MODEL}/predict", json={"x": [[0.0] * 16]},
                                           headers=auth, timeout=30).raise_for_status(), timeout_s=120)
             # /v2 goes through the master, which forwards once its reconciler has seen the application RUNNING.
-            eventually(lambda: httpx.post(f"{system.master_url}/v2/models/{MODEL}/infer", headers=auth, timeout=30, json={
-                "inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": [0.0] * 16}]}).raise_for_status(),
-                timeout_s=60)
+            eventually(lambda: httpx.post(f"{system.master_url}/v2/models/{MODEL}/infer", headers=auth, timeout=30,
+                                          json={"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32",
+                                                            "data": [0.0] * 16}]}).raise_for_status(),
+                       timeout_s=60)
             # Each eventually() above ended at its first success, the last thing
             # this fixture sent: once /metrics shows both, it shows all of it.
             eventually(lambda: _assert_equal(_ours(_scrape(system), "seedserve_requests_total", code="200"),
@@ -96,7 +97,8 @@ def _traffic(system: System, key: str) -> list[httpx.Response]:
             answers.append(http.post(native, json={"x": [[0.0] * 16]}, headers={"Authorization": "Bearer wrong"}))
             answers.append(http.post(native, json={"x": [[0.0] * 16]}))  # no key
             answers.append(http.get(native, headers=auth))  # wrong method
-            answers.append(http.post(v2, json={"inputs": [{**good_v2["inputs"][0], "datatype": "BYTES"}]}, headers=auth))
+            answers.append(http.post(v2, json={"inputs": [{**good_v2["inputs"][0], "datatype": "BYTES"}]},
+                                     headers=auth))
     return answers
 
 
@@ -106,7 +108,8 @@ def test_metrics_count_the_traffic_sent_per_model_version_with_no_ray_labels(
     before = _scrape(system)
     answers = _traffic(system, observed)
     by_code = collections.Counter(str(a.status_code) for a in answers)
-    by_error = collections.Counter((str(a.status_code), error_fields(a)["code"]) for a in answers if a.status_code >= 400)
+    by_error = collections.Counter((str(a.status_code), error_fields(a)["code"])
+                                   for a in answers if a.status_code >= 400)
     assert by_code["200"] == 6 and {"400", "401", "405"} <= set(by_code), by_code
 
     def delta(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -183,12 +186,14 @@ def _log_lines(system: System) -> list[dict[str, Any]]:
 def test_a_request_id_sent_in_is_in_the_answer_and_the_error_line(system: System, observed: str) -> None:
     native = f"{system.master_url}/models/{MODEL}/predict"
     sent = "obs-" + secrets.token_hex(8)
-    answer = httpx.post(native, json={"x": [[1.0]]}, headers={"Authorization": f"Bearer {observed}", "X-Request-Id": sent})
+    answer = httpx.post(native, json={"x": [[1.0]]},
+                        headers={"Authorization": f"Bearer {observed}", "X-Request-Id": sent})
     assert answer.status_code == 400 and answer.headers["x-request-id"] == sent
     assert answer.headers.get_list("x-request-id") == [sent]
 
     def logged() -> dict[str, Any]:
-        [line] = [line for line in _log_lines(system) if line.get("request_id") == sent and line["logger"] == "seedserve.errors"]
+        [line] = [line for line in _log_lines(system)
+                  if line.get("request_id") == sent and line["logger"] == "seedserve.errors"]
         return line
 
     line = eventually(logged, timeout_s=20)

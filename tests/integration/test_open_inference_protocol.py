@@ -65,7 +65,8 @@ def test_metadata_readiness_and_auth(system: System, oip_model: tuple[str, objec
     assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 16]}]
     assert http.get(system.master_url + "/v2").json()["name"] == "seedserve"
     request = {"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": [0.0] * 16}]}
-    wrong = http.post(system.master_url + "/v2/models/oip-mlp/infer", json=request, headers={"Authorization": "Bearer sk_no"})
+    wrong = http.post(system.master_url + "/v2/models/oip-mlp/infer", json=request,
+                      headers={"Authorization": "Bearer sk_no"})
     assert wrong.status_code == 401 and wrong.json()["code"] == "unauthenticated"
     bad = http.post(system.master_url + "/v2/models/oip-mlp/infer", json={"inputs": [{"name": "x"}]},
                     headers={"Authorization": f"Bearer {key}"})

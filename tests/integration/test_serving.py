@@ -326,7 +326,8 @@ def test_serve_deploy_of_configs_serve_yaml_brings_back_every_registered_model(
                           ("reconcile_interval_s: 2.0", "reconcile_interval_s: 1.0"),
                           # The operator fills in the SHA-256 of the tokens /metrics and /cluster accept.
                           ("token_sha256: []", "token_sha256: " + json.dumps(sorted(
-                              hashlib.sha256(t.encode()).hexdigest() for t in (system.admin_token, system.metrics_token))))):
+                              hashlib.sha256(t.encode()).hexdigest()
+                              for t in (system.admin_token, system.metrics_token))))):
         assert default in config
         config = config.replace(default, ours)
     (tmp_path / "serve.yaml").write_text(config)

@@ -42,7 +42,8 @@ def tenants(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 made.append(Tenant(name, manager.register(artifact, {**MLP_MANIFEST, "name": name})))
             for tenant in made:
                 with Client(system.master_url, tenant.key) as client:
-                    eventually(lambda: client.predict(tenant.name, x=np.zeros((1, 16), np.float32)), timeout_s=120)
+                    eventually(lambda tenant=tenant: client.predict(tenant.name, x=np.zeros((1, 16), np.float32)),
+                               timeout_s=120)
             yield made[0], made[1]
         finally:
             for tenant in made:
@@ -63,7 +64,9 @@ def _model_routes(name: str) -> list[tuple[str, str, object]]:
     ]
 
 
-def _ask(http: httpx.Client, system: System, method: str, path: str, body: object, headers: dict[str, str]) -> httpx.Response:
+def _ask(
+    http: httpx.Client, system: System, method: str, path: str, body: object, headers: dict[str, str]
+) -> httpx.Response:
     return http.request(method, system.master_url + path, json=body, headers=headers)
 
 
@@ -190,7 +193,7 @@ def test_an_unknown_model_and_a_wrong_key_get_the_same_status_and_body(
     system: System, tenants: tuple[Tenant, Tenant], http: httpx.Client
 ) -> None:
     one, two = tenants
-    for (method, path, body), (_, ghost_path, _) in zip(_model_routes(one.name), _model_routes(GHOST)):
+    for (method, path, body), (_, ghost_path, _) in zip(_model_routes(one.name), _model_routes(GHOST), strict=True):
         wrong = _ask(http, system, method, path, body, _bearer(two.key))  # answered by tenant-one's replica
         unknown = _ask(http, system, method, ghost_path, body, _bearer(two.key))  # answered by the master
         assert wrong.status_code == unknown.status_code == 401

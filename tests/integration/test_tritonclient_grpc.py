@@ -55,10 +55,12 @@ def models(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         }
         client = triton.InferenceServerClient(system.grpc_target)
         for name, key in keys.items():
-            eventually(lambda: _assert(client.is_model_ready(name, headers=_auth(key))), timeout_s=120)
+            eventually(lambda name=name, key=key: _assert(client.is_model_ready(name, headers=_auth(key))),
+                       timeout_s=120)
             # The tests compare with /v2 over HTTP too, which the master routes from its own view of Serve.
-            eventually(lambda: _assert(httpx.get(f"{system.master_url}/v2/models/{name}/ready", timeout=10,
-                                                 headers={"Authorization": f"Bearer {key}"}).status_code == 200),
+            eventually(lambda name=name, key=key: _assert(
+                           httpx.get(f"{system.master_url}/v2/models/{name}/ready", timeout=10,
+                                     headers={"Authorization": f"Bearer {key}"}).status_code == 200),
                        timeout_s=60)
         yield {"keys": keys, "mlp": mlp, "client": client}
         client.close()
@@ -139,7 +141,9 @@ def test_an_image_as_bytes_is_decoded_as_over_http(system: System, models: dict[
     np.testing.assert_array_equal(np.array(v2.json()["outputs"][0]["data"], dtype=np.float32).reshape(1, 3), means)
 
 
-def _fails(models: dict[str, Any], model: str, inputs: list[triton.InferInput], headers: dict[str, str]) -> InferenceServerException:
+def _fails(
+    models: dict[str, Any], model: str, inputs: list[triton.InferInput], headers: dict[str, str]
+) -> InferenceServerException:
     with pytest.raises(InferenceServerException) as caught:
         models["client"].infer(model, inputs, headers=headers)
     return caught.value
@@ -183,7 +187,9 @@ def test_bad_input_is_refused_with_its_code_and_seedserve_message(
     assert words in (error.message() or ""), (case, error.message())
 
 
-def test_an_unknown_datatype_in_typed_contents_is_refused_naming_the_input(system: System, models: dict[str, Any]) -> None:
+def test_an_unknown_datatype_in_typed_contents_is_refused_naming_the_input(
+    system: System, models: dict[str, Any]
+) -> None:
     request = service_pb2.ModelInferRequest(model_name=MLP)
     request.inputs.add(name="x", datatype="FP99", shape=[1, 16]).contents.fp32_contents.extend([0.0] * 16)
     with grpc.insecure_channel(system.grpc_target) as channel, pytest.raises(grpc.RpcError) as caught:

@@ -37,7 +37,8 @@ def serve_manager(mongo_server: MongoServer, data_dir: Path, **settings: Any) ->
            "max_artifact_bytes": 256 * 1024, **settings}
     )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config, "adm_test"), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(config, "adm_test"), host="127.0.0.1", port=port,
+                                           log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

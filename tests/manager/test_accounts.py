@@ -41,7 +41,8 @@ class Spec:
         template = next(t for pattern, t in self.patterns if pattern.match(path))
         operation = self.doc["paths"][template][response.request.method.lower()]
         documented = operation["responses"].get(str(response.status_code))
-        assert documented is not None, f"{response.request.method} {template} answered undocumented {response.status_code}"
+        assert documented is not None, (f"{response.request.method} {template} answered undocumented "
+                                        f"{response.status_code}")
         schema = documented["content"]["application/json"]["schema"]
         OAS31Validator({**schema, "components": self.doc["components"]}).validate(response.json())
         return response
@@ -72,7 +73,9 @@ def bob(manager: Manager) -> tuple[str, str, str]:
 
 
 @pytest.fixture(scope="module")
-def alices_model(manager: Manager, alice: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def alices_model(
+    manager: Manager, alice: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """A model of Alice's with two versions and a second key."""
     artifact = save_torchscript(make_mlp(), tmp_path_factory.mktemp("alice") / "m.pt")
     name = f"alice-model-{secrets.token_hex(3)}"
@@ -129,14 +132,16 @@ def test_sign_up_tokens_and_me(manager: Manager, spec: Spec) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["input"] == "username"
     short = spec.check(httpx.post(manager.url + "/api/users", json={"username": "shorty", "password": "x"}))
     assert short.status_code == 400 and short.json()["error"]["input"] == "password"
-    wrong = spec.check(httpx.post(manager.url + "/api/tokens", json={"username": username, "password": "wrong-password"}))
+    wrong = spec.check(httpx.post(manager.url + "/api/tokens",
+                                  json={"username": username, "password": "wrong-password"}))
     assert wrong.status_code == 401
     assert spec.check(httpx.get(manager.url + "/api/models")).status_code == 401
 
 
 def test_failed_sign_ins_are_rate_limited(manager: Manager, spec: Spec) -> None:
     username, password, _ = _user(manager, "dave")
-    statuses = [httpx.post(manager.url + "/api/tokens", json={"username": username, "password": f"guess-{i:04d}"}).status_code
+    statuses = [httpx.post(manager.url + "/api/tokens",
+                           json={"username": username, "password": f"guess-{i:04d}"}).status_code
                 for i in range(10)]
     assert statuses == [401] * 10
     limited = spec.check(httpx.post(manager.url + "/api/tokens", json={"username": username, "password": password}))
@@ -185,7 +190,8 @@ def test_another_user_gets_404_for_every_operation_on_a_model_they_do_not_own(
     assert tried >= 10
     # Bob's own listings do not show it; his registration of the name is refused; his revoking Alice's token fails.
     assert name not in httpx.get(manager.url + "/api/models", headers=bob_auth).text
-    alice_tokens = httpx.get(manager.url + "/api/tokens", headers={"Authorization": f"Bearer {alice[2]}"}).json()["tokens"]
+    alice_tokens = httpx.get(manager.url + "/api/tokens",
+                             headers={"Authorization": f"Bearer {alice[2]}"}).json()["tokens"]
     gone = spec.check(httpx.delete(f"{manager.url}/api/tokens/{alice_tokens[0]['id']}", headers=bob_auth))
     assert gone.status_code == 404
     with ManagerClient(manager.url, bob[2]) as client, pytest.raises(AlreadyExists):
@@ -211,7 +217,9 @@ def test_no_collection_holds_a_plaintext_password_key_token_or_session(
     assert "$argon2id$" in stored  # the password is there, hashed
 
 
-def test_sessions_rotate_at_sign_in_and_forms_need_the_csrf_token(manager: Manager, alice: tuple[str, str, str]) -> None:
+def test_sessions_rotate_at_sign_in_and_forms_need_the_csrf_token(
+    manager: Manager, alice: tuple[str, str, str]
+) -> None:
     with httpx.Client(base_url=manager.url) as browser:
         page = browser.get("/login")
         before = browser.cookies["seedserve_session"]

@@ -78,8 +78,11 @@ _DOCUMENTED_5XX = {("POST", "/api/models/{name}/try"): _no_5xx_but_the_absent_ma
 
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
-def test_every_answer_matches_the_document_and_none_is_a_5xx(case: Case, owner: dict[str, Any], manager: Manager) -> None:
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                 HealthCheck.function_scoped_fixture])
+def test_every_answer_matches_the_document_and_none_is_a_5xx(
+    case: Case, owner: dict[str, Any], manager: Manager
+) -> None:
     operation = (case.method.upper(), case.operation.path)
     if case.path_parameters and "name" in case.path_parameters and operation != ("DELETE", "/api/models/{name}"):
         case.path_parameters["name"] = "fuzzed"  # the owned model's routes reach real code

@@ -71,8 +71,8 @@ def test_profiling_an_artifact_stores_nothing(manager: Manager, tmp_path: Path) 
     before = {name: len(list(manager.db[name].find()))  # the embedded server has no count_documents
               for name in ("models", "versions")}
     response = httpx.post(manager.url + "/api/profile", headers={"Authorization": f"Bearer {manager.token}"},
-                          data={"manifest": json.dumps(manifest)}, files={"artifact": ("cnn.pt", artifact.read_bytes())},
-                          timeout=120)
+                          data={"manifest": json.dumps(manifest)},
+                          files={"artifact": ("cnn.pt", artifact.read_bytes())}, timeout=120)
     assert response.status_code == 200, response.text
     body = response.json()
     flops = 2 * (8 * 16 * 16 * 27 + 8 * 16 * 16 * 2)

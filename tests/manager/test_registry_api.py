@@ -68,7 +68,8 @@ def test_malformed_forms_get_4xx_json(manager: Manager) -> None:
     auth = {"Authorization": f"Bearer {manager.token}"}
     no_artifact = httpx.post(manager.url + "/api/models", data={"manifest": json.dumps(MLP_MANIFEST)}, headers=auth)
     assert no_artifact.status_code == 400 and no_artifact.json()["error"]["input"] == "artifact"
-    not_json = httpx.post(manager.url + "/api/models", data={"manifest": "{"}, files={"artifact": ("a", b"x")}, headers=auth)
+    not_json = httpx.post(manager.url + "/api/models", data={"manifest": "{"}, files={"artifact": ("a", b"x")},
+                          headers=auth)
     assert not_json.status_code == 422 and not_json.json()["error"]["input"] == "manifest"
     broken = httpx.post(manager.url + "/api/models", content=b"--x\r\ngarbage",
                         headers={**auth, "Content-Type": "multipart/form-data; boundary=x"})
@@ -97,7 +98,8 @@ def test_versions_are_listed_pinned_and_deleted_with_their_model(manager: Manage
     with ManagerClient(manager.url, manager.token) as client:
         key = client.register(save_torchscript(make_mlp(0), tmp_path / "a.pt"), {**MLP_MANIFEST, "name": "multi"})
         assert key is not None
-        assert client.register(save_torchscript(make_mlp(1), tmp_path / "b.pt"), {**MLP_MANIFEST, "name": "multi"}) is None
+        assert client.register(save_torchscript(make_mlp(1), tmp_path / "b.pt"),
+                               {**MLP_MANIFEST, "name": "multi"}) is None
         versions = client.versions("multi")
         assert [(v["version"], v["serving"]) for v in versions] == [(1, False), (2, True)]
         assert versions[0]["artifact"]["sha256"] != versions[1]["artifact"]["sha256"]

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from gridfs.errors import NoFile
 
 from seedserve.errors import InputTooLarge, NotFound
 from seedserve.registry import KeyDoc, ModelStore, connect, default_version, hash_key, new_key
@@ -125,7 +126,7 @@ def test_deleting_a_model_removes_every_version_and_artifact_and_twice_is_not_fo
         assert not await store.exists("once")
         assert await store.versions("once") == []
         for file_id in ids:
-            with pytest.raises(Exception):
+            with pytest.raises(NoFile):
                 await store.read_artifact(file_id)
 
     _run(mongo_server, scenario)

@@ -138,7 +138,8 @@ def test_the_sandboxed_process_runs_as_nobody_with_only_allowed_variables(tmp_pa
         for pid in workers:
             status = Path(f"/proc/{pid}/status").read_text()
             assert "Uid:\t65534\t65534\t65534\t65534" in status and "CapEff:\t0000000000000000" in status
-            names = {entry.split(b"=", 1)[0].decode() for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if entry}
+            names = {entry.split(b"=", 1)[0].decode()
+                     for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if entry}
             assert names <= {*ALLOWED_ENV, "PATH", "HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE", "PYTHONNOUSERSITE",
                              "PYTHONPATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PWD"}, names  # PWD: bwrap sets it
             assert SECRET.encode() not in Path(f"/proc/{pid}/environ").read_bytes()

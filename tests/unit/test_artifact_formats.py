@@ -87,7 +87,9 @@ def test_weights_that_would_run_code_are_refused_and_never_run(tmp_path: Path) -
      "failed while loading: ValueError: no GPU here"),
     ({"handler.py": "def load(:\n"}, "failed while loading: SyntaxError"),
 ])
-def test_broken_handler_packages_are_refused_with_the_reason(tmp_path: Path, files: dict[str, str], message: str) -> None:
+def test_broken_handler_packages_are_refused_with_the_reason(
+    tmp_path: Path, files: dict[str, str], message: str
+) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as package:
         for name, text in files.items():
@@ -102,7 +104,8 @@ def test_not_a_zip_is_refused_saying_how_to_build_one() -> None:
 
 
 def test_a_handler_whose_predict_fails_reports_a_model_error(tmp_path: Path) -> None:
-    script = "def load(weights):\n    return None\ndef predict(model, inputs):\n    raise RuntimeError('shape mismatch')\n"
+    script = ("def load(weights):\n    return None\n"
+              "def predict(model, inputs):\n    raise RuntimeError('shape mismatch')\n")
     model = load_model(_package(tmp_path, script), "handler")
     manifest = Manifest.model_validate(MLP_MANIFEST)
     with pytest.raises(ModelError, match="shape mismatch"):

@@ -68,7 +68,9 @@ def test_features_equal_librosa_load_then_librosa_feature(tmp_path: Path, rate: 
 
 
 @pytest.mark.parametrize("fmt", ["wav", "mp3"])
-def test_features_of_a_clip_cut_or_padded_to_length_s_equal_librosa_on_the_same_length(tmp_path: Path, fmt: str) -> None:
+def test_features_of_a_clip_cut_or_padded_to_length_s_equal_librosa_on_the_same_length(
+    tmp_path: Path, fmt: str
+) -> None:
     long, short = _file(tmp_path, 44100, fmt, seconds=0.9), _file(tmp_path, 8000, fmt, seconds=0.3)
     spec = _spec("mfcc", length_s=0.5)
     got = decode_audio([long.read_bytes(), short.read_bytes()], spec)

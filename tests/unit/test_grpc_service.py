@@ -79,7 +79,8 @@ def test_binary_answers_become_raw_output_contents() -> None:
     body = header + np.array([1.5, 2.5], "<f4").tobytes()
     response = infer_response({"inference-header-content-length": str(len(header))}, body)
     assert (response.model_name, response.model_version, response.id) == ("m", "3", "q")
-    assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [("y", "FP32", [1, 2]), ("z", "INT64", [1])]
+    assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [("y", "FP32", [1, 2]),
+                                                                                ("z", "INT64", [1])]
     assert response.raw_output_contents[0] == np.array([1.5, 2.5], "<f4").tobytes()
     assert response.raw_output_contents[1] == struct.pack("<q", 7)
 
@@ -136,7 +137,8 @@ def test_an_application_updating_or_scaling_with_a_running_replica_is_still_rout
         "model-new": {"status": "DEPLOYING", "deployments": {"D": {"replicas": [{"state": "STARTING"}]}}},
         "model-ok": {"status": "RUNNING", "deployments": {"D": {"replicas": [replica]}}},
     }})
-    assert {name: app.routable for name, app in apps.items()} == {"model-up": True, "model-new": False, "model-ok": True}
+    assert {name: app.routable for name, app in apps.items()} == {"model-up": True, "model-new": False,
+                                                                  "model-ok": True}
     assert apps["model-up"].replicas == 1
 
 

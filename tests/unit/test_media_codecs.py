@@ -20,7 +20,8 @@ IMAGE = ImageInput(name="img", size=(32, 48))
 
 @pytest.mark.parametrize(
     "filename",
-    ["image.png", "image.jpg", "image_progressive.jpg", "image_cmyk.jpg", "image.webp", "image.bmp", "image.gif", "image.tiff"],
+    ["image.png", "image.jpg", "image_progressive.jpg", "image_cmyk.jpg", "image.webp", "image.bmp", "image.gif",
+     "image.tiff"],
 )
 def test_every_image_format_decodes_to_the_declared_layout(filename: str) -> None:
     array = decode_image((DATA / filename).read_bytes(), IMAGE)
@@ -46,7 +47,8 @@ def test_exif_orientation_is_honoured() -> None:
 
 
 def test_grayscale_uint8_hwc_and_normalization() -> None:
-    gray = decode_image((DATA / "image.png").read_bytes(), ImageInput(name="g", mode="L", size=(32, 48), dtype="uint8", layout="HWC"))
+    gray = decode_image((DATA / "image.png").read_bytes(),
+                        ImageInput(name="g", mode="L", size=(32, 48), dtype="uint8", layout="HWC"))
     assert gray.shape == (1, 32, 48, 1) and gray.dtype == np.uint8
     spec = ImageInput(name="n", size=(32, 48), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     normalized = decode_image((DATA / "image.png").read_bytes(), spec)

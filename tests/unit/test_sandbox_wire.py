@@ -25,7 +25,8 @@ def test_a_root_launcher_joins_its_cgroup_then_drops_to_nobody_before_bwrap() ->
     script = _command(as_root=True)[2]
     assert script.index("echo $$ > /sys/fs/cgroup/memory/s/a/cgroup.procs") < script.index("ulimit -n 256")
     assert script.index("ulimit -t 60") < script.index("setpriv") < script.index("bwrap")
-    for flag in (f"--reuid={SANDBOX_UID}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"):
+    for flag in (f"--reuid={SANDBOX_UID}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+                 "--no-new-privs"):
         assert flag in script
     for flag in ("--unshare-all", "--clearenv", "--die-with-parent", "--new-session", "--remount-ro /"):
         assert flag in script

@@ -196,8 +196,10 @@ def test_the_master_shows_a_model_no_node_can_run_as_pending_and_a_failing_one_w
     state = ReconcilerState(applications={"model-a": "DEPLOYING", "model-b": "DEPLOY_FAILED", "model-c": "RUNNING"},
                             replicas={"model-c": 1},
                             messages={"model-b": "CUDA is not available on this node"},
-                            wanted={"model-a": {"num_cpus": 0.1, "resources": {"worker:nvidia-l4": 0.001}, "num_gpus": 1},
-                                    "model-b": {"num_cpus": 0.1, "resources": {"worker:nvidia-t4": 0.001}, "num_gpus": 1},
+                            wanted={"model-a": {"num_cpus": 0.1, "resources": {"worker:nvidia-l4": 0.001},
+                                                "num_gpus": 1},
+                                    "model-b": {"num_cpus": 0.1, "resources": {"worker:nvidia-t4": 0.001},
+                                                "num_gpus": 1},
                                     "model-c": {"num_cpus": 0.1}})
     nodes = [_node(**{"worker:nvidia-t4": 1000, "GPU": 1})]
     assert state.status_of("model-a", nodes) == {"status": "PENDING", "replicas": 0,

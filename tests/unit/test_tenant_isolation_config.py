@@ -56,7 +56,8 @@ def test_rays_haproxy_template_still_has_the_routes_rule_the_wrapper_switches_of
     # A Ray upgrade that changes this line makes the wrapper refuse to start HAProxy: this test says so first.
     assert ROUTES_ACL in HAPROXY_CONFIG_TEMPLATE
     rendered = HAPROXY_CONFIG_TEMPLATE.replace(
-        "{{ route_info.status }} content-type {{ route_info.routes_content_type }} string \"{{ route_info.routes_message }}\"",
+        "{{ route_info.status }} content-type {{ route_info.routes_content_type }} "
+        "string \"{{ route_info.routes_message }}\"",
         '200 content-type application/json string "{\\"/models/a\\":\\"model-a\\"}"')
     rewritten = without_routes_answer(rendered)
     assert "model-a" not in rewritten and f"http-request set-path {MASTER_ROUTES_PATH} if routes" in rewritten

@@ -14,7 +14,8 @@ SPEC = TensorInput(name="x", shape=[-1, 4])
 
 
 def _raw(array: np.ndarray) -> dict[str, object]:
-    return {"b64": base64.b64encode(array.astype("<f4").tobytes()).decode(), "dtype": "float32", "shape": list(array.shape)}
+    return {"b64": base64.b64encode(array.astype("<f4").tobytes()).decode(), "dtype": "float32",
+            "shape": list(array.shape)}
 
 
 def _npy(array: np.ndarray) -> dict[str, object]:

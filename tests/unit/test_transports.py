@@ -115,7 +115,8 @@ def queries(draw: st.DrawFn) -> dict[str, Any]:
     return {
         "x": draw(arrays(np.float32, st.tuples(st.integers(1, 4), st.just(3)), elements=finite)),
         "img": _image_file(pixels, draw(st.sampled_from(["PNG", "BMP", "TIFF", "JPEG", "WEBP"]))),
-        "clip": _wav_file(samples, draw(st.sampled_from([8000, 16000, 22050])), draw(st.sampled_from(["PCM_16", "FLOAT"]))),
+        "clip": _wav_file(samples, draw(st.sampled_from([8000, 16000, 22050])),
+                          draw(st.sampled_from(["PCM_16", "FLOAT"]))),
         "row": draw(st.one_of(row, st.lists(row, min_size=1, max_size=5))),
         "words": draw(st.one_of(st.text(max_size=40), st.lists(st.text(max_size=40), min_size=1, max_size=4))),
         "g": draw(st.one_of(graphs(), st.lists(graphs(), min_size=1, max_size=3))),
@@ -137,7 +138,8 @@ def test_every_kind_decodes_identically_over_json_multipart_and_oip_binary(input
     rows = inputs["row"] if isinstance(inputs["row"], list) else [inputs["row"]]
     np.testing.assert_array_equal(over_json["row"], np.array([[r["a"], r["b"]] for r in rows], np.float32))
     graph_list = inputs["g"] if isinstance(inputs["g"], list) else [inputs["g"]]
-    np.testing.assert_array_equal(over_json["g"]["x"], np.concatenate([np.asarray(g["x"], np.float32) for g in graph_list]))
+    np.testing.assert_array_equal(over_json["g"]["x"],
+                                  np.concatenate([np.asarray(g["x"], np.float32) for g in graph_list]))
     assert over_json["g"]["edge_index"].shape[1] == sum(len(g["edge_index"][0]) for g in graph_list)
     assert over_json["rec"]["items"].shape == (len(inputs["rec"]["items"]),)
     texts = inputs["words"] if isinstance(inputs["words"], list) else [inputs["words"]]
@@ -148,7 +150,8 @@ def test_every_kind_decodes_identically_over_json_multipart_and_oip_binary(input
 def test_a_batch_of_texts_travels_as_repeated_parts() -> None:
     texts = ["first review", "second, longer review"]
     over_json = _decode_over("json", {**_inputs(np.zeros((1, 3), np.float32), {"a": 1.0, "b": 2}, "x"), "words": texts})
-    over_multipart = _decode_over("multipart", {**_inputs(np.zeros((1, 3), np.float32), {"a": 1.0, "b": 2}, "x"), "words": texts})
+    over_multipart = _decode_over("multipart", {**_inputs(np.zeros((1, 3), np.float32), {"a": 1.0, "b": 2}, "x"),
+                                                "words": texts})
     assert over_json["words"].shape == (2, 16)
     np.testing.assert_array_equal(over_json["words"], over_multipart["words"])
 
@@ -238,7 +241,8 @@ def test_oip_responses_are_json_or_binary_as_asked() -> None:
     decoded = json.loads(body)
     assert decoded["outputs"][0] == {"name": "y", "shape": [1, 2], "datatype": "FP32", "data": [0.5, -1.0]}
     assert decoded["id"] == "7" and decoded["model_version"] == "1"
-    body, headers = encode_infer_response("m", 1, {"y": y}, {"outputs": [{"name": "y", "parameters": {"binary_data": True}}]})
+    body, headers = encode_infer_response("m", 1, {"y": y},
+                                          {"outputs": [{"name": "y", "parameters": {"binary_data": True}}]})
     n = int(headers["inference-header-content-length"])
     meta = json.loads(body[:n])
     assert meta["outputs"][0]["parameters"]["binary_data_size"] == 8
