@@ -13,6 +13,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -31,21 +32,21 @@ class Entry:
 
 def _mlp(widths: list[int]) -> nn.Module:
     layers: list[nn.Module] = []
-    for a, b in zip(widths, widths[1:]):
+    for a, b in pairwise(widths):
         layers += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*layers[:-1])
 
 
 def _cnn(channels: list[int], classes: int = 10) -> nn.Module:
     layers: list[nn.Module] = []
-    for a, b in zip(channels, channels[1:]):
+    for a, b in pairwise(channels):
         layers += [nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU(), nn.MaxPool2d(2)]
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels[-1], classes))
 
 
 def _depthwise(channels: list[int]) -> nn.Module:
     layers: list[nn.Module] = [nn.Conv2d(3, channels[0], 3, stride=2, padding=1), nn.ReLU6()]
-    for a, b in zip(channels, channels[1:]):
+    for a, b in pairwise(channels):
         layers += [nn.Conv2d(a, a, 3, padding=1, groups=a), nn.BatchNorm2d(a), nn.ReLU6(),
                    nn.Conv2d(a, b, 1), nn.BatchNorm2d(b), nn.ReLU6(), nn.MaxPool2d(2)]
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels[-1], 10))
@@ -127,9 +128,10 @@ class _Residual(nn.Module):
 
     def __init__(self, widths: list[int]) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
         blocks: list[nn.Module] = []
-        for a, b in zip(widths, widths[1:]):
+        for a, b in pairwise(widths):
             blocks.append(_Basic(a, b, 2 if b != a else 1))
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Linear(widths[-1], 10)
@@ -154,7 +156,7 @@ class _Basic(nn.Module):
 def _grouped(widths: list[int], groups: int) -> nn.Module:
     """ResNeXt-style: blocks whose 3x3 convolutions are grouped."""
     layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, padding=1), nn.ReLU()]
-    for a, b in zip(widths, widths[1:]):
+    for a, b in pairwise(widths):
         layers.append(_Basic(a, b, 2, groups))
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], 10))
 
@@ -165,9 +167,9 @@ class _UNet(nn.Module):
     def __init__(self, widths: list[int]) -> None:
         super().__init__()
         self.down = nn.ModuleList([nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.ReLU())
-                                   for a, b in zip([3] + widths[:-1], widths)])
+                                   for a, b in zip([3] + widths[:-1], widths, strict=True)])
         self.up = nn.ModuleList([nn.Sequential(nn.Conv2d(b + a, a, 3, padding=1), nn.ReLU())
-                                 for a, b in zip(widths[:-1], widths[1:])][::-1])
+                                 for a, b in pairwise(widths)][::-1])
         self.out = nn.Conv2d(widths[0], 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -188,7 +190,7 @@ class _UNet(nn.Module):
 def _transposed(latent: int, widths: list[int]) -> nn.Module:
     """A generator-style decoder: a linear layer to 4x4, then transposed convolutions doubling the size."""
     layers: list[nn.Module] = [nn.Linear(latent, widths[0] * 16), nn.Unflatten(1, (widths[0], 4, 4))]
-    for a, b in zip(widths, widths[1:]):
+    for a, b in pairwise(widths):
         layers += [nn.ConvTranspose2d(a, b, 4, 2, 1), nn.BatchNorm2d(b), nn.ReLU()]
     return nn.Sequential(*layers, nn.Conv2d(widths[-1], 3, 3, padding=1), nn.Tanh())
 
@@ -196,7 +198,7 @@ def _transposed(latent: int, widths: list[int]) -> nn.Module:
 def _audio(channels: list[int], kernel: int) -> nn.Module:
     """1-D convolutions over a waveform (strided, as keyword spotters do)."""
     layers: list[nn.Module] = [nn.Conv1d(1, channels[0], 80, stride=16), nn.BatchNorm1d(channels[0]), nn.ReLU()]
-    for a, b in zip(channels, channels[1:]):
+    for a, b in pairwise(channels):
         layers += [nn.Conv1d(a, b, kernel, padding=kernel // 2), nn.BatchNorm1d(b), nn.ReLU(), nn.MaxPool1d(4)]
     return nn.Sequential(*layers, nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(channels[-1], 12))
 

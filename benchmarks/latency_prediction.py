@@ -59,8 +59,8 @@ def _spearman(a: list[float], b: list[float]) -> float:
 
 
 def _score(predicted: list[float], measured: list[float]) -> dict[str, float]:
-    errors = [abs(p - m) / m for p, m in zip(predicted, measured)]
-    ratios = [max(p / m, m / p) for p, m in zip(predicted, measured)]
+    errors = [abs(p - m) / m for p, m in zip(predicted, measured, strict=True)]
+    ratios = [max(p / m, m / p) for p, m in zip(predicted, measured, strict=True)]
     return {"mape": 100 * statistics.mean(errors), "within_20pct": 100 * sum(e <= 0.2 for e in errors) / len(errors),
             "spearman": _spearman(predicted, measured), "worst_ratio": max(ratios),
             "off_by_2x": sum(r > 2 for r in ratios)}
@@ -73,10 +73,10 @@ def refine(samples: list[tuple[BatchProfile, float]], calibration: Calibration) 
 
     rows = [terms_s(batch, calibration) for batch, _ in samples]
     used = [t for t in TERMS if any(row[t] > 0 for row in rows)]
-    a = np.array([[row[t] / seconds for t in used] for row, (_, seconds) in zip(rows, samples)])
+    a = np.array([[row[t] / seconds for t in used] for row, (_, seconds) in zip(rows, samples, strict=True)])
     weights, _ = nnls(a, np.ones(len(samples)))
     fitted = dict.fromkeys(TERMS, 1.0)
-    fitted.update({t: float(w) for t, w in zip(used, weights)})
+    fitted.update({t: float(w) for t, w in zip(used, weights, strict=True)})
     return fitted
 
 
@@ -88,7 +88,8 @@ def _two_parameter_lofo(rows: list[dict[str, Any]]) -> list[float]:
         best = None
         for a in (10 ** (-6 + i / 10) for i in range(50)):
             residual = [r["measured_s"] - a for r in train]
-            bs = [res / max(r["flops"], 1) for res, r in zip(residual, train) if res > 0 and r["flops"] > 0]
+            bs = [res / max(r["flops"], 1)
+                  for res, r in zip(residual, train, strict=True) if res > 0 and r["flops"] > 0]
             if not bs:
                 continue
             b = statistics.median(bs)
@@ -156,23 +157,24 @@ def main() -> None:
     resnet = {"seconds": time.perf_counter() - started, "parameters": big_profile.parameters,
               "flops_batch_1": big_profile.at(1).flops}
     print(f"profiled ResNet-50 in {resnet['seconds']:.1f} s", flush=True)
-    for row, fit in zip(rows, _two_parameter_lofo(rows)):
+    for row, fit in zip(rows, _two_parameter_lofo(rows), strict=True):
         row["two_parameter_s"] = fit
     weights_without: dict[str, dict[str, float]] = {}
-    for row, at in zip(rows, profiles):
+    for row, at in zip(rows, profiles, strict=True):
         family = row["family"]
         if family not in weights_without:  # refit without the held-out family
-            weights_without[family] = refine([(a, r["measured_s"]) for a, r in zip(profiles, rows)
+            weights_without[family] = refine([(a, r["measured_s"]) for a, r in zip(profiles, rows, strict=True)
                                               if r["family"] != family], calibration)
         row["refined_s"] = predict_s(at, calibration, weights_without[family])[0]
     for key, calibrated in (("roofline", True), ("catalog", False)):
-        for row, scaled in zip(rows, _with_live_feedback(rows, key, calibrated)):
+        for row, scaled in zip(rows, _with_live_feedback(rows, key, calibrated), strict=True):
             row[f"{key}_live_s"] = scaled
-    all_weights = refine([(a, r["measured_s"]) for a, r in zip(profiles, rows)], calibration)
+    all_weights = refine([(a, r["measured_s"]) for a, r in zip(profiles, rows, strict=True)], calibration)
     measured = [r["measured_s"] for r in rows]
     scores = {name: _score([r[f"{key}_s"] for r in rows], measured) for name, key in
               (("calibrated sweeps (seedserve)", "roofline"),
-               ("calibrated sweeps + terms refitted per held-out family", "refined"), ("uncalibrated 2*MACs/peak", "uncalibrated"),
+               ("calibrated sweeps + terms refitted per held-out family", "refined"),
+               ("uncalibrated 2*MACs/peak", "uncalibrated"),
                ("two-parameter fit a + b*FLOPs", "two_parameter"),
                ("calibrated sweeps + live feedback from the other families", "roofline_live"),
                ("catalog peaks, uncalibrated (before `seedserve calibrate`)", "catalog"),
@@ -190,7 +192,8 @@ def _stem(args: argparse.Namespace) -> str:
 
 
 def _write(rows: list[dict[str, Any]], scores: dict[str, dict[str, float]], per_family: dict[str, dict[str, float]],
-           calibration: dict[str, Any], calibration_s: float, resnet: dict[str, float], args: argparse.Namespace) -> None:
+           calibration: dict[str, Any], calibration_s: float, resnet: dict[str, float],
+           args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     (RESULTS / f"{_stem(args)}.json").write_text(json.dumps(
@@ -200,7 +203,8 @@ def _write(rows: list[dict[str, Any]], scores: dict[str, dict[str, float]], per_
     families = len({r["family"] for r in rows})
     lines = [f"Measured {date}: {len(rows) // len(BATCHES)} models in {families} families of `{args.zoo}` "
              f"x batch {BATCHES}, "
-             f"{args.threads} torch thread(s) (as replicas run), TorchScript in inference mode, median of 9 timings in each of "
+             f"{args.threads} torch thread(s) (as replicas run), TorchScript in inference mode, "
+             f"median of 9 timings in each of "
              f"{PASSES} passes over the zoo, median of the passes. "
              f"Calibration took {calibration_s:.0f} s. Targets: MAPE <= 15 %, >= 80 % within 20 %, "
              "Spearman >= 0.95, none off by more than 2x.", "",
@@ -234,7 +238,7 @@ def _write(rows: list[dict[str, Any]], scores: dict[str, dict[str, float]], per_
     fig, ax = plt.subplots(figsize=(6, 6))
     for family in dict.fromkeys(r["family"] for r in rows):
         pts = [(r["measured_s"] * 1e3, r["roofline_s"] * 1e3) for r in rows if r["family"] == family]
-        ax.scatter(*zip(*pts), label=family, s=18)
+        ax.scatter(*zip(*pts, strict=True), label=family, s=18)
     low = min(min(r["measured_s"], r["roofline_s"]) for r in rows) * 1e3 / 1.5
     high = max(max(r["measured_s"], r["roofline_s"]) for r in rows) * 1e3 * 1.5
     ax.plot([low, high], [low, high], "k-", lw=0.8)
