@@ -161,45 +161,10 @@ class Handler:
 
     @classmethod
     def from_package(cls, data: bytes) -> Handler:
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as package:
-                names = set(package.namelist())
-                if HANDLER_SCRIPT not in names:
-                    raise InvalidArtifact(
-                        f"the handler package has no {HANDLER_SCRIPT}; it holds {sorted(names)[:10]}", input="artifact"
-                    )
-                source = package.read(HANDLER_SCRIPT)
-                weights_bytes = package.read(HANDLER_WEIGHTS) if HANDLER_WEIGHTS in names else None
-        except zipfile.BadZipFile as exc:
-            raise InvalidArtifact(
-                f"a handler package is a zip of {HANDLER_SCRIPT} (and optionally {HANDLER_WEIGHTS}); "
-                f"build one with seedserve.client.handler.package_handler ({exc})",
-                input="artifact",
-            ) from None
-        weights: dict[str, Any] = {}
-        if weights_bytes is not None:
-            try:
-                weights = torch.load(io.BytesIO(weights_bytes), map_location="cpu", weights_only=True)
-            except Exception as exc:  # UnpicklingError for anything but tensors and plain containers
-                raise InvalidArtifact(
-                    f"{HANDLER_WEIGHTS} must be a state dict of tensors (it is loaded with weights_only=True, "
-                    f"so pickled objects are refused and never run): {str(exc).splitlines()[0][:300]}",
-                    input="artifact",
-                ) from None
-        module = types.ModuleType(f"seedserve_handler_{hashlib.sha256(source).hexdigest()[:12]}")
-        module.__file__ = HANDLER_SCRIPT
-        try:
-            exec(compile(source, HANDLER_SCRIPT, "exec"), module.__dict__)  # noqa: S102 - the package's own script
-            missing = [name for name in ("load", "predict") if not callable(getattr(module, name, None))]
-            if missing:
-                raise InvalidArtifact(f"{HANDLER_SCRIPT} must define {' and '.join(missing)}()", input="artifact")
-            model = module.load(weights)
-        except SeedserveError:
-            raise
-        except Exception as exc:
-            raise InvalidArtifact(
-                f"{HANDLER_SCRIPT} failed while loading: {type(exc).__name__}: {str(exc)[:1000]}", input="artifact"
-            ) from exc
+        """Run a handler package's script and its ``load(weights)``; refuse anything else."""
+        source, weights_bytes = _package_parts(data)
+        weights = {} if weights_bytes is None else _state_dict(weights_bytes)
+        module, model = _run_script(source, weights)
         if isinstance(model, torch.nn.Module):
             model.eval()
         return cls(module, model)
@@ -209,6 +174,55 @@ class Handler:
             inputs = self._preprocess(dict(inputs))
         outputs = self._module.predict(self._model, inputs)
         return outputs if self._postprocess is None else self._postprocess(outputs)
+
+
+def _package_parts(data: bytes) -> tuple[bytes, bytes | None]:
+    """The handler script and (if present) the weights file of a handler package."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as package:
+            names = set(package.namelist())
+            if HANDLER_SCRIPT not in names:
+                raise InvalidArtifact(
+                    f"the handler package has no {HANDLER_SCRIPT}; it holds {sorted(names)[:10]}", input="artifact"
+                )
+            return package.read(HANDLER_SCRIPT), package.read(HANDLER_WEIGHTS) if HANDLER_WEIGHTS in names else None
+    except zipfile.BadZipFile as exc:
+        raise InvalidArtifact(
+            f"a handler package is a zip of {HANDLER_SCRIPT} (and optionally {HANDLER_WEIGHTS}); "
+            f"build one with seedserve.client.handler.package_handler ({exc})",
+            input="artifact",
+        ) from None
+
+
+def _state_dict(weights_bytes: bytes) -> dict[str, Any]:
+    """The package's weights, loaded with ``weights_only``: pickled objects are refused, never run."""
+    try:
+        weights: dict[str, Any] = torch.load(io.BytesIO(weights_bytes), map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for anything but tensors and plain containers
+        raise InvalidArtifact(
+            f"{HANDLER_WEIGHTS} must be a state dict of tensors (it is loaded with weights_only=True, "
+            f"so pickled objects are refused and never run): {str(exc).splitlines()[0][:300]}",
+            input="artifact",
+        ) from None
+    return weights
+
+
+def _run_script(source: bytes, weights: dict[str, Any]) -> tuple[types.ModuleType, Any]:
+    """The handler script run as a module, and what its ``load(weights)`` returned."""
+    module = types.ModuleType(f"seedserve_handler_{hashlib.sha256(source).hexdigest()[:12]}")
+    module.__file__ = HANDLER_SCRIPT
+    try:
+        exec(compile(source, HANDLER_SCRIPT, "exec"), module.__dict__)  # noqa: S102 - the package's own script
+        missing = [name for name in ("load", "predict") if not callable(getattr(module, name, None))]
+        if missing:
+            raise InvalidArtifact(f"{HANDLER_SCRIPT} must define {' and '.join(missing)}()", input="artifact")
+        return module, module.load(weights)
+    except SeedserveError:
+        raise
+    except Exception as exc:
+        raise InvalidArtifact(
+            f"{HANDLER_SCRIPT} failed while loading: {type(exc).__name__}: {str(exc)[:1000]}", input="artifact"
+        ) from exc
 
 
 def _placed(tensor: torch.Tensor, placement: Placement) -> torch.Tensor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
@@ -16,6 +16,9 @@ from pydantic import ValidationError
 
 from seedserve.cluster.registry_cli import commands as registry_commands
 from seedserve.settings import Settings
+
+if TYPE_CHECKING:
+    from seedserve.profiler.calibrate import Calibration
 
 __all__ = ["main"]
 
@@ -109,7 +112,7 @@ def join(address: str, worker_type: str, num_cpus: int | None, num_gpus: float |
 def status(host: str | None, master_port: int | None, manager_port: int | None, grpc_port: int | None) -> None:
     """Report each component; exit 1 if any is down."""
     from seedserve.cluster.components import grpc_address
-    from seedserve.grpc.probe import server_live
+    from seedserve.grpc.liveness import server_live
 
     settings = _settings(host=host, master_port=master_port, manager_port=manager_port, grpc_port=grpc_port)
     healthy = True
@@ -175,35 +178,46 @@ def calibrate(worker_type: str | None, here: bool, address: str | None, threads:
     and all at once, and store the latency model of each worker type, which
     the manager's predictions then use. A type with several nodes stores its
     median node. Takes a minute or two; run it when the nodes are quiet."""
-    import asyncio
-
-    from seedserve.profiler.calibrate import Calibration
-    from seedserve.registry import ModelStore, connect
-
     settings = _settings(data_dir=data_dir)
-    results: dict[str, Calibration]
     if here:
-        import torch
-
-        from seedserve.profiler.calibrate import calibrate as run_calibration
-
-        name = worker_type or settings.worker_type
-        torch.set_num_threads(threads)
-        click.echo(f"calibrating worker type {name!r} here with {threads} thread(s)...", err=True)
-        results = {name: run_calibration(name)}
+        results = _calibrate_here(worker_type or settings.worker_type, threads)
     else:
-        from seedserve.cluster.calibration import calibrate_cluster
-
-        address = address or settings.ray_address or f"127.0.0.1:{settings.ray_port}"
-        try:
-            results = calibrate_cluster(address, threads, worker_type, say=lambda line: click.echo(line, err=True))
-        except (RuntimeError, ConnectionError) as exc:
-            raise click.ClickException(f"could not calibrate the cluster at {address}: {exc}") from exc
+        results = _calibrate_nodes(address or settings.ray_address or f"127.0.0.1:{settings.ray_port}",
+                                   threads, worker_type)
     click.echo(json.dumps({name: {"host": result.host, "call_overhead_s": result.call_overhead_s,
                                   "kinds": {kind: fit.model_dump() for kind, fit in result.kinds.items()}}
                            for name, result in results.items()}, indent=2))
-    if dry_run:
-        return
+    if not dry_run:
+        _store_calibrations(settings, results)
+        click.echo(f"stored the calibration of {', '.join(map(repr, results))}", err=True)
+
+
+def _calibrate_here(name: str, threads: int) -> dict[str, Calibration]:
+    """This machine's calibration, as worker type ``name``."""
+    import torch
+
+    from seedserve.profiler.calibrate import calibrate as run_calibration
+
+    torch.set_num_threads(threads)
+    click.echo(f"calibrating worker type {name!r} here with {threads} thread(s)...", err=True)
+    return {name: run_calibration(name)}
+
+
+def _calibrate_nodes(address: str, threads: int, worker_type: str | None) -> dict[str, Calibration]:
+    """Every node's calibration of the cluster at ``address`` (or only ``worker_type``'s), one per type."""
+    from seedserve.cluster.calibrate_nodes import calibrate_cluster
+
+    try:
+        return calibrate_cluster(address, threads, worker_type, say=lambda line: click.echo(line, err=True))
+    except (RuntimeError, ConnectionError) as exc:
+        raise click.ClickException(f"could not calibrate the cluster at {address}: {exc}") from exc
+
+
+def _store_calibrations(settings: Settings, results: dict[str, Calibration]) -> None:
+    """Store each type's calibration in the database of ``settings``."""
+    import asyncio
+
+    from seedserve.registry import ModelStore, connect
 
     async def store() -> None:
         client = connect(settings.resolved_mongo_uri)
@@ -218,7 +232,6 @@ def calibrate(worker_type: str | None, here: bool, address: str | None, threads:
         asyncio.run(store())
     except Exception as exc:  # the database is not running: say where it was looked for
         raise click.ClickException(f"could not store the calibration in {settings.resolved_mongo_uri}: {exc}") from exc
-    click.echo(f"stored the calibration of {', '.join(map(repr, results))}", err=True)
 
 
 for _command in registry_commands:

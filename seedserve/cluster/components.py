@@ -238,7 +238,7 @@ def start_grpc(settings: Settings) -> Child:
     Ray driver that calls model replicas through Serve handles. Like a Ray
     node it gets none of :data:`RAY_NODE_SECRETS`: it needs no database and
     no token, only Ray's cluster token (where Ray's tools read it)."""
-    from seedserve.grpc.probe import server_live
+    from seedserve.grpc.liveness import server_live
 
     data = settings.data_dir.resolve()
     ray_address = settings.ray_address or f"127.0.0.1:{settings.ray_port}"

@@ -78,8 +78,8 @@ def join_lines(settings: Settings, ray_token: str | None) -> str:
             f"    {join_command(settings, ray_token)}")
 
 
-def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
-    """Run the system in the foreground until SIGINT or SIGTERM."""
+def _check_can_start(settings: Settings) -> None:
+    """Refuse to start when the sandbox, Serve's imports or a port is missing."""
     check_available()  # before anything starts: no user code may run unsandboxed
     check_serve_imports()  # else Ray's head would start and its Serve API never answer
     busy = busy_ports(settings.host, ports_to_check(settings))
@@ -89,7 +89,10 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
             f"{name} {port} on {settings.host} is already in use (is another seedserve running?); "
             f"stop it or choose another port (see `seedserve up --help`)"
         )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _with_logging(settings: Settings, echo: Callable[[str], None]) -> Settings:
+    """The settings with every process's log file set; logging configured and announced."""
     logs = log_environ(settings)
     settings = settings.model_copy(update={"log_file": Path(logs["SEEDSERVE_LOG_FILE"])})
     settings.configure_logging("up")
@@ -99,44 +102,69 @@ def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
     how = mechanisms()
     echo(f"user code runs sandboxed (bubblewrap, {how['user']}, no network; memory "
          f"{settings.sandbox_memory_bytes / 2**30:g} GiB and {settings.sandbox_processes} processes: {how['memory']})")
+    return settings
+
+
+def _start_backends(settings: Settings, plan: PortPlan, token: str, children: list[Child],
+                   echo: Callable[[str], None]) -> str:
+    """Start the database and Ray (unless given), deploy the system; the master's URL once it is ready."""
+    if settings.mongo_uri is None:
+        echo(f"starting the embedded database on 127.0.0.1:{settings.db_port}")
+        database = start_database(settings)
+        # Queries keep being served while it is away (replicas cache their
+        # keys); the manager answers 503 until it is back.
+        database.restart = lambda: start_database(settings)
+        children.append(database)
+    if settings.ray_address is None:
+        echo("starting a local Ray head")
+        children.append(start_ray_head(settings, plan))
+    echo("deploying the master and the registered models")
+    deploy_system(settings, plan, token)
+    master_url = f"http://{settings.host}:{settings.master_port}"
+    wait_until(lambda: http_ok(master_url + "/v2/health/ready"), 180, "master")
+    return master_url
+
+
+def _start_frontends(settings: Settings, token: str, children: list[Child], echo: Callable[[str], None]) -> None:
+    """Start the manager and the gRPC inference service, each restarted if it dies."""
+    echo("starting the manager")
+    manager = start_manager(settings, token)
+    manager.restart = lambda: start_manager(settings, token)
+    children.append(manager)
+    echo("starting the gRPC inference service")
+    inference = start_grpc(settings)
+    inference.restart = lambda: start_grpc(settings)
+    children.append(inference)
+
+
+def _ready_banner(settings: Settings, master_url: str) -> str:
+    """What `seedserve up` prints once everything answers."""
+    admin_token = settings.admin_token_file if settings.admin_token is None else "$SEEDSERVE_ADMIN_TOKEN"
+    # Joining another cluster (RAY_ADDRESS): its own head says how to join.
+    joining = "" if settings.ray_address else join_lines(settings, ray_auth_token()) + "\n"
+    return (
+        f"seedserve is up\n  master:  {master_url}\n"
+        f"  manager: http://{settings.host}:{settings.manager_port}\n"
+        f"  grpc:    {grpc_address(settings.host, settings.grpc_port)} "
+        "(KServe v2 inference, as tritonclient.grpc speaks it)\n"
+        f"  admin token: {admin_token}\n"
+        f"  {policy_line(settings)}\n"
+        f"{joining}"
+        "Press Ctrl-C to stop."
+    )
+
+
+def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
+    """Run the system in the foreground until SIGINT or SIGTERM."""
+    _check_can_start(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings = _with_logging(settings, echo)
     token = ensure_admin_token(settings)
     plan = PortPlan(settings.internal_port_base)
 
     def start(children: list[Child]) -> None:
-        if settings.mongo_uri is None:
-            echo(f"starting the embedded database on 127.0.0.1:{settings.db_port}")
-            database = start_database(settings)
-            # Queries keep being served while it is away (replicas cache their
-            # keys); the manager answers 503 until it is back.
-            database.restart = lambda: start_database(settings)
-            children.append(database)
-        if settings.ray_address is None:
-            echo("starting a local Ray head")
-            children.append(start_ray_head(settings, plan))
-        echo("deploying the master and the registered models")
-        deploy_system(settings, plan, token)
-        master_url = f"http://{settings.host}:{settings.master_port}"
-        # Joining another cluster (RAY_ADDRESS): its own head says how to join.
-        joining = "" if settings.ray_address else join_lines(settings, ray_auth_token()) + "\n"
-        wait_until(lambda: http_ok(master_url + "/v2/health/ready"), 180, "master")
-        echo("starting the manager")
-        manager = start_manager(settings, token)
-        manager.restart = lambda: start_manager(settings, token)
-        children.append(manager)
-        echo("starting the gRPC inference service")
-        inference = start_grpc(settings)
-        inference.restart = lambda: start_grpc(settings)
-        children.append(inference)
-        admin_token = settings.admin_token_file if settings.admin_token is None else "$SEEDSERVE_ADMIN_TOKEN"
-        echo(
-            f"seedserve is up\n  master:  {master_url}\n"
-            f"  manager: http://{settings.host}:{settings.manager_port}\n"
-            f"  grpc:    {grpc_address(settings.host, settings.grpc_port)} "
-            "(KServe v2 inference, as tritonclient.grpc speaks it)\n"
-            f"  admin token: {admin_token}\n"
-            f"  {policy_line(settings)}\n"
-            f"{joining}"
-            "Press Ctrl-C to stop."
-        )
+        master_url = _start_backends(settings, plan, token, children, echo)
+        _start_frontends(settings, token, children, echo)
+        echo(_ready_banner(settings, master_url))
 
     supervise(start, echo)

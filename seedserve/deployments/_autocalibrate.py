@@ -62,17 +62,10 @@ async def calibrate_new_types(store: Any, *, threads: int = 1, repeats: int = 5,
     calibrated. ``in_flight`` holds the types being calibrated by an earlier
     call that has not finished, so none is calibrated twice at once."""
     import ray
-    import torch
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from seedserve.deployments.serve_config import ray_nodes, typed_nodes
-
     in_flight = set() if in_flight is None else in_flight
-    stored = await store.calibrations()
-    chosen: dict[str, str] = {}
-    for node, kind in typed_nodes(ray_nodes()).items():
-        if kind not in in_flight and kind not in chosen and needs_calibration(stored.get(kind), torch.__version__):
-            chosen[kind] = node
+    chosen = _uncalibrated_nodes(await store.calibrations(), in_flight)
     if not chosen:
         return []
     measure = ray.remote(num_cpus=0, max_retries=0)(calibrate_node)
@@ -81,19 +74,34 @@ async def calibrate_new_types(store: Any, *, threads: int = 1, repeats: int = 5,
         refs = {kind: measure.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
                 .remote(kind, threads, repeats, quiet_wait_s, quiet_load, quick) for kind, node in chosen.items()}
         logger.info("calibrating worker type(s) %s in the background", ", ".join(sorted(refs)))
-        done = []
-        for kind, ref in refs.items():
-            try:
-                result = await asyncio.wrap_future(ref.future())
-            except Exception:  # a node that left meanwhile: the next round tries again
-                logger.warning("could not calibrate worker type %s", kind, exc_info=True)
-                continue
-            if result is None:
-                logger.info("worker type %s: its node stayed busy; calibration tries again later", kind)
-                continue
-            await store.put_calibration(kind, result)
-            logger.info("calibrated worker type %s on %s", kind, result.get("host"))
-            done.append(kind)
-        return done
+        return [kind for kind, ref in refs.items() if await _store_result(store, kind, ref)]
     finally:
         in_flight.difference_update(chosen)
+
+
+def _uncalibrated_nodes(stored: dict[str, Any], in_flight: set[str]) -> dict[str, str]:
+    """One alive node (its Ray id) per worker type that needs calibrating and is not being calibrated."""
+    import torch
+
+    from seedserve.deployments.serve_config import ray_nodes, typed_nodes
+
+    chosen: dict[str, str] = {}
+    for node, kind in typed_nodes(ray_nodes()).items():
+        if kind not in in_flight and kind not in chosen and needs_calibration(stored.get(kind), torch.__version__):
+            chosen[kind] = node
+    return chosen
+
+
+async def _store_result(store: Any, kind: str, ref: Any) -> bool:
+    """Wait for one node's calibration and store it; whether there was one to store."""
+    try:
+        result = await asyncio.wrap_future(ref.future())
+    except Exception:  # a node that left meanwhile: the next round tries again
+        logger.warning("could not calibrate worker type %s", kind, exc_info=True)
+        return False
+    if result is None:
+        logger.info("worker type %s: its node stayed busy; calibration tries again later", kind)
+        return False
+    await store.put_calibration(kind, result)
+    logger.info("calibrated worker type %s on %s", kind, result.get("host"))
+    return True

@@ -11,6 +11,7 @@ from typing import Any
 
 from seedserve import dispatch
 from seedserve.codecs import Manifest
+from seedserve.codecs.schema import Scaling
 from seedserve.settings import Settings
 
 __all__ = [
@@ -139,6 +140,12 @@ def model_applications(models: Iterable[Mapping[str, Any]], versions: Iterable[M
     return apps
 
 
+# No line per query in Serve's access log, and Serve's own logger at WARNING
+# (it formats an access line per query even when the log is off): about 4 %
+# of a tiny model's replica time under load. /metrics counts queries by
+# status; seedserve's own log lines are unaffected.
+_REPLICA_LOGGING = {"enable_access_log": False, "log_level": "WARNING"}
+
 def model_application(version: Mapping[str, Any], *, own_route: bool = False,
                       gpu_types: Mapping[str, str | None] | None = None) -> dict[str, Any]:
     """One version's application; its args change (and so it redeploys) when
@@ -164,36 +171,38 @@ def model_application(version: Mapping[str, Any], *, own_route: bool = False,
         "deployments": [
             {
                 "name": "ModelServer",
-                # A fixed number of replicas needs no autoscaler: without one the
-                # controller and the replicas skip gathering load metrics.
-                **({"num_replicas": min_replicas} if min_replicas == scaling.max_replicas else {
-                    "autoscaling_config": {
-                        "min_replicas": min_replicas,
-                        "initial_replicas": max(min_replicas, 0 if own_route else 1),
-                        "max_replicas": scaling.max_replicas,
-                        "target_ongoing_requests": scaling.target_ongoing_requests,
-                        "upscale_delay_s": scaling.upscale_delay_s,
-                        "downscale_delay_s": scaling.downscale_delay_s,
-                        "look_back_period_s": scaling.metrics_window_s,
-                        "metrics_interval_s": max(0.5, min(scaling.metrics_window_s / 4, 10.0)),
-                    },
-                }),
+                **_replicas(scaling, min_replicas, initial=max(min_replicas, 0 if own_route else 1)),
                 # The replica admits queries itself (503 with Retry-After when
                 # full), so Serve must pass it every query it could admit.
                 "max_ongoing_requests": dispatch.capacity(
                     scaling.max_ongoing_requests, dispatch.batch_size(manifest.batching.max_batch_size, None)
                 ) + scaling.max_queued_requests + 1,
-                # No line per query in Serve's access log, and Serve's own
-                # logger at WARNING (it formats an access line per query even
-                # when the log is off): about 4 % of a tiny model's replica
-                # time under load. /metrics counts queries by status;
-                # seedserve's own log lines are unaffected.
-                "logging_config": {"enable_access_log": False, "log_level": "WARNING"},
+                "logging_config": dict(_REPLICA_LOGGING),
                 "ray_actor_options": options,
             }
         ],
     }
 
+
+
+def _replicas(scaling: Scaling, min_replicas: int, *, initial: int) -> dict[str, Any]:
+    """A deployment's replica count, or its autoscaling config when the count may move."""
+    # A fixed number of replicas needs no autoscaler: without one the
+    # controller and the replicas skip gathering load metrics.
+    if min_replicas == scaling.max_replicas:
+        return {"num_replicas": min_replicas}
+    return {
+        "autoscaling_config": {
+            "min_replicas": min_replicas,
+            "initial_replicas": initial,
+            "max_replicas": scaling.max_replicas,
+            "target_ongoing_requests": scaling.target_ongoing_requests,
+            "upscale_delay_s": scaling.upscale_delay_s,
+            "downscale_delay_s": scaling.downscale_delay_s,
+            "look_back_period_s": scaling.metrics_window_s,
+            "metrics_interval_s": max(0.5, min(scaling.metrics_window_s / 4, 10.0)),
+        },
+    }
 
 def actor_options(manifest: Manifest, gpu_types: Mapping[str, str | None]) -> dict[str, Any]:
     """A replica's Ray resources. Fractional CPUs so that many models fit on

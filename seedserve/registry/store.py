@@ -145,24 +145,7 @@ class ModelStore:
         version and whether the model was created; the key is stored only then.
         A name another user holds is refused before anything is written."""
         now = datetime.now(UTC)
-        for _ in range(8):  # concurrent registrations of one name race for each number
-            async with database_errors():
-                model = await self._models.find_one({"_id": name}, {"latest": 1, "owner": 1})
-            if model is not None and model.get("owner", ADMIN) != owner:
-                raise _name_taken(name)
-            version = (model["latest"] if model else 0) + 1
-            doc = VersionDoc(_id=version_id(name, version), name=name, version=version, manifest=manifest,
-                             artifact=artifact, profile=profile, created_at=now)
-            try:
-                async with database_errors():
-                    await self._versions.insert_one(dict(doc))
-                break
-            except DuplicateKeyError:
-                async with database_errors():
-                    await self._remove_stray(name, version, older_than_s=STRAY_AGE_S)
-                continue
-        else:
-            raise Unavailable(f"too many concurrent registrations of {name!r}; retry")
+        version = await self._insert_next_version(name, manifest, artifact, profile, owner, now)
         try:
             async with database_errors():
                 result = await self._models.update_one(
@@ -176,19 +159,45 @@ class ModelStore:
                     upsert=True,
                 )
         except BaseException as exc:
-            try:
-                await self._versions.delete_one({"_id": version_id(name, version)})
-            except PyMongoError:  # the database went away: remove it once it is back
-                logger.warning("version %d of %s is left over from a failed registration; removing it once the "
-                               "database is back", version, name)
-                task = asyncio.get_running_loop().create_task(
-                    self._remove_when_back(name, version, artifact["file_id"]))
-                self._cleanups.add(task)
-                task.add_done_callback(self._cleanups.discard)
+            await self._undo_version(name, version, artifact)
             if isinstance(exc, DuplicateKeyError):  # another user created the name meanwhile
                 raise _name_taken(name) from None
             raise
         return version, result.upserted_id is not None
+
+    async def _insert_next_version(
+        self, name: str, manifest: dict[str, Any], artifact: ArtifactDoc, profile: dict[str, Any] | None,
+        owner: str, now: datetime,
+    ) -> int:
+        """Insert the version document after the model's latest; the number it got."""
+        for _ in range(8):  # concurrent registrations of one name race for each number
+            async with database_errors():
+                model = await self._models.find_one({"_id": name}, {"latest": 1, "owner": 1})
+            if model is not None and model.get("owner", ADMIN) != owner:
+                raise _name_taken(name)
+            version = (model["latest"] if model else 0) + 1
+            doc = VersionDoc(_id=version_id(name, version), name=name, version=version, manifest=manifest,
+                             artifact=artifact, profile=profile, created_at=now)
+            try:
+                async with database_errors():
+                    await self._versions.insert_one(dict(doc))
+                return int(version)
+            except DuplicateKeyError:
+                async with database_errors():
+                    await self._remove_stray(name, version, older_than_s=STRAY_AGE_S)
+        raise Unavailable(f"too many concurrent registrations of {name!r}; retry")
+
+    async def _undo_version(self, name: str, version: int, artifact: ArtifactDoc) -> None:
+        """Remove a version whose model document could not be written; later, if the database is away."""
+        try:
+            await self._versions.delete_one({"_id": version_id(name, version)})
+        except PyMongoError:  # the database went away: remove it once it is back
+            logger.warning("version %d of %s is left over from a failed registration; removing it once the "
+                           "database is back", version, name)
+            task = asyncio.get_running_loop().create_task(
+                self._remove_when_back(name, version, artifact["file_id"]))
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
 
     async def update_keys(self, name: str, owner: str,
                           change: Callable[[builtins.list[KeyDoc]], builtins.list[KeyDoc]]) -> builtins.list[KeyDoc]:
