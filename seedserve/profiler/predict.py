@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
@@ -21,15 +21,12 @@ from seedserve.codecs.schema import Objective
 from seedserve.profiler.calibrate import Calibration, KindFit, SweepPoint
 from seedserve.profiler.catalog import Catalog, WorkerType
 from seedserve.profiler.profile import BatchProfile, ModelProfile
+from seedserve.profiler.queueing import Delay, Policy, QueryPath, call_times, saturation_rps
 from seedserve.profiler.trace import GATHER, GEMM, KINDS, MEMORY, ROW_OPS, VIEW
 
 __all__ = ["Objective", "Prediction", "Recommendation", "TERMS", "assumed_calibration", "predict", "predict_s",
            "recommend", "split_s", "terms_s"]
 
-#: p99 / p50 of a replica's latency when nothing is measured yet (queueing
-#: and scheduler noise on a shared node); replaced by the measured ratio once traffic flows.
-DEFAULT_P99_OVER_P50 = 1.5
-BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 
 
 class Prediction(BaseModel):
@@ -246,7 +243,13 @@ class Option(BaseModel):
     batch_size: int
     #: The torch threads of one call, as calibrated (replicas report theirs with their measurements).
     threads: int = 0
+    #: The objective's percentile of the delay between query and response at peak_rps on ``replicas`` replicas.
     latency_ms: float
+    #: Both percentiles end to end (path, queueing, batching, the model call), at peak_rps.
+    p50_ms: float = math.inf
+    p99_ms: float = math.inf
+    #: The model call alone, one query (what ``predict`` gives at batch 1).
+    call_ms: float = math.inf
     throughput_rps_per_replica: float
     cost_per_hour: float
     meets: bool
@@ -260,21 +263,28 @@ class Recommendation(BaseModel):
     reasoning: str
 
 
+#: Replicas per type the recommendation considers at most, as a multiple of the fewest that keep up.
+MAX_REPLICA_FACTOR = 8
+
+
 def recommend(
     profile: ModelProfile, objective: Objective, catalog: Catalog, calibrations: Mapping[str, Calibration],
-    *, p99_over_p50: float = DEFAULT_P99_OVER_P50, batch_sizes: Sequence[int] = BATCH_SIZES,
+    *, policy: Policy | None = None, path: QueryPath | None = None,
 ) -> Recommendation:
-    """The cheapest worker type and replica count that meet the objective."""
+    """The cheapest worker type and replica count whose predicted delay
+    between query and response (seedserve.profiler.queueing) at the
+    objective's ``peak_rps`` meets its percentile target, for the replica's
+    batch ``policy`` (default: seedserve's, batch 16 and no wait)."""
     options = [_option(profile, objective, worker,
                        calibrations.get(worker.name) or assumed_calibration(worker, catalog),
-                       p99_over_p50, batch_sizes) for worker in catalog.types]
+                       policy or Policy(), path or QueryPath()) for worker in catalog.types]
     meeting = sorted((o for o in options if o.meets), key=lambda o: (o.cost_per_hour, o.latency_ms))
     target = f"{objective.percentile} <= {objective.latency_ms:g} ms at {objective.peak_rps:g} requests/s"
     if meeting:
         choice = meeting[0]
-        reasoning = (f"{choice.worker_type}: {choice.replicas} replica(s) at batch {choice.batch_size} meet {target} "
-                     f"(predicted {objective.percentile} {choice.latency_ms:.2f} ms, "
-                     f"{choice.throughput_rps_per_replica:.0f} requests/s per replica) for "
+        reasoning = (f"{choice.worker_type}: {choice.replicas} replica(s) with batches of up to {choice.batch_size} "
+                     f"meet {target} (predicted end to end: p50 {choice.p50_ms:.2f} ms, p99 {choice.p99_ms:.2f} ms; "
+                     f"up to {choice.throughput_rps_per_replica:.0f} requests/s per replica) for "
                      f"${choice.cost_per_hour:.2f}/h, the cheapest of {len(meeting)} type(s) that meet it")
         return Recommendation(objective=objective, choice=choice, options=options, reasoning=reasoning)
     fastest = min(options, key=lambda o: o.latency_ms)
@@ -284,28 +294,58 @@ def recommend(
 
 
 def _option(profile: ModelProfile, objective: Objective, worker: WorkerType, calibration: Calibration,
-            p99_over_p50: float, batch_sizes: Sequence[int]) -> Option:
-    factor = p99_over_p50 if objective.percentile == "p99" else 1.0
-    best: Option | None = None
-    for batch in batch_sizes:
-        at = profile.at(batch)
-        latency = predict_s(at, calibration)[0] * factor * 1e3
-        fits = profile.weight_bytes + at.activation_bytes <= worker.memory
-        if not fits or (batch > 1 and latency > objective.latency_ms):
-            continue
-        throughput = batch / (latency / factor / 1e3)
-        replicas = max(1, math.ceil(objective.peak_rps / throughput))
-        option = Option(worker_type=worker.name, calibrated=calibration.calibrated, replicas=replicas,
-                        batch_size=batch, latency_ms=latency, throughput_rps_per_replica=throughput,
-                        cost_per_hour=replicas * worker.price_per_hour, meets=latency <= objective.latency_ms,
-                        why_not=None if latency <= objective.latency_ms else
-                        f"{objective.percentile} {latency:.2f} ms > {objective.latency_ms:g} ms even alone")
-        if best is None or (option.meets, -option.cost_per_hour, -option.latency_ms) > (
-                best.meets, -best.cost_per_hour, -best.latency_ms):
-            best = option
-    if best is None:
-        need = profile.weight_bytes + profile.at(1).activation_bytes
-        return Option(worker_type=worker.name, calibrated=calibration.calibrated, replicas=0, batch_size=1,
-                      latency_ms=math.inf, throughput_rps_per_replica=0.0, cost_per_hour=math.inf, meets=False,
+            policy: Policy, path: QueryPath) -> Option:
+    need = profile.weight_bytes + profile.at(policy.batch_size).activation_bytes
+    if need > worker.memory:
+        return Option(worker_type=worker.name, calibrated=calibration.calibrated, replicas=0,
+                      batch_size=policy.batch_size, latency_ms=math.inf, throughput_rps_per_replica=0.0,
+                      cost_per_hour=math.inf, meets=False,
                       why_not=f"needs {need / 2**30:.1f} GiB, the type has {worker.memory / 2**30:.0f} GiB")
-    return best
+    call = call_times({b: predict_s(profile.at(b), calibration)[0] for b in {1, policy.batch_size}})
+    per_replica = saturation_rps(call, path.path_s, policy)
+    replicas, answer = _fewest_replicas(call, path, policy, objective, per_replica)
+    latency = (answer.p99_s if objective.percentile == "p99" else answer.p50_s) * 1e3
+    meets = latency <= objective.latency_ms
+    return Option(worker_type=worker.name, calibrated=calibration.calibrated, replicas=replicas,
+                  batch_size=policy.batch_size, threads=calibration.threads, latency_ms=latency,
+                  p50_ms=answer.p50_s * 1e3, p99_ms=answer.p99_s * 1e3, call_ms=call(1) * 1e3,
+                  throughput_rps_per_replica=per_replica, cost_per_hour=replicas * worker.price_per_hour,
+                  meets=meets, why_not=None if meets else
+                  f"{objective.percentile} {latency:.2f} ms > {objective.latency_ms:g} ms even with {replicas} "
+                  f"replica(s) (the model call alone: {call(1) * 1e3:.2f} ms)")
+
+
+def _fewest_replicas(call: Callable[[int], float], path: QueryPath, policy: Policy, objective: Objective,
+                     per_replica: float) -> tuple[int, Delay]:
+    """The fewest replicas (up to MAX_REPLICA_FACTOR times those that keep up)
+    whose predicted percentile at peak_rps meets the target, with that
+    prediction; else the most considered, with theirs. Each replica is
+    simulated at an even share of the rate (a conservative stand-in for
+    Serve's router, which evens queues out)."""
+    def at(n: int) -> Delay:
+        return path.delay(call, objective.peak_rps / n, policy)
+
+    def ok(answer: Delay) -> bool:
+        value = answer.p99_s if objective.percentile == "p99" else answer.p50_s
+        return value * 1e3 <= objective.latency_ms
+
+    low = max(1, math.ceil(objective.peak_rps / per_replica)) if per_replica > 0 else 1
+    answer = at(low)
+    if ok(answer):
+        return low, answer
+    high, most = low, low * MAX_REPLICA_FACTOR
+    while high < most:  # double until it meets, then halve the gap
+        high = min(2 * high, most)
+        answer = at(high)
+        if ok(answer):
+            break
+    else:
+        return high, answer
+    while high - low > 1:
+        middle = (low + high) // 2
+        tried = at(middle)
+        if ok(tried):
+            high, answer = middle, tried
+        else:
+            low = middle
+    return high, answer

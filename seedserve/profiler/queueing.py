@@ -1,0 +1,249 @@
+"""The delay between query and response, p50 and p99, at a request rate.
+
+A prediction of one model call (seedserve.profiler.predict) is not what a
+client waits for. End to end, a query also pays its path on the replica
+(HTTP, key check, decode, encode: ``path_s``), waits for the replica to be
+free, and may share a call with other queries. This module answers "what p50
+and p99 does a client see at ``rate`` queries per second on ``replicas``
+replicas" for the replica's own batch policy, by simulating it.
+
+Why a simulation and not a formula: a batching server's waiting time has no
+closed form that holds from light load to near capacity (M/D/1 does for
+batch 1; batches that grow with the queue do not), and the policy to model
+is the replica's own (seedserve.dispatch): a lone query runs at once; while a
+call runs, arriving queries queue and the next call takes up to
+``batch_size`` of them (plus at most ``max_wait_s`` for more when the
+manifest sets a wait). Arrivals are Poisson (independent clients); the call
+time at each batch size comes from the latency model, with a lognormal
+jitter of coefficient of variation ``cv`` (scheduler noise on a shared
+node). Quick models (calls under ``dispatch.INLINE_CALL_S``) run on the
+replica's event loop, which also does each query's path: one server does
+both. Slower models run on the model's thread, the path on the event loop:
+two servers in tandem. Replicas get queries from a shortest-queue router, as
+Serve's power-of-two-choices router approximates.
+
+Pure: plain numbers in and out; the random source is a seed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from seedserve import dispatch
+
+__all__ = ["Delay", "Policy", "QueryPath", "call_times", "delay", "saturation_rps"]
+
+#: Queries simulated per prediction: enough for a stable p99 (about 200 above it).
+QUERIES = 20_000
+#: Past this utilization the queue grows without bound: the answer is "infinite".
+UNSTABLE = 0.995
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a replica forms its calls (the manifest's batching, as dispatch reads it)."""
+
+    #: Items per call at most (dispatch.batch_size).
+    batch_size: int = dispatch.DEFAULT_MAX_BATCH_SIZE
+    #: How long a call waits for more queries to join, when the manifest sets a wait and a batch is forming.
+    max_wait_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Delay:
+    """A query's predicted delay between query and response, in seconds."""
+
+    p50_s: float
+    p99_s: float
+    mean_s: float
+    #: The model server's busy fraction (1.0: at or past capacity; then the percentiles are infinite).
+    utilization: float
+    #: Mean queries per model call.
+    mean_batch: float
+
+
+@dataclass(frozen=True)
+class QueryPath:
+    """What a query costs besides its model call, on a node.
+
+    ``path_s`` is the replica's own work per query on its event loop (HTTP
+    parsing, key check, admission, decode, encode, metrics): it occupies the
+    replica. ``fixed_s`` is latency that does not (the ingress proxy's hop,
+    loopback or network): it is added to every delay. The defaults were
+    measured on a 2-core node with a tensor model of a few floats (see
+    benchmarks/latency_prediction.py --end-to-end, which measures both on the
+    node it runs on before it predicts); decode costs of large inputs add to ``path_s``."""
+
+    path_s: float = 0.0004
+    fixed_s: float = 0.0004
+    #: Coefficient of variation of a call's time (scheduler noise).
+    cv: float = 0.15
+    queries: int = 4000
+    seed: int = 0
+
+    def delay(self, call: Callable[[int], float], rate: float, policy: Policy) -> Delay:
+        """The delay at ``rate`` on one replica (:func:`delay`), with ``fixed_s`` added."""
+        answer = delay(call, self.path_s, rate, policy=policy, cv=self.cv, seed=self.seed, queries=self.queries)
+        return Delay(answer.p50_s + self.fixed_s, answer.p99_s + self.fixed_s, answer.mean_s + self.fixed_s,
+                     answer.utilization, answer.mean_batch)
+
+
+def call_times(seconds: Mapping[int, float]) -> Callable[[int], float]:
+    """The call time at any batch size from predictions at some: linear
+    between the nearest two known sizes (a call's fixed cost plus a cost per
+    item), extended past the largest with the last slope."""
+    known = sorted(seconds.items())
+    if not known:
+        raise ValueError("call_times needs the call time at one batch size at least")
+
+    def at(batch: int) -> float:
+        if len(known) == 1:
+            size, value = known[0]
+            return value * batch / size if batch > size else value
+        lower = max((p for p in known if p[0] <= batch), default=known[0])
+        upper = min((p for p in known if p[0] > batch), default=known[-1])
+        if upper[0] == lower[0]:
+            lower, upper = known[-2], known[-1]
+        slope = (upper[1] - lower[1]) / (upper[0] - lower[0])
+        return max(lower[1] + slope * (batch - lower[0]), 1e-9)
+
+    return at
+
+
+def saturation_rps(call: Callable[[int], float], path_s: float, policy: Policy) -> float:
+    """Queries per second one replica serves at most: full batches back to back
+    (on the event loop with the path, when calls are quick)."""
+    batch = policy.batch_size
+    model = batch / call(batch)
+    loop = 1 / path_s if path_s > 0 else math.inf
+    if dispatch.inline(call(1)):
+        return batch / (call(batch) + batch * path_s)
+    return min(model, loop)
+
+
+def delay(call: Callable[[int], float], path_s: float, rate: float, *, replicas: int = 1,
+          policy: Policy = Policy(), cv: float = 0.1, seed: int = 0, queries: int = QUERIES) -> Delay:
+    """p50, p99 and mean delay of a query arriving at ``rate`` per second
+    (Poisson) on ``replicas`` replicas, each calling the model in ``call(b)``
+    seconds for ``b`` queries and spending ``path_s`` per query on its event loop."""
+    utilization = rate / (replicas * saturation_rps(call, path_s, policy))
+    if utilization >= UNSTABLE:
+        return Delay(math.inf, math.inf, math.inf, 1.0, float(policy.batch_size))
+    rng = random.Random(seed)
+    sigma = math.sqrt(math.log(1 + cv * cv))
+
+    def jitter() -> float:  # lognormal with mean 1
+        return rng.lognormvariate(-sigma * sigma / 2, sigma) if cv > 0 else 1.0
+
+    arrivals = _poisson(rng, rate, queries)
+    servers = [_Replica(call, path_s, policy, jitter) for _ in range(replicas)]
+    for t in arrivals:
+        min(servers, key=lambda s: s.pending(t)).arrive(t)
+    delays = sorted(d for s in servers for d in s.finish())
+    batches = [b for s in servers for b in s.batches]
+    warm = delays[len(delays) // 20:] if len(delays) > 100 else delays  # not the empty start alone
+    return Delay(p50_s=_quantile(delays, 0.5), p99_s=_quantile(delays, 0.99), mean_s=sum(warm) / len(warm),
+                 utilization=utilization, mean_batch=sum(batches) / max(len(batches), 1))
+
+
+def _poisson(rng: random.Random, rate: float, n: int) -> list[float]:
+    t, times = 0.0, []
+    for _ in range(n):
+        t += rng.expovariate(rate)
+        times.append(t)
+    return times
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+class _Replica:
+    """One replica's event loop and model thread, simulated query by query.
+
+    Arrivals come in time order. The event loop does each query's path
+    first-come first-served; a query is ready for the model when its path is
+    done. The model takes every ready query (up to the batch size) when it
+    becomes free; a lone ready query with nothing running starts at once.
+    With quick (inline) calls the event loop is the model's thread too."""
+
+    def __init__(self, call: Callable[[int], float], path_s: float, policy: Policy,
+                 jitter: Callable[[], float]) -> None:
+        self._call, self._path_s, self._policy, self._jitter = call, path_s, policy, jitter
+        self._inline = dispatch.inline(call(1))
+        self._arrivals: list[float] = []
+        self._recent: deque[float] = deque()
+        self.batches: list[int] = []
+
+    def pending(self, now: float) -> int:
+        """The router's estimate of this replica's queue at ``now``: the
+        queries sent here within the last few call times."""
+        horizon = now - 4 * (self._call(1) + self._path_s)
+        while self._recent and self._recent[0] < horizon:
+            self._recent.popleft()
+        return len(self._recent)
+
+    def arrive(self, t: float) -> None:
+        self._arrivals.append(t)
+        self._recent.append(t)
+
+    def finish(self) -> list[float]:
+        """Every query's delay, in arrival order."""
+        return self._one_server(self._arrivals) if self._inline else self._tandem(self._arrivals)
+
+    def _one_server(self, arrivals: list[float]) -> list[float]:
+        # The event loop decodes, calls and encodes: per call, each query's path plus one model call.
+        done = [0.0] * len(arrivals)
+        free, i, n = 0.0, 0, len(arrivals)
+        while i < n:
+            start = max(free, arrivals[i])
+            j = i + 1
+            while j < n and j - i < self._policy.batch_size and arrivals[j] <= start:
+                j += 1
+            start, j = self._waited(arrivals, i, j, start)
+            count = j - i
+            free = start + count * self._path_s + self._call(count) * self._jitter()
+            self.batches.append(count)
+            for k in range(i, j):
+                done[k] = free - arrivals[k]
+            i = j
+        return done
+
+    def _tandem(self, arrivals: list[float]) -> list[float]:
+        # Stage 1: the event loop's path per query (FIFO). Stage 2: the model thread, batching ready queries.
+        loop_free, ready = 0.0, []
+        for t in arrivals:
+            loop_free = max(loop_free, t) + self._path_s
+            ready.append(loop_free)
+        done = [0.0] * len(arrivals)
+        free, i, n = 0.0, 0, len(ready)
+        while i < n:
+            start = max(free, ready[i])
+            j = i + 1
+            while j < n and j - i < self._policy.batch_size and ready[j] <= start:
+                j += 1
+            start, j = self._waited(ready, i, j, start)
+            count = j - i
+            free = start + self._call(count) * self._jitter()
+            self.batches.append(count)
+            for k in range(i, j):
+                done[k] = free - arrivals[k]
+            i = j
+        return done
+
+    def _waited(self, ready: list[float], i: int, j: int, start: float) -> tuple[float, int]:
+        """With a manifest wait, a forming batch (more than one query, or the
+        model busy until ``start``) waits up to ``max_wait_s`` for more."""
+        wait = self._policy.max_wait_s
+        if wait <= 0 or j - i >= self._policy.batch_size or (j - i == 1 and start == ready[i]):
+            return start, j
+        deadline = ready[i] + wait
+        while j < len(ready) and j - i < self._policy.batch_size and ready[j] <= deadline:
+            j += 1
+        full = j - i >= self._policy.batch_size
+        return (max(start, ready[j - 1]) if full else max(start, deadline)), j
+

@@ -1,0 +1,77 @@
+"""The end-to-end delay model (seedserve.profiler.queueing): pure, no Ray."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from seedserve.codecs.schema import Objective
+from seedserve.profiler.catalog import load_catalog
+from seedserve.profiler.predict import assumed_calibration, recommend
+from seedserve.profiler.profile import profile_model
+from seedserve.profiler.queueing import Policy, QueryPath, call_times, delay, saturation_rps
+
+SLOW = call_times({1: 0.010})  # on the model's thread (over dispatch.INLINE_CALL_S)
+
+
+@pytest.mark.parametrize("rho", [0.3, 0.6])
+def test_one_query_per_call_matches_the_m_d_1_queue(rho: float) -> None:
+    # Pollaczek-Khinchine for deterministic service: W = s + rho * s / (2 (1 - rho)).
+    answer = delay(SLOW, 0.0, rho / 0.010, policy=Policy(batch_size=1), cv=0.0, queries=40_000)
+    assert answer.mean_s == pytest.approx(0.010 + rho * 0.010 / (2 * (1 - rho)), rel=0.05)
+    assert answer.mean_batch == 1.0
+
+
+@pytest.mark.parametrize("wait_s", [0.0, 0.005])
+def test_a_lone_query_pays_its_path_and_one_call_and_waits_for_no_batch(wait_s: float) -> None:
+    answer = delay(SLOW, 0.001, 0.5, policy=Policy(batch_size=16, max_wait_s=wait_s), cv=0.0, queries=400)
+    assert answer.p50_s == pytest.approx(0.011)
+    assert answer.mean_batch == 1.0
+
+
+def test_batching_serves_a_rate_that_one_query_per_call_cannot() -> None:
+    call = call_times({1: 0.004, 16: 0.016})  # 1 ms per item after a 3 ms fixed cost
+    rate = 400.0  # batch 1 keeps up with 250/s
+    assert saturation_rps(call, 0.0002, Policy(batch_size=1)) < rate
+    assert math.isinf(delay(call, 0.0002, rate, policy=Policy(batch_size=1)).p99_s)
+    batched = delay(call, 0.0002, rate, policy=Policy(batch_size=16))
+    assert batched.mean_batch > 1.5 and batched.p99_s < 0.05
+    assert batched.p50_s < batched.p99_s
+
+
+def test_delay_grows_with_the_rate_toward_capacity() -> None:
+    call = call_times({1: 0.002, 16: 0.010})
+    capacity = saturation_rps(call, 0.0003, Policy())
+    p99s = [delay(call, 0.0003, f * capacity).p99_s for f in (0.1, 0.5, 0.9)]
+    assert p99s == sorted(p99s) and p99s[-1] > 2 * p99s[0]
+
+
+def test_call_times_interpolate_a_fixed_cost_plus_a_cost_per_item() -> None:
+    call = call_times({1: 0.002, 9: 0.010})
+    assert call(5) == pytest.approx(0.006)
+    assert call(17) == pytest.approx(0.018)
+    assert call_times({4: 0.008})(8) == pytest.approx(0.016)
+
+
+def test_the_fixed_part_of_the_path_adds_latency_but_no_load() -> None:
+    near = QueryPath(path_s=0.0005, fixed_s=0.0, cv=0.0).delay(SLOW, 50.0, Policy())
+    far = QueryPath(path_s=0.0005, fixed_s=0.003, cv=0.0).delay(SLOW, 50.0, Policy())
+    assert far.p50_s == pytest.approx(near.p50_s + 0.003)
+    assert far.utilization == near.utilization
+
+
+def test_more_load_takes_more_replicas_of_the_same_type() -> None:
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 512))
+    profile = profile_model(model, lambda n: torch.zeros(n, 512), lambda m, x: m(x))
+    catalog = load_catalog()
+    only = catalog.model_copy(update={"types": [catalog.get("cpu-local")]})
+    calibrations = {"cpu-local": assumed_calibration(only.types[0], only)}
+    light, heavy = (recommend(profile, Objective(latency_ms=200, peak_rps=rps), only, calibrations).choice
+                    for rps in (10, 20_000))
+    assert light is not None and heavy is not None
+    assert light.replicas == 1 and heavy.replicas > 1
+    assert heavy.p99_ms <= 200 and heavy.p50_ms <= heavy.p99_ms
