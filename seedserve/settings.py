@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seedserve.logs import LogFormat, LogLevel, configure
+from seedserve.names import WORKER_TYPE_PATTERN
 from seedserve.ratelimit import WRONG_KEYS_PER_MINUTE
 from seedserve.sandbox import SandboxLimits
 
@@ -114,7 +115,7 @@ class Settings(BaseSettings):
     )
     num_cpus: int | None = Field(default=None, ge=1, description="CPUs the local Ray head offers (default: all).")
     worker_type: str = Field(
-        default="cpu-local", pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$", description="Worker type this node advertises."
+        default="cpu-local", pattern=WORKER_TYPE_PATTERN, description="Worker type this node advertises."
     )
     proxy_location: Literal["HeadOnly", "EveryNode"] = Field(
         default="HeadOnly",

@@ -89,9 +89,10 @@ def join(address: str, worker_type: str, num_cpus: int | None, num_gpus: float |
     import re
 
     from seedserve.cluster.worker import run_worker
+    from seedserve.names import WORKER_TYPE_PATTERN
     from seedserve.profiler.catalog import load_catalog
 
-    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,62}", worker_type):
+    if not re.fullmatch(WORKER_TYPE_PATTERN, worker_type):
         raise click.BadParameter("lower-case letters, digits, '.' and '-'", param_hint="--type")
     catalog = load_catalog()
     if num_gpus is not None and any(t.name == worker_type and t.device == "cpu" for t in catalog.types):
