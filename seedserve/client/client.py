@@ -80,10 +80,10 @@ class Client(SyncClient):
     """
 
     def __init__(self, url: str, key: str, *, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-                 transport: httpx.BaseTransport | None = None, retries: int | Retries = 0) -> None:
+                 http_transport: httpx.BaseTransport | None = None, retries: int | Retries = 0) -> None:
         super().__init__(url, key)
         self._retries = _retries(retries)
-        self._http = httpx.Client(timeout=timeout, transport=transport, headers=self._headers)
+        self._http = httpx.Client(timeout=timeout, transport=http_transport, headers=self._headers)
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         attempt = 0
@@ -149,10 +149,10 @@ class AsyncClient(BaseClient):
     """The asynchronous twin of :class:`Client`."""
 
     def __init__(self, url: str, key: str, *, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-                 transport: httpx.AsyncBaseTransport | None = None, retries: int | Retries = 0) -> None:
+                 http_transport: httpx.AsyncBaseTransport | None = None, retries: int | Retries = 0) -> None:
         super().__init__(url, key)
         self._retries = _retries(retries)
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, headers=self._headers)
+        self._http = httpx.AsyncClient(timeout=timeout, transport=http_transport, headers=self._headers)
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         attempt = 0

@@ -45,7 +45,7 @@ def _overloaded(after: str = "0") -> httpx.Response:
 
 
 def _client(handler: Handler, retries: int | Retries = 0) -> Client:
-    return Client(URL, "k", transport=httpx.MockTransport(handler), retries=retries)
+    return Client(URL, "k", http_transport=httpx.MockTransport(handler), retries=retries)
 
 
 def test_without_retries_a_503_raises_its_named_error_after_one_request() -> None:
@@ -138,7 +138,7 @@ def test_the_async_client_retries_and_waits_the_same_way() -> None:
     handler, seen = _script(_overloaded(), httpx.Response(200, json=OK), httpx.Response(200, json={"ready": True}))
 
     async def run() -> object:
-        async with AsyncClient(URL, "k", transport=httpx.MockTransport(handler), retries=1) as client:
+        async with AsyncClient(URL, "k", http_transport=httpx.MockTransport(handler), retries=1) as client:
             out = await client.predict("m", x=[[0.0]])
             await client.wait_until_ready("m", timeout=5)
             return out
