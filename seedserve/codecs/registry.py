@@ -29,6 +29,7 @@ KINDS = (
     "seedserve.codecs.text:KIND",
     "seedserve.codecs.graph:KIND",
     "seedserve.codecs.recommender:KIND",
+    "seedserve.codecs.point_cloud:KIND",
 )
 
 
