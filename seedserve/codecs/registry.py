@@ -34,7 +34,8 @@ KINDS = (
 
 
 class Registry(Mapping[str, Kind]):
-    """Kinds by name, in the order given; a name given twice raises ``ValueError``."""
+    """Kinds by name, in the order given; a name given twice raises ``ValueError``,
+    an unknown one ``LookupError`` naming the known ones (``in`` says whether one is known)."""
 
     def __init__(self, kinds: Iterable[Kind]) -> None:
         self._kinds: dict[str, Kind] = {}
@@ -50,6 +51,13 @@ class Registry(Mapping[str, Kind]):
             return self._kinds[name]
         except KeyError:
             raise LookupError(f"no codec for input kind {name!r}; known kinds: {sorted(self._kinds)}") from None
+
+    # Mapping's own __contains__ and get try self[name] and catch only KeyError.
+    def __contains__(self, name: object) -> bool:
+        return name in self._kinds
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._kinds.get(name, default)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._kinds)

@@ -53,6 +53,7 @@ def test_every_listed_kind_is_registered_in_order_and_in_the_manifest_union() ->
 def test_an_unknown_kind_is_refused_by_name_with_the_known_ones() -> None:
     with pytest.raises(LookupError, match=r"'hologram'; known kinds: \['audio', .*'tensor'"):
         kind("hologram")
+    assert "hologram" not in REGISTRY and "image" in REGISTRY
     with pytest.raises(InvalidManifest, match="hologram"):
         parse_manifest({"name": "m", "inputs": [{"name": "x", "kind": "hologram"}], "outputs": [{"name": "y"}]})
 
