@@ -91,9 +91,11 @@ def _batch(manifest: Any, queries: list[dict[str, Any]]) -> dict[str, Any]:
     from seedserve import dispatch
     from seedserve.codecs import decode_inputs
     from seedserve.codecs.batching import items
+    from seedserve.codecs.registry import kinds_of
 
-    decoded = [(arrays, items(arrays)) for arrays in (decode_inputs(manifest, query) for query in queries)]
-    ((_, _, inputs),) = dispatch.merged_calls(decoded, sum(count for _, count in decoded))
+    kinds = kinds_of(manifest.inputs)
+    decoded = [(arrays, items(arrays, kinds)) for arrays in (decode_inputs(manifest, query) for query in queries)]
+    ((_, _, inputs),) = dispatch.merged_calls(decoded, sum(count for _, count in decoded), kinds)
     return inputs
 
 

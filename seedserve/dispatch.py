@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import enum
 from collections import defaultdict
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from seedserve.codecs.batching import merge, signature, split
-from seedserve.codecs.registry import Decoded
+from seedserve.codecs.registry import Decoded, Kind
 from seedserve.errors import ModelError, SeedserveError
 
 __all__ = [
@@ -109,12 +109,14 @@ def calls(signatures: Sequence[Hashable], counts: Sequence[int], max_items: int)
     return [members for chunks in groups.values() for members in chunks]
 
 
-def merged_calls(queries: Sequence[Query], max_items: int) -> Iterator[tuple[list[int], list[int], dict[str, Decoded]]]:
+def merged_calls(queries: Sequence[Query], max_items: int,
+                 kinds: Mapping[str, Kind]) -> Iterator[tuple[list[int], list[int], dict[str, Decoded]]]:
     """Per model call (see :func:`calls`): its queries' indices, their item
-    counts, and its inputs (a lone query's own, else the queries' merged)."""
-    grouped = calls([signature(arrays) for arrays, _ in queries], [count for _, count in queries], max_items)
+    counts, and its inputs (a lone query's own, else the queries' merged, as
+    each input's kind in ``kinds`` merges)."""
+    grouped = calls([signature(arrays, kinds) for arrays, _ in queries], [count for _, count in queries], max_items)
     for members in grouped:
-        inputs = merge([queries[i][0] for i in members]) if len(members) > 1 else queries[members[0]][0]
+        inputs = merge([queries[i][0] for i in members], kinds) if len(members) > 1 else queries[members[0]][0]
         yield members, [queries[i][1] for i in members], inputs
 
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from seedserve.codecs.registry import mime_types
+
 __all__ = ["File", "Encoded", "encode_value", "encode_inputs", "MULTIPART_THRESHOLD"]
 
 #: Above this many bytes of files, ``auto`` sends multipart instead of base64 JSON.
@@ -131,10 +133,8 @@ def _file(value: Any) -> File:
     return File(buffer.getvalue(), "image/png", "image.png")
 
 
-_MIMES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
-          ".gif": "image/gif", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff",
-          ".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg",
-          ".npy": "application/x-npy"}
+#: File suffix -> media type: the files every input kind takes.
+_MIMES = mime_types()
 
 
 def _mime(suffix: str) -> str:

@@ -1,5 +1,8 @@
 """Pure codecs: wire values to arrays, one module per input kind, and the
-manifest schema with its validation. No I/O, no Ray, no web framework."""
+manifest schema with its validation. No I/O, no Ray, no web framework.
+
+Importing this package reads the kinds (:mod:`seedserve.codecs.registry`),
+not their decoding libraries: those load on a kind's first decode."""
 
 from __future__ import annotations
 
@@ -7,15 +10,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from seedserve.codecs.audio import AudioInput, decode_audio, sample_audio
-from seedserve.codecs.graph import GraphInput, decode_graph, sample_graph
-from seedserve.codecs.image import ImageInput, decode_image, sample_image
-from seedserve.codecs.recommender import RecommenderInput, decode_recommender, sample_recommender
-from seedserve.codecs.registry import Decoded, codec_for, kinds, register
+from seedserve.codecs.audio import AudioInput
+from seedserve.codecs.graph import GraphInput
+from seedserve.codecs.image import ImageInput
+from seedserve.codecs.kind import Kind
+from seedserve.codecs.recommender import RecommenderInput
+from seedserve.codecs.registry import Decoded, codec_for, kind, kinds
 from seedserve.codecs.schema import InputSpec, Manifest, OutputSpec
-from seedserve.codecs.tabular import TabularInput, decode_tabular, sample_tabular
-from seedserve.codecs.tensor import TensorInput, decode_tensor, sample_tensor
-from seedserve.codecs.text import TextInput, decode_text, sample_text
+from seedserve.codecs.tabular import TabularInput
+from seedserve.codecs.tensor import TensorInput
+from seedserve.codecs.text import TextInput
 from seedserve.errors import InputMismatch, InvalidInput, InvalidManifest
 
 __all__ = [
@@ -33,18 +37,11 @@ __all__ = [
     "OutputSpec",
     "parse_manifest",
     "decode_inputs",
+    "Kind",
     "codec_for",
+    "kind",
     "kinds",
-    "register",
 ]
-
-register("tensor", decode_tensor, sample_tensor)
-register("image", decode_image, sample_image)
-register("audio", decode_audio, sample_audio)
-register("tabular", decode_tabular, sample_tabular)
-register("text", decode_text, sample_text)
-register("graph", decode_graph, sample_graph)
-register("recommender", decode_recommender, sample_recommender)
 
 
 def parse_manifest(data: Any) -> Manifest:
@@ -86,9 +83,9 @@ def decode_inputs(manifest: Manifest, payload: Any) -> dict[str, Decoded]:
     missing = [spec.name for spec in manifest.inputs if spec.name not in payload]
     if missing:
         raise InputMismatch(f"missing input {missing[0]!r}; this model takes {sorted(declared)}", input=missing[0])
-    return {spec.name: codec_for(spec.kind).decode(payload[spec.name], spec) for spec in manifest.inputs}
+    return {spec.name: kind(spec.kind).decode(payload[spec.name], spec) for spec in manifest.inputs}
 
 
 def sample_inputs(manifest: Manifest, batch_size: int = 1) -> dict[str, Decoded]:
     """What the model gets for a batch of neutral samples of every declared input."""
-    return {spec.name: codec_for(spec.kind).sample(spec, batch_size) for spec in manifest.inputs}
+    return {spec.name: kind(spec.kind).sample(spec, batch_size) for spec in manifest.inputs}

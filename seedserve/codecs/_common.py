@@ -12,13 +12,20 @@ from pydantic import BaseModel, ConfigDict
 
 from seedserve.errors import InputTooLarge, InvalidInput
 
-__all__ = ["Spec", "as_batch", "float_array", "media_bytes"]
+__all__ = ["InputBase", "Spec", "as_batch", "float_array", "media_bytes"]
 
 
 class Spec(BaseModel):
-    """Base of every input spec: strict and immutable."""
+    """Base of every spec: strict and immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputBase(Spec):
+    """Base of every input kind's spec: a name and the kind it is."""
+
+    name: str
+    kind: str
 
 
 def as_batch(value: Any, name: str, max_batch: int, single: type | tuple[type, ...]) -> list[Any]:

@@ -16,10 +16,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from seedserve.codecs._common import Spec, as_batch, media_bytes
+from seedserve.codecs._common import InputBase, as_batch, media_bytes
+from seedserve.codecs.kind import Form, Kind
 from seedserve.errors import InputTooLarge, InvalidInput, UnsupportedMediaType
 
-__all__ = ["AudioInput", "audio_features", "decode_audio", "sample_audio"]
+__all__ = ["AudioInput", "KIND", "audio_features", "decode_audio", "sample_audio"]
 
 
 #: The most feature values (channels x rows x frames) one clip may become.
@@ -28,7 +29,7 @@ MAX_FEATURE_VALUES = 2**26
 Features = Literal["waveform", "mel", "log_mel", "mfcc"]
 
 
-class AudioInput(Spec):
+class AudioInput(InputBase):
     """A sound file per item; the model gets ``[N, T]`` (mono) or ``[N, C, T]``.
 
     Clips of a batch are padded with zeros to the longest, or padded or cut to
@@ -176,3 +177,15 @@ def sample_audio(spec: AudioInput, batch: int = 1) -> np.ndarray:
     """``batch`` silent clips of ``length_s`` (or 1 s), as :func:`decode_audio` gives them."""
     length = round((spec.length_s or 1.0) * spec.sample_rate)
     return _shaped(np.zeros((batch, spec.channels, length), dtype=np.float32), spec)
+
+
+def _note(spec: AudioInput) -> str:
+    return "" if spec.features == "waveform" else f", sent as a file, given to the model as {spec.features}"
+
+
+KIND = Kind(
+    name="audio", spec=AudioInput, decoder="seedserve.codecs.audio:decode_audio",
+    sampler="seedserve.codecs.audio:sample_audio", wire="file", doc="a file as {b64, mime}",
+    form=Form("file", accept="audio/*", file="clip.wav", note=_note),
+    mimes={".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"},
+)

@@ -10,6 +10,9 @@ so merging decoded queries equals decoding their concatenation.
 Queries can share a model call only when their arrays agree beyond the batch
 dimension (an audio clip of 2 s and one of 3 s cannot); :func:`signature`
 says which can.
+
+Each input batches as its kind says (``Kind.batching`` names one of the
+strategies here), never by guessing from the decoded value.
 """
 
 from __future__ import annotations
@@ -19,80 +22,120 @@ from typing import Any
 
 import numpy as np
 
-from seedserve.codecs.registry import Decoded
+from seedserve.codecs.kind import Decoded, Kind
 
-__all__ = ["items", "signature", "merge", "split"]
+__all__ = ["BAGS", "GRAPHS", "ROWS", "items", "signature", "merge", "split"]
 
 
-def items(query: Mapping[str, Decoded]) -> int:
-    """How many batch items a decoded query holds (rows, images, graphs, requests)."""
-    counts = {_items(value) for value in query.values()}
+def items(query: Mapping[str, Decoded], kinds: Mapping[str, Kind]) -> int:
+    """How many batch items a decoded query holds (rows, images, graphs, requests);
+    ``kinds``: each input's kind (:func:`seedserve.codecs.registry.kinds_of`)."""
+    counts = {kinds[name].batcher.items(value) for name, value in query.items()}
     return max(counts) if counts else 0
 
 
-def _items(value: Decoded) -> int:
-    if isinstance(value, np.ndarray):
-        return int(value.shape[0]) if value.ndim else 1
-    if "batch" in value:  # graph: the batch vector numbers the graphs
-        return int(value["batch"][-1]) + 1 if value["batch"].size else 0
-    return int(value["user"].shape[0])  # recommender: one user per request
-
-
-def signature(query: Mapping[str, Decoded]) -> tuple[Any, ...]:
+def signature(query: Mapping[str, Decoded], kinds: Mapping[str, Kind]) -> tuple[Any, ...]:
     """Queries with equal signatures can be merged into one model call."""
-    parts: list[Any] = []
-    for name, value in query.items():
-        if isinstance(value, np.ndarray):
-            parts.append((name, value.dtype.str, value.shape[1:]))
-        else:  # graph and recommender merge whatever their sizes; their keys must agree
-            parts.append((name, tuple((k, v.dtype.str, v.shape[1:] if k not in _VARIABLE_AXIS1 else v.shape[:1])
-                                      for k, v in value.items())))
-    return tuple(parts)
+    return tuple((name, kinds[name].batcher.signature(value)) for name, value in query.items())
 
 
-_VARIABLE_AXIS1 = {"edge_index"}  # [2, edges]: the edges vary, the 2 does not
-
-
-def merge(queries: Sequence[Mapping[str, Decoded]]) -> dict[str, Decoded]:
+def merge(queries: Sequence[Mapping[str, Decoded]], kinds: Mapping[str, Kind]) -> dict[str, Decoded]:
     """One model call's inputs from several queries with the same signature."""
-    first = queries[0]
-    return {
-        name: (np.concatenate([q[name] for q in queries]) if isinstance(first[name], np.ndarray)
-               else _merge_named([q[name] for q in queries]))  # type: ignore[misc]
-        for name in first
-    }
+    return {name: kinds[name].batcher.merge([q[name] for q in queries]) for name in queries[0]}
 
 
-def _merge_named(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    if "batch" in parts[0]:
-        return _merge_graphs(parts)
-    return _merge_bags(parts)
+class Rows:
+    """One array whose first dimension is the batch: items are its rows,
+    arrays agree beyond it, and merge by concatenation."""
+
+    def items(self, value: Decoded) -> int:
+        array = _array(value)
+        return int(array.shape[0]) if array.ndim else 1
+
+    def signature(self, value: Decoded) -> Any:
+        array = _array(value)
+        return array.dtype.str, array.shape[1:]
+
+    def merge(self, values: Sequence[Decoded]) -> Decoded:
+        return np.concatenate([_array(v) for v in values])
 
 
-def _merge_graphs(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    nodes = np.cumsum([0] + [len(p["x"]) for p in parts[:-1]])
-    graphs = np.cumsum([0] + [_items(p) for p in parts[:-1]])
-    merged = {}
-    for key in parts[0]:
-        if key == "edge_index":
-            merged[key] = np.concatenate([p[key] + shift for p, shift in zip(parts, nodes, strict=True)], axis=1)
-        elif key == "batch":
-            merged[key] = np.concatenate([p[key] + shift for p, shift in zip(parts, graphs, strict=True)])
-        else:
-            merged[key] = np.concatenate([p[key] for p in parts])
-    return merged
+class _Named:
+    """Named arrays that merge whatever their sizes; their keys and trailing shapes must agree."""
+
+    #: Keys whose first dimension is fixed and second varies.
+    variable_axis1: frozenset[str] = frozenset()
+
+    def signature(self, value: Decoded) -> Any:
+        named = _named(value)
+        return tuple((k, v.dtype.str, v.shape[1:] if k not in self.variable_axis1 else v.shape[:1])
+                     for k, v in named.items())
 
 
-def _merge_bags(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    merged = {}
-    for key in parts[0]:
-        if key.endswith("offsets"):
-            values = "items" if key == "item_offsets" else key[: -len("offsets")] + "values"
-            shifts = np.cumsum([0] + [len(p[values]) for p in parts[:-1]])
-            merged[key] = np.concatenate([p[key] + shift for p, shift in zip(parts, shifts, strict=True)])
-        else:
-            merged[key] = np.concatenate([p[key] for p in parts])
-    return merged
+class Graphs(_Named):
+    """Graphs as the graph codec batches them: ``x`` and ``edge_attr`` rows
+    concatenate, ``edge_index`` shifts by the nodes before it and ``batch``
+    (the graph of each node) by the graphs before it."""
+
+    variable_axis1 = frozenset({"edge_index"})  # [2, edges]: the edges vary, the 2 does not
+
+    def items(self, value: Decoded) -> int:
+        batch = _named(value)["batch"]  # the batch vector numbers the graphs
+        return int(batch[-1]) + 1 if batch.size else 0
+
+    def merge(self, values: Sequence[Decoded]) -> Decoded:
+        parts = [_named(v) for v in values]
+        nodes = np.cumsum([0] + [len(p["x"]) for p in parts[:-1]])
+        graphs = np.cumsum([0] + [self.items(p) for p in parts[:-1]])
+        merged = {}
+        for key in parts[0]:
+            if key == "edge_index":
+                merged[key] = np.concatenate([p[key] + shift for p, shift in zip(parts, nodes, strict=True)], axis=1)
+            elif key == "batch":
+                merged[key] = np.concatenate([p[key] + shift for p, shift in zip(parts, graphs, strict=True)])
+            else:
+                merged[key] = np.concatenate([p[key] for p in parts])
+        return merged
+
+
+class Bags(_Named):
+    """Recommender features as their codec batches them: one ``user`` per
+    request; ``EmbeddingBag`` offsets shift by the values before them."""
+
+    def items(self, value: Decoded) -> int:
+        return int(_named(value)["user"].shape[0])
+
+    def merge(self, values: Sequence[Decoded]) -> Decoded:
+        parts = [_named(v) for v in values]
+        merged = {}
+        for key in parts[0]:
+            if key.endswith("offsets"):
+                bag = "items" if key == "item_offsets" else key[: -len("offsets")] + "values"
+                shifts = np.cumsum([0] + [len(p[bag]) for p in parts[:-1]])
+                merged[key] = np.concatenate([p[key] + shift for p, shift in zip(parts, shifts, strict=True)])
+            else:
+                merged[key] = np.concatenate([p[key] for p in parts])
+        return merged
+
+
+def _array(value: Decoded) -> np.ndarray:
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"expected one array, got named arrays {sorted(value)}")
+    return value
+
+
+def _named(value: Decoded) -> dict[str, np.ndarray]:
+    if isinstance(value, np.ndarray):
+        raise TypeError(f"expected named arrays, got one array of shape {list(value.shape)}")
+    return value
+
+
+#: The batching of kinds whose decoded value is one array with the batch first.
+ROWS = Rows()
+#: The graph kind's.
+GRAPHS = Graphs()
+#: The recommender kind's.
+BAGS = Bags()
 
 
 def split(outputs: Mapping[str, np.ndarray], counts: Sequence[int]) -> list[dict[str, np.ndarray]]:

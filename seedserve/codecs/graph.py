@@ -15,13 +15,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from seedserve.codecs._common import Spec, as_batch, float_array
+from seedserve.codecs._common import InputBase, as_batch, float_array
+from seedserve.codecs.kind import Form, Kind
 from seedserve.errors import InputTooLarge, InvalidInput
 
-__all__ = ["GraphInput", "decode_graph", "sample_graph"]
+__all__ = ["GraphInput", "decode_graph", "sample_graph", "KIND"]
 
 
-class GraphInput(Spec):
+class GraphInput(InputBase):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     kind: Literal["graph"] = "graph"
     node_features: int = Field(ge=1, le=100_000)
@@ -154,3 +155,15 @@ def sample_graph(spec: GraphInput, batch: int = 1) -> dict[str, np.ndarray]:
     if spec.edge_features:
         graph["edge_attr"] = [[0.0] * spec.edge_features]
     return decode_graph([graph] * batch, spec)
+
+
+def _example(spec: GraphInput) -> dict[str, Any]:
+    features = [0.0] * spec.node_features
+    return {"x": [features, features], "edge_index": [[0], [1]]}
+
+
+KIND = Kind(
+    name="graph", spec=GraphInput, decoder="seedserve.codecs.graph:decode_graph",
+    sampler="seedserve.codecs.graph:sample_graph", wire="json", batching="seedserve.codecs.batching:GRAPHS",
+    doc="{x, edge_index, edge_attr?} or a list of graphs", form=Form("json", example=_example),
+)

@@ -3,29 +3,33 @@
 
 The header is parsed first (``Image.open`` is lazy): the format and the pixel
 count are checked before a single pixel is decoded, so decompression bombs are
-refused, never decoded.
+refused, never decoded. Pillow is imported when an image is decoded, not
+with this module: reading the kinds (the dashboard, the SDK) must not need it.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import Field, model_validator
 
-from seedserve.codecs._common import Spec, as_batch, media_bytes
+from seedserve.codecs._common import InputBase, as_batch, media_bytes
+from seedserve.codecs.kind import Form, Kind
 from seedserve.errors import InputTooLarge, InvalidInput, UnsupportedMediaType
 
-__all__ = ["ImageInput", "decode_image", "sample_image", "FORMATS"]
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["ImageInput", "decode_image", "sample_image", "FORMATS", "KIND"]
 
 FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "BMP", "GIF", "TIFF"})
 _ORIENTATION = 0x0112
 
 
-class ImageInput(Spec):
+class ImageInput(InputBase):
     """An image file per item; the model gets ``[N, C, H, W]`` (or ``[N, H, W, C]``)."""
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -68,6 +72,8 @@ def decode_image(value: Any, spec: ImageInput) -> np.ndarray:
 
 
 def _open(data: bytes, spec: ImageInput) -> Image.Image:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     name = spec.name
     image: Image.Image
     try:
@@ -109,6 +115,8 @@ def _open(data: bytes, spec: ImageInput) -> Image.Image:
 
 
 def _to_array(image: Image.Image, spec: ImageInput) -> np.ndarray:
+    from PIL import Image, ImageOps
+
     height, width = spec.size
     if image.size != (width, height):
         if spec.resize == "center_crop":
@@ -133,3 +141,12 @@ def sample_image(spec: ImageInput, batch: int = 1) -> np.ndarray:
     h, w = spec.size
     shape = (batch, spec.channels, h, w) if spec.layout == "CHW" else (batch, h, w, spec.channels)
     return np.zeros(shape, dtype=spec.dtype)
+
+
+KIND = Kind(
+    name="image", spec=ImageInput, decoder="seedserve.codecs.image:decode_image",
+    sampler="seedserve.codecs.image:sample_image", wire="file", doc="a file as {b64, mime}",
+    form=Form("file", accept="image/*", file="image.png"),
+    mimes={".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
+           ".gif": "image/gif", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"},
+)

@@ -20,10 +20,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from seedserve.codecs._common import Spec, as_batch
+from seedserve.codecs._common import InputBase, Spec, as_batch
+from seedserve.codecs.kind import Form, Kind
 from seedserve.errors import InputTooLarge, InvalidInput
 
-__all__ = ["IdMap", "SparseFeature", "RecommenderInput", "decode_recommender", "sample_recommender"]
+__all__ = ["IdMap", "SparseFeature", "RecommenderInput", "decode_recommender", "sample_recommender", "KIND"]
 
 
 class IdMap(Spec):
@@ -55,7 +56,7 @@ class SparseFeature(IdMap):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
-class RecommenderInput(Spec):
+class RecommenderInput(InputBase):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     kind: Literal["recommender"] = "recommender"
     users: IdMap
@@ -180,3 +181,11 @@ def sample_recommender(spec: RecommenderInput, batch: int = 1) -> dict[str, np.n
     if spec.dense_features:
         request["dense"] = [0.0] * spec.dense_features
     return decode_recommender([request] * batch, spec)
+
+
+KIND = Kind(
+    name="recommender", spec=RecommenderInput, decoder="seedserve.codecs.recommender:decode_recommender",
+    sampler="seedserve.codecs.recommender:sample_recommender", wire="json",
+    batching="seedserve.codecs.batching:BAGS", doc="{user, items, sparse?, dense?} or a list of requests",
+    form=Form("json", example=lambda spec: {"user": 1, "items": [1, 2, 3]}),
+)

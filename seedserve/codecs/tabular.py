@@ -14,10 +14,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from seedserve.codecs._common import Spec
+from seedserve.codecs._common import InputBase, Spec
+from seedserve.codecs.kind import Form, Kind
 from seedserve.errors import InputTooLarge, InvalidInput
 
-__all__ = ["Column", "TabularInput", "decode_tabular", "sample_tabular"]
+__all__ = ["Column", "TabularInput", "decode_tabular", "sample_tabular", "KIND"]
 
 Scalar = float | int | bool | str
 
@@ -48,7 +49,7 @@ class Column(Spec):
         return index
 
 
-class TabularInput(Spec):
+class TabularInput(InputBase):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     kind: Literal["tabular"] = "tabular"
     columns: list[Column] = Field(min_length=1, max_length=4096)
@@ -176,3 +177,15 @@ def _convert(value: Any, column: Column) -> float:
 
 def sample_tabular(spec: TabularInput, batch: int = 1) -> np.ndarray:
     return np.zeros((batch, len(spec.columns)), dtype=np.float32)
+
+
+def _example(spec: TabularInput) -> dict[str, Any]:
+    first: dict[str, Any] = {"float": 0.0, "int": 0, "bool": False}
+    return {c.name: first[c.type] if c.type in first else (c.vocabulary or ["a"])[0] for c in spec.columns}
+
+
+KIND = Kind(
+    name="tabular", spec=TabularInput, decoder="seedserve.codecs.tabular:decode_tabular",
+    sampler="seedserve.codecs.tabular:sample_tabular", wire="json",
+    doc="a record {column: value} or a list of records", form=Form("columns", example=_example),
+)

@@ -16,15 +16,16 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from seedserve.codecs._common import Spec, float_array
+from seedserve.codecs._common import InputBase, float_array
+from seedserve.codecs.kind import Form, Kind
 from seedserve.errors import InputTooLarge, InvalidInput
 
-__all__ = ["TensorInput", "decode_tensor", "sample_tensor"]
+__all__ = ["KIND", "NPY_MIME", "TensorInput", "decode_tensor", "nested_zeros", "sample_tensor"]
 
 NPY_MIME = "application/x-npy"
 
 
-class TensorInput(Spec):
+class TensorInput(InputBase):
     """A dense tensor: nested lists, base64 raw bytes or .npy bytes on the wire.
 
     ``shape`` is the full shape including the batch dimension; ``-1`` marks a
@@ -239,3 +240,19 @@ _WIRE_DTYPES = {"float32", "float64", "float16", "int64", "int32", "int16", "int
 
 def sample_tensor(spec: TensorInput, batch: int = 1) -> np.ndarray:
     return np.zeros(spec.sample_shape(batch), dtype=spec.dtype)
+
+
+def nested_zeros(shape: list[int], most: int = 64) -> Any:
+    """Nested lists of zeros of ``shape`` (-1 taken as 1, each dimension at most ``most``): an example value."""
+    value: Any = 0.0
+    for d in reversed([1 if d == -1 else d for d in shape]):
+        value = [value] * min(d, most)
+    return value
+
+
+KIND = Kind(
+    name="tensor", spec=TensorInput, decoder="seedserve.codecs.tensor:decode_tensor",
+    sampler="seedserve.codecs.tensor:sample_tensor", wire="tensor",
+    doc="nested numbers (or {b64, dtype, shape})", form=Form("json", example=lambda spec: nested_zeros(spec.shape)),
+    mimes={".npy": NPY_MIME},
+)

@@ -14,15 +14,16 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from seedserve.codecs._common import Spec, as_batch
+from seedserve.codecs._common import InputBase, as_batch
+from seedserve.codecs.kind import Form, Kind
 from seedserve.errors import InputTooLarge, InvalidInput
 
-__all__ = ["TextInput", "decode_text", "sample_text"]
+__all__ = ["TextInput", "decode_text", "sample_text", "KIND"]
 
 PAD, UNKNOWN = 0, 1
 
 
-class TextInput(Spec):
+class TextInput(InputBase):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     kind: Literal["text"] = "text"
     max_length: int = Field(default=10_000, ge=1, le=10_000_000, description="characters per string")
@@ -97,3 +98,10 @@ def sample_text(spec: TextInput, batch: int = 1) -> np.ndarray:
     if spec.tokenizer == "none":
         return np.array(["sample"] * batch, dtype=object)
     return np.zeros((batch, spec.max_tokens), dtype=np.int64)
+
+
+KIND = Kind(
+    name="text", spec=TextInput, decoder="seedserve.codecs.text:decode_text",
+    sampler="seedserve.codecs.text:sample_text", wire="text", doc="a string or a list of strings",
+    form=Form("text", example=lambda spec: "some text"),
+)

@@ -7,10 +7,12 @@ With the binary extension the body is that JSON (its length in the
 ``Inference-Header-Content-Length`` header) followed by each binary input in
 order; ``BYTES`` elements are 4-byte little-endian lengths and their bytes.
 
-Mapping to input kinds: ``tensor`` takes numeric tensors of its dtype;
-``image``/``audio`` take ``BYTES`` elements that are files (in JSON, base64
-strings); ``text`` takes ``BYTES`` UTF-8 strings; ``tabular``, ``graph`` and
-``recommender`` take ``BYTES`` elements holding their native JSON value.
+Mapping to input kinds, by each kind's wire form (``Kind.wire``): ``tensor``
+kinds (``tensor``) take numeric tensors of their dtype; ``file`` kinds
+(``image``, ``audio``) take ``BYTES`` elements that are files (in JSON,
+base64 strings); ``text`` kinds take ``BYTES`` UTF-8 strings; ``json`` kinds
+(``tabular``, ``graph``, ``recommender``) take ``BYTES`` elements holding
+their native JSON value.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 from seedserve.codecs import Manifest
 from seedserve.codecs.oip import DATATYPES, DTYPE_DATATYPES, HEADER_LENGTH
+from seedserve.codecs.registry import REGISTRY, Kind, kinds_of
 from seedserve.deployments._query import load_json
 from seedserve.errors import InputMismatch, InvalidInput
 
@@ -36,9 +39,6 @@ __all__ = ["EXTENSIONS", "encode_infer_response", "oip_datatype", "oip_output_me
 #: (docs/protocols.md says what each covers).
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
 
-_FILE_KINDS = {"image", "audio"}
-_JSON_KINDS = {"tabular", "graph", "recommender"}
-
 
 def parse_infer_request(header_length: str | None, body: bytes,
                         manifest: Manifest) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -48,7 +48,7 @@ def parse_infer_request(header_length: str | None, body: bytes,
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
         raise InvalidInput("the inference request needs 'inputs', a list of tensors")
     _check_request_fields(request)
-    kinds = {spec.name: spec.kind for spec in manifest.inputs}
+    kinds = kinds_of(manifest.inputs)
     payload: dict[str, Any] = {}
     offset = 0
     for tensor in request["inputs"]:
@@ -113,18 +113,18 @@ def _tensor_header(tensor: Any) -> tuple[str, list[int], str]:
     return name, shape, datatype
 
 
-def _wire_value(name: str, kind: str, shape: list[int], datatype: str, data: Any, binary: bool) -> Any:
-    if kind == "tensor":
+def _wire_value(name: str, kind: Kind, shape: list[int], datatype: str, data: Any, binary: bool) -> Any:
+    if kind.wire == "tensor":
         if datatype == "BYTES":
-            raise InvalidInput(f"input {name!r}: a tensor input takes a numeric datatype, not BYTES", input=name)
+            raise InvalidInput(f"input {name!r}: a {kind.name} input takes a numeric datatype, not BYTES", input=name)
         return _numeric(name, shape, datatype, data, binary)
     if datatype != "BYTES":
-        raise InvalidInput(f"input {name!r}: a {kind} input takes datatype BYTES, got {datatype}", input=name)
+        raise InvalidInput(f"input {name!r}: a {kind.name} input takes datatype BYTES, got {datatype}", input=name)
     elements = _bytes_elements(name, data, binary, math.prod(shape))
-    if kind in _FILE_KINDS:
+    if kind.wire == "file":
         return [e if isinstance(e, bytes) else _b64(name, e) for e in elements]
     texts = [e.decode("utf-8") if isinstance(e, bytes) else e for e in elements]
-    if kind in _JSON_KINDS:
+    if kind.wire == "json":
         values = [load_json(t, f"input {name!r}: a BYTES element (each must hold JSON)", input=name) for t in texts]
         return values[0] if len(values) == 1 else values
     return texts
@@ -182,7 +182,7 @@ def _b64(name: str, text: str) -> bytes:
 
 def oip_tensor_metadata(spec: Any) -> dict[str, Any]:
     """An input's metadata as the protocol describes tensors."""
-    if spec.kind == "tensor":
+    if REGISTRY[spec.kind].wire == "tensor":
         return {"name": spec.name, "datatype": DTYPE_DATATYPES[spec.dtype], "shape": list(spec.shape)}
     return {"name": spec.name, "datatype": "BYTES", "shape": [-1], "parameters": {"seedserve_kind": spec.kind}}
 

@@ -2,8 +2,8 @@
 
 JSON: the object itself. ``multipart/form-data``: one part per input, named
 after it; file parts arrive as bytes (no base64), text parts as strings for
-``text`` inputs and as JSON for the structured kinds. Repeated file or text
-parts of one name are a batch.
+inputs of a ``text`` wire form (``Kind.wire``) and as JSON for the others.
+Repeated file or text parts of one name are a batch.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from seedserve.codecs import Manifest
+from seedserve.codecs.registry import kinds_of
 from seedserve.deployments._query import load_json, parse_json
 from seedserve.errors import InvalidInput, UnsupportedMediaType
 
 __all__ = ["parse_payload"]
-
-_RAW_TEXT_KINDS = {"text"}
 
 
 async def parse_payload(headers: Headers, body: bytes, manifest: Manifest) -> Any:
@@ -50,11 +49,11 @@ async def _multipart(headers: Headers, body: bytes, manifest: Manifest) -> dict[
         form = await parser.parse()
     except MultiPartException as exc:
         raise InvalidInput(f"the multipart body is malformed: {exc.message}") from exc
-    kinds = {spec.name: spec.kind for spec in manifest.inputs}
+    kinds = kinds_of(manifest.inputs)
     payload: dict[str, Any] = {}
     batched: set[str] = set()
     for name, part in form.multi_items():
-        raw = kinds.get(name) in _RAW_TEXT_KINDS
+        raw = name in kinds and kinds[name].wire == "text"
         if isinstance(part, UploadFile):
             value: Any = await part.read()
         elif raw:

@@ -29,7 +29,7 @@ from seedserve import dispatch
 from seedserve.codecs import Manifest, decode_inputs, sample_inputs
 from seedserve.codecs.batching import items, split
 from seedserve.codecs.outputs import encode_outputs
-from seedserve.codecs.registry import Decoded
+from seedserve.codecs.registry import Decoded, kinds_of
 from seedserve.codecs.schema import ACCESS_SAMPLE_EVERY
 from seedserve.deployments._admission import Admission, CallTime, Deadlines
 from seedserve.deployments._master_link import ModelData, master_handle
@@ -183,6 +183,7 @@ class ModelServer:
     def _load(self, data: ModelData, on_gpu: bool) -> None:
         """The manifest and the model from what the master gave, placed where the model runs."""
         self._manifest = Manifest.model_validate(data["manifest"])
+        self._kinds = kinds_of(self._manifest.inputs)
         self._format = data["format"]
         # A handler package places itself: its sandbox gets the GPU's device files.
         self._placement = _placement(self._manifest) if on_gpu and self._format != "handler" else CPU
@@ -254,7 +255,7 @@ class ModelServer:
     def _batching_refusal(self) -> str | None:
         """Why this model cannot be batched, or None: a tensor input without a
         variable batch dimension, or outputs that do not split per item."""
-        fixed = [spec.name for spec in self._manifest.inputs if spec.kind == "tensor" and spec.shape[0] != -1]
+        fixed = [spec.name for spec in self._manifest.inputs if self._kinds[spec.name].fixed_batch(spec)]
         if fixed:
             return f"tensor inputs {fixed} have no variable batch dimension (shape[0] != -1)"
         try:
@@ -399,7 +400,7 @@ class ModelServer:
             ) from None
 
     async def _infer(self, arrays: dict[str, Decoded]) -> dict[str, np.ndarray]:
-        count = items(arrays)
+        count = items(arrays, self._kinds)
         way = dispatch.route(count, self.batch_size, self._manifest.batching.max_wait_ms, self._call_time.seconds,
                              self._admission.running)
         if way is Route.TOGETHER:
@@ -438,7 +439,8 @@ class ModelServer:
         queued = [query for query in queued if not query[2].done()]
         try:
             # Nothing else runs meanwhile, so no future left here becomes done but by this loop.
-            calls = dispatch.merged_calls([(arrays, count) for arrays, count, _ in queued], self.batch_size)
+            calls = dispatch.merged_calls([(arrays, count) for arrays, count, _ in queued], self.batch_size,
+                                         self._kinds)
             for members, counts, inputs in calls:
                 self._metrics.batch(sum(counts))
                 outputs: dict[str, np.ndarray] | SeedserveError
@@ -505,7 +507,7 @@ class ModelServer:
     ) -> list[dict[str, np.ndarray] | SeedserveError]:
         """One model call per group of queries that can merge; each gets its rows."""
         results: dict[int, dict[str, np.ndarray] | SeedserveError] = {}
-        for members, counts, inputs in dispatch.merged_calls(queries, self.batch_size):
+        for members, counts, inputs in dispatch.merged_calls(queries, self.batch_size, self._kinds):
             self._metrics.batch(sum(counts))
             outputs: dict[str, np.ndarray] | SeedserveError
             try:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from seedserve import __version__, openapi
 from seedserve.codecs.oip import DATATYPES, HEADER_LENGTH
+from seedserve.codecs.registry import REGISTRY
 from seedserve.codecs.schema import MODEL_NAME_PATTERN
 from seedserve.openapi import Operation, content, ref
 
@@ -163,8 +164,9 @@ _INDEX = {"application/json": {"schema": {"type": "array", "items": ref(Reposito
 _QUERY = {
     "application/json": {"schema": {
         "type": "object",
-        "description": "Input name -> value: a tensor as nested numbers (or {b64, dtype, shape}), an image or audio "
-                       "file as {b64, mime}, a table as rows, text as a string; see the model's inputs.",
+        "description": "Input name -> value, by the input's kind: "
+                       + "; ".join(f"{name}: {kind.doc}" for name, kind in REGISTRY.items())
+                       + "; see the model's inputs.",
     }},
     "multipart/form-data": {"schema": {"type": "object", "description": "One part per input; files as files."}},
 }

@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from seedserve.codecs import Manifest
-from seedserve.codecs.schema import InputSpec
+from seedserve.codecs.registry import REGISTRY
 from seedserve.errors import NotFound, SeedserveError, http_status
 from seedserve.manager_app.accounts import sign_in, sign_up
 from seedserve.manager_app.auth import SESSION_COOKIE, check_csrf, current_session, set_session_cookie
@@ -41,10 +41,7 @@ _env.filters["num"] = lambda v: "—" if v is None else f"{v:,.0f}"
 _env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2)
 
 #: The JSON schema of each input kind, from which the register page builds its form.
-_KIND_SCHEMAS: dict[str, Any] = {}
-for _spec in InputSpec.__origin__.__args__:  # type: ignore[attr-defined]
-    _cls = _spec.__origin__
-    _KIND_SCHEMAS[_cls.model_fields["kind"].default] = _cls.model_json_schema()
+_KIND_SCHEMAS: dict[str, Any] = {name: kind.spec.model_json_schema() for name, kind in REGISTRY.items()}
 
 
 def _render(request: Request, template: str, session: Session | None, status: int = 200, **context: Any) -> Response:
@@ -180,7 +177,7 @@ async def model_page(request: Request) -> Response:
         manifest=manifest, info=info, keys=[key_view(k) for k in doc["keys"]], live=cluster["models"].get(name, {}),
         master=cluster["master"], master_url=state.master.url, examples=_examples(name, manifest, state.master.url),
         chart=_chart(info["predictions"]),
-        try_values={spec.name: json.dumps(_placeholder(spec)[0]) for spec in manifest.inputs},
+        forms={spec.name: _form(spec) for spec in manifest.inputs},
         declared={spec.name: spec.model_dump(mode="json", exclude={"name", "kind"}, exclude_defaults=True)
                   for spec in manifest.inputs},
     )
@@ -210,28 +207,20 @@ async def docs_page(request: Request) -> Response:
 
 def _placeholder(spec: Any) -> tuple[Any, str | None]:
     """An example value for an input in JSON, and the file to send instead, if it is a file."""
-    kind = spec.kind
-    if kind == "image":
-        return None, "image.png"
-    if kind == "audio":
-        return None, "clip.wav"
-    if kind == "text":
-        return "some text", None
-    if kind == "tabular":
-        first = {"float": 0.0, "int": 0, "bool": False}
-        return {c.name: first[c.type] if c.type in first else (c.vocabulary or ["a"])[0] for c in spec.columns}, None
-    if kind == "tensor":
-        shape = [1 if d == -1 else d for d in spec.shape]
-        value: Any = 0.0
-        for d in reversed(shape):
-            value = [value] * min(d, 64)
-        return value, None
-    if kind == "graph":
-        features = [0.0] * spec.node_features
-        return {"x": [features, features], "edge_index": [[0], [1]]}, None
-    if kind == "recommender":
-        return {"user": 1, "items": [1, 2, 3]}, None
-    return None, None
+    form = REGISTRY[spec.kind].form
+    if form.widget == "file":
+        return None, form.file
+    return form.example(spec), None
+
+
+def _form(spec: Any) -> dict[str, Any]:
+    """How the "try it" form takes this input, as the page reads it: the
+    widget (``data-form``), what a file chooser accepts, the text a box
+    starts with, and an addition to the legend."""
+    form = REGISTRY[spec.kind].form
+    example = form.example(spec)
+    text = example if isinstance(example, str) or example is None else json.dumps(example)
+    return {"widget": form.widget, "accept": form.accept, "text": text or "", "note": form.note(spec)}
 
 
 def _examples(name: str, manifest: Manifest, master_url: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ import soundfile as sf
 from seedserve.codecs import AudioInput, parse_manifest, sample_inputs
 from seedserve.codecs.audio import decode_audio
 from seedserve.codecs.batching import merge, signature
+from seedserve.codecs.registry import kinds_of
 from seedserve.errors import InputTooLarge, InvalidManifest
 
 RATES = [8000, 16000, 44100]
@@ -111,8 +112,9 @@ def test_samples_have_the_shape_of_decoded_clips_and_merge_with_them(tmp_path: P
     sample = sample_inputs(manifest, 3)["clip"]
     decoded = decode_audio(_file(tmp_path, 8000, "wav").read_bytes(), manifest.inputs[0])  # type: ignore[arg-type]
     assert sample.shape[1:] == decoded.shape[1:] and sample.shape[0] == 3
-    assert signature({"clip": sample}) == signature({"clip": decoded})
-    assert merge([{"clip": sample}, {"clip": decoded}])["clip"].shape[0] == 4
+    kinds = kinds_of(manifest.inputs)
+    assert signature({"clip": sample}, kinds) == signature({"clip": decoded}, kinds)
+    assert merge([{"clip": sample}, {"clip": decoded}], kinds)["clip"].shape[0] == 4
 
 
 def test_features_are_computed_only_after_the_duration_limit(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from seedserve.codecs import decode_inputs, parse_manifest
 from seedserve.codecs.batching import items, merge, signature, split
+from seedserve.codecs.registry import kind, kinds_of
 
 MANIFEST = parse_manifest({
     "name": "b",
@@ -25,6 +26,7 @@ MANIFEST = parse_manifest({
     ],
     "outputs": [{"name": "y"}],
 })
+KINDS = kinds_of(MANIFEST.inputs)
 
 
 @st.composite
@@ -55,9 +57,9 @@ def query(draw: st.DrawFn, n: int) -> dict[str, Any]:
 def test_merging_decoded_queries_equals_decoding_their_concatenation(data: st.DataObject, sizes: list[int]) -> None:
     queries = [data.draw(query(n)) for n in sizes]
     decoded = [decode_inputs(MANIFEST, q) for q in queries]
-    assert [items(d) for d in decoded] == sizes
-    assert len({signature(d) for d in decoded}) == 1
-    merged = merge(decoded)
+    assert [items(d, KINDS) for d in decoded] == sizes
+    assert len({signature(d, KINDS) for d in decoded}) == 1
+    merged = merge(decoded, KINDS)
     together = decode_inputs(MANIFEST, {name: [v for q in queries for v in q[name]] for name in queries[0]})
     for name, value in together.items():
         if isinstance(value, dict):
@@ -71,8 +73,9 @@ def test_merging_decoded_queries_equals_decoding_their_concatenation(data: st.Da
 def test_queries_with_different_trailing_shapes_have_different_signatures() -> None:
     a = {"clip": np.zeros((1, 100), np.float32)}
     b = {"clip": np.zeros((1, 200), np.float32)}
-    assert signature(a) != signature(b)
-    assert signature(a) == signature({"clip": np.zeros((3, 100), np.float32)})
+    audio = {"clip": kind("audio")}
+    assert signature(a, audio) != signature(b, audio)
+    assert signature(a, audio) == signature({"clip": np.zeros((3, 100), np.float32)}, audio)
 
 
 def test_split_gives_each_query_its_rows_and_refuses_outputs_that_are_not_per_item() -> None:

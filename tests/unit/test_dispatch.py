@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from seedserve import dispatch
-from seedserve.codecs.registry import Decoded
+from seedserve.codecs.registry import Decoded, kind
 from seedserve.dispatch import Route
 from seedserve.errors import ModelError, SeedserveError
 
@@ -61,7 +61,7 @@ def test_queries_run_together_by_signature_and_never_past_the_batch_size() -> No
 
 def test_merged_calls_merge_what_shares_a_call_and_pass_a_lone_query_as_is() -> None:
     queries = [_query(2), _query(1, width=5), _query(3)]
-    calls = list(dispatch.merged_calls(queries, 8))
+    calls = list(dispatch.merged_calls(queries, 8, {"x": kind("tensor")}))
     assert [(members, counts) for members, counts, _ in calls] == [([0, 2], [2, 3]), ([1], [1])]
     merged, alone = calls[0][2], calls[1][2]
     assert isinstance(merged["x"], np.ndarray)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from seedserve.codecs import parse_manifest, register
-from seedserve.codecs.registry import codec_for
+from seedserve.codecs import parse_manifest
+from seedserve.codecs.registry import REGISTRY, Registry, codec_for
 from seedserve.errors import InvalidManifest
 
 VALID = {"name": "mlp", "inputs": [{"name": "x", "shape": [-1, 16]}], "outputs": [{"name": "y"}]}
@@ -42,7 +42,7 @@ def test_the_scaling_error_quotes_the_values() -> None:
 
 def test_codec_registry_refuses_duplicates_and_unknown_kinds() -> None:
     with pytest.raises(ValueError, match="already registered"):
-        register("tensor", lambda value, spec: value, lambda spec, batch: spec)
+        Registry([*REGISTRY.values(), REGISTRY["tensor"]])
     with pytest.raises(LookupError, match="known kinds: .*'tensor'"):
         codec_for("hologram")
 

@@ -224,26 +224,9 @@ function setUpModel(title) {
     const body = new FormData();
     try {
       for (const box of $$("fieldset[data-input]")) {
-        const input = box.dataset.input, kind = box.dataset.kind;
-        if (kind === "image" || kind === "audio") {
-          const file = $("input[type=file]", box).files[0];
-          if (!file) throw new Error(`choose a file for ${input}`);
-          body.append(input, file, file.name);
-        } else if (kind === "tabular") {
-          const record = {};
-          for (const field of $$("[data-column]", box)) {
-            const type = field.dataset.type;
-            record[field.dataset.column] = type === "bool" ? field.checked
-              : type === "int" ? parseInt(field.value, 10) : type === "float" ? Number(field.value) : field.value;
-          }
-          body.append(input, JSON.stringify(record));
-        } else if (kind === "text") {
-          body.append(input, $("textarea", box).value);
-        } else {
-          const raw = $("textarea", box).value;
-          try { JSON.parse(raw); } catch { throw new Error(`${input}: not valid JSON`); }
-          body.append(input, raw);
-        }
+        const read = FORM_READERS[box.dataset.form];
+        if (!read) throw new Error(`${box.dataset.input}: no form for ${box.dataset.kind} inputs`);
+        read(box, box.dataset.input, body);
       }
       const result = await tryUntilServed(`${base}/try`, body, $("#try-key").value.trim(), out);
       out.textContent = JSON.stringify(result, null, 2);
@@ -251,6 +234,33 @@ function setUpModel(title) {
     } catch (e) { out.textContent = e.message; out.classList.add("error"); }
   });
 }
+
+// How the "try it" form reads each input into the multipart body, by the
+// widget its kind asks for (the fieldset's data-form, from the kind registry).
+const FORM_READERS = {
+  file(box, input, body) {
+    const file = $("input[type=file]", box).files[0];
+    if (!file) throw new Error(`choose a file for ${input}`);
+    body.append(input, file, file.name);
+  },
+  columns(box, input, body) {
+    const record = {};
+    for (const field of $$("[data-column]", box)) {
+      const type = field.dataset.type;
+      record[field.dataset.column] = type === "bool" ? field.checked
+        : type === "int" ? parseInt(field.value, 10) : type === "float" ? Number(field.value) : field.value;
+    }
+    body.append(input, JSON.stringify(record));
+  },
+  text(box, input, body) {
+    body.append(input, $("textarea", box).value);
+  },
+  json(box, input, body) {
+    const raw = $("textarea", box).value;
+    try { JSON.parse(raw); } catch { throw new Error(`${input}: not valid JSON`); }
+    body.append(input, raw);
+  },
+};
 
 // A model that is still starting answers 503 with Retry-After: wait and
 // send the query again, for up to two minutes, saying so on the page.
