@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from seedserve.codecs._common import InputBase
 from seedserve.codecs.registry import REGISTRY
+from seedserve.names import INPUT_NAME_PATTERN, MODEL_NAME_PATTERN, WORKER_TYPE_PATTERN
 
 __all__ = [
     "InputSpec",
@@ -22,8 +23,6 @@ __all__ = [
     "Manifest",
 ]
 
-MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-INPUT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 
 class _Strict(BaseModel):
@@ -79,7 +78,7 @@ class Scaling(_Strict):
     #: type; unset: 1 on a type with GPUs, none elsewhere.
     gpus: float | None = Field(default=None, gt=0, le=8)
     worker_type: str | None = Field(
-        default=None, pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$",
+        default=None, pattern=WORKER_TYPE_PATTERN,
         description="run replicas only on nodes of this worker type (unset: any node)",
     )
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from seedserve import __version__, openapi
 from seedserve.codecs.oip import DATATYPES, HEADER_LENGTH
 from seedserve.codecs.registry import REGISTRY
-from seedserve.codecs.schema import MODEL_NAME_PATTERN
+from seedserve.names import MODEL_NAME_PATTERN
 from seedserve.openapi import Operation, content, ref
 
 __all__ = ["allowed_methods", "master_document"]
