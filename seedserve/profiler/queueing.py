@@ -153,12 +153,14 @@ def delay(call: Callable[[int], float], path_s: float, rate: float, *, replicas:
     servers = [_Replica(call, path_s, policy, jitter) for _ in range(replicas)]
     for t in arrivals:
         min(servers, key=lambda s: s.pending(t)).arrive(t)
-    delays = [d for s in servers for d in s.finish()]
+    per_replica = [s.finish() for s in servers]  # each in arrival order
     if noise_s:
-        delays = [d + rng.choice(noise_s) for d in delays]
-    delays.sort()
+        per_replica = [[d + rng.choice(noise_s) for d in ds] for ds in per_replica]
+    delays = sorted(d for ds in per_replica for d in ds)
     batches = [b for s in servers for b in s.batches]
-    warm = delays[len(delays) // 20:] if len(delays) > 100 else delays  # not the empty start alone
+    # The mean leaves out each replica's first queries, which found it empty
+    # (the percentiles of so many queries hardly move with them).
+    warm = [d for ds in per_replica for d in (ds[len(ds) // 20:] if len(ds) > 100 else ds)]
     return Delay(p50_s=_quantile(delays, 0.5), p99_s=_quantile(delays, 0.99), mean_s=sum(warm) / len(warm),
                  utilization=utilization, mean_batch=sum(batches) / max(len(batches), 1))
 
