@@ -25,6 +25,12 @@ with --zoo) at two batch sizes.
      scale on compute and memory fitted on the other families' models
      (seedserve.profiler.feedback).
 Writes benchmarks/results/latency_prediction.{json,md,png}.
+
+    .venv/bin/python -m benchmarks.latency_prediction --end-to-end [end_to_end's options]
+
+runs benchmarks/end_to_end.py instead: the delay between query and response
+predicted (seedserve.profiler.queueing) and measured through the real stack
+at three rates, into benchmarks/results/end_to_end.{json,md}.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import importlib
 import json
 import math
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -113,7 +120,13 @@ def _with_live_feedback(rows: list[dict[str, Any]], key: str, calibrated: bool) 
 
 
 def main() -> None:
+    if "--end-to-end" in sys.argv[1:]:
+        from benchmarks import end_to_end
+
+        end_to_end.main([a for a in sys.argv[1:] if a != "--end-to-end"])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--end-to-end", action="store_true", help="run benchmarks/end_to_end.py instead (see above)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (replicas run with 1)")
     parser.add_argument("--zoo", default="benchmarks._zoo",
                         help="module with a zoo() returning benchmarks._zoo.Entry-like objects (family, name, "

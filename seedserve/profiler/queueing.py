@@ -12,8 +12,11 @@ closed form that holds from light load to near capacity (M/D/1 does for
 batch 1; batches that grow with the queue do not), and the policy to model
 is the replica's own (seedserve.dispatch): a lone query runs at once; while a
 call runs, arriving queries queue and the next call takes up to
-``batch_size`` of them (plus at most ``max_wait_s`` for more when the
-manifest sets a wait). Arrivals are Poisson (independent clients); the call
+``batch_size`` of them. When the manifest sets a wait, a slow model's
+queries that find it busy go through Serve's batching, which closes a batch
+``max_wait_s`` after its first query (or when full) whether or not the
+model is free, and runs closed batches in turn (ray.serve.batching forms the
+next batch while one runs: a waiting batch does not grow). Arrivals are Poisson (independent clients); the call
 time at each batch size comes from the latency model, with a lognormal
 jitter of coefficient of variation ``cv`` (scheduler noise on a shared
 node). Quick models (calls under ``dispatch.INLINE_CALL_S``) run on the
@@ -84,10 +87,15 @@ class QueryPath:
     cv: float = 0.15
     queries: int = 4000
     seed: int = 0
+    #: Extra latency a lone query sees on the node, as samples (seconds; e.g. a
+    #: probe's lone latencies less their median): each query's delay gets one,
+    #: drawn at random; it occupies nothing. Empty: none.
+    noise_s: tuple[float, ...] = ()
 
     def delay(self, call: Callable[[int], float], rate: float, policy: Policy) -> Delay:
         """The delay at ``rate`` on one replica (:func:`delay`), with ``fixed_s`` added."""
-        answer = delay(call, self.path_s, rate, policy=policy, cv=self.cv, seed=self.seed, queries=self.queries)
+        answer = delay(call, self.path_s, rate, policy=policy, cv=self.cv, seed=self.seed, queries=self.queries,
+                       noise_s=self.noise_s)
         return Delay(answer.p50_s + self.fixed_s, answer.p99_s + self.fixed_s, answer.mean_s + self.fixed_s,
                      answer.utilization, answer.mean_batch)
 
@@ -126,10 +134,12 @@ def saturation_rps(call: Callable[[int], float], path_s: float, policy: Policy) 
 
 
 def delay(call: Callable[[int], float], path_s: float, rate: float, *, replicas: int = 1,
-          policy: Policy = Policy(), cv: float = 0.1, seed: int = 0, queries: int = QUERIES) -> Delay:
+          policy: Policy = Policy(), cv: float = 0.1, seed: int = 0, queries: int = QUERIES,
+          noise_s: tuple[float, ...] = ()) -> Delay:
     """p50, p99 and mean delay of a query arriving at ``rate`` per second
     (Poisson) on ``replicas`` replicas, each calling the model in ``call(b)``
-    seconds for ``b`` queries and spending ``path_s`` per query on its event loop."""
+    seconds for ``b`` queries and spending ``path_s`` per query on its event
+    loop; each query's delay plus one of ``noise_s`` drawn at random, if given."""
     utilization = rate / (replicas * saturation_rps(call, path_s, policy))
     if utilization >= UNSTABLE:
         return Delay(math.inf, math.inf, math.inf, 1.0, float(policy.batch_size))
@@ -143,9 +153,14 @@ def delay(call: Callable[[int], float], path_s: float, rate: float, *, replicas:
     servers = [_Replica(call, path_s, policy, jitter) for _ in range(replicas)]
     for t in arrivals:
         min(servers, key=lambda s: s.pending(t)).arrive(t)
-    delays = sorted(d for s in servers for d in s.finish())
+    per_replica = [s.finish() for s in servers]  # each in arrival order
+    if noise_s:
+        per_replica = [[d + rng.choice(noise_s) for d in ds] for ds in per_replica]
+    delays = sorted(d for ds in per_replica for d in ds)
     batches = [b for s in servers for b in s.batches]
-    warm = delays[len(delays) // 20:] if len(delays) > 100 else delays  # not the empty start alone
+    # The mean leaves out each replica's first queries, which found it empty
+    # (the percentiles of so many queries hardly move with them).
+    warm = [d for ds in per_replica for d in (ds[len(ds) // 20:] if len(ds) > 100 else ds)]
     return Delay(p50_s=_quantile(delays, 0.5), p99_s=_quantile(delays, 0.99), mean_s=sum(warm) / len(warm),
                  utilization=utilization, mean_batch=sum(batches) / max(len(batches), 1))
 
@@ -193,7 +208,11 @@ class _Replica:
 
     def finish(self) -> list[float]:
         """Every query's delay, in arrival order."""
-        return self._one_server(self._arrivals) if self._inline else self._tandem(self._arrivals)
+        if self._inline:
+            return self._one_server(self._arrivals)
+        if self._policy.max_wait_s > 0:
+            return self._serve_batched(self._arrivals)
+        return self._tandem(self._arrivals)
 
     def _one_server(self, arrivals: list[float]) -> list[float]:
         # The event loop decodes, calls and encodes: per call, each query's path plus one model call.
@@ -229,6 +248,38 @@ class _Replica:
             start, j = self._waited(ready, i, j, start)
             count = j - i
             free = start + self._call(count) * self._jitter()
+            self.batches.append(count)
+            for k in range(i, j):
+                done[k] = free - arrivals[k]
+            i = j
+        return done
+
+    def _serve_batched(self, arrivals: list[float]) -> list[float]:
+        # Stage 1 as in _tandem. Stage 2 as Serve's @serve.batch forms batches
+        # (ray.serve.batching: wait_for_batch is called again as soon as a batch
+        # is handed to its task, whatever the model is doing): a query that finds
+        # the model free and nothing pending runs alone at once (Route.EXECUTOR);
+        # any other opens a batch, or joins the open one, which closes
+        # ``max_wait_s`` after its first query (or when full) and then waits for
+        # the model first-come first-served. Batches do not grow while they wait.
+        loop_free, ready = 0.0, []
+        for t in arrivals:
+            loop_free = max(loop_free, t) + self._path_s
+            ready.append(loop_free)
+        done = [0.0] * len(arrivals)
+        free, i, n = 0.0, 0, len(ready)
+        while i < n:
+            first = ready[i]
+            j = i + 1
+            if free > first:  # the model is busy: a batch forms for max_wait_s
+                close = first + self._policy.max_wait_s
+                while j < n and j - i < self._policy.batch_size and ready[j] <= close:
+                    j += 1
+                if j - i >= self._policy.batch_size:
+                    close = ready[j - 1]
+                first = max(free, close)
+            count = j - i
+            free = first + self._call(count) * self._jitter()
             self.batches.append(count)
             for k in range(i, j):
                 done[k] = free - arrivals[k]
