@@ -83,7 +83,7 @@ def alices_model(
         first = client.register_model(artifact, {**MLP_MANIFEST, "name": name})
         client.register(artifact, {**MLP_MANIFEST, "name": name})
         second = client.create_key(name, "ci")
-    return {"name": name, "keys": [first["key"], second["key"]], "key_ids": [first["key_id"], second["id"]],
+    return {"name": name, "keys": [first.key, second.key], "key_ids": [first.key_id, second.id],
             "artifact": artifact}
 
 
@@ -199,7 +199,7 @@ def test_another_user_gets_404_for_every_operation_on_a_model_they_do_not_own(
     # Nothing Bob did changed anything (the artifact he uploaded for the refused name is gone again).
     assert _everything(manager).count(name) == before.count(name)
     with ManagerClient(manager.url, alice[2]) as client:
-        assert [v["version"] for v in client.versions(name)] == [1, 2]
+        assert [v.version for v in client.versions(name)] == [1, 2]
         assert len(client.keys(name)) >= 2
 
 
@@ -272,16 +272,17 @@ def test_the_async_client_covers_the_same_operations(manager: Manager, tmp_path:
         async with AsyncManagerClient(manager.url) as client:
             await client.signup(username, password)
             await client.login(username, password)
-            assert (await client.me())["username"] == username
+            assert (await client.me()).username == username
             sent: list[int] = []
             key = await client.register(artifact, {**MLP_MANIFEST, "name": name}, progress=lambda s, t: sent.append(s))
-            assert key.startswith("sk_") and sent and sent[-1] == artifact.stat().st_size
-            assert [m["name"] for m in await client.list_models()] == [name]
-            assert (await client.get_model(name))["profile"]["parameters"] > 0
+            assert key is not None and key.startswith("sk_") and sent and sent[-1] == artifact.stat().st_size
+            assert [m.name for m in await client.list_models()] == [name]
+            profile = (await client.get_model(name)).profile
+            assert profile is not None and profile["parameters"] > 0
             created = await client.create_key(name, "async")
-            await client.revoke_key(name, created["id"])
-            assert [k["label"] for k in await client.keys(name)] == ["default"]
-            assert (await client.cluster())["models"][name]["status"] == "NOT_DEPLOYED"
+            await client.revoke_key(name, created.id)
+            assert [k.label for k in await client.keys(name)] == ["default"]
+            assert (await client.cluster()).models[name]["status"] == "NOT_DEPLOYED"
             await client.delete_model(name)
             try:
                 await client.get_model(name)
