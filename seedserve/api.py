@@ -16,10 +16,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 __all__ = [
-    "USERNAME_PATTERN", "Artifact", "Cluster", "Deleted", "Health", "Insight", "Invite", "InviteCreated",
-    "InviteList", "InviteRequest", "Key", "KeyCreated", "KeyList", "KeyRequest", "Me", "Model", "ModelDetail",
-    "ModelList", "PinRequest", "Pinned", "Profiled", "Registered", "Revoked", "SignUp", "Timestamp", "Token",
-    "TokenCreated", "TokenList", "TokenRequest", "Trust", "TrustRequest", "User", "Version", "VersionList",
+    "USERNAME_PATTERN", "Artifact", "ArtifactFormat", "Cluster", "Deleted", "Health", "Insight", "Invite",
+    "InviteCreated", "InviteList", "InviteRequest", "Key", "KeyCreated", "KeyList", "KeyRequest", "Me", "Model",
+    "ModelDetail", "ModelList", "PinRequest", "Pinned", "Profiled", "Registered", "RegistrationForm", "Revoked",
+    "SignUp", "Timestamp", "Token", "TokenCreated", "TokenList", "TokenRequest", "Trust", "TrustRequest", "User",
+    "Version", "VersionList",
 ]
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{2,31}$"
@@ -148,8 +149,23 @@ class KeyList(BaseModel):
 
 # models and versions
 
+#: How a model's file is packaged (see seedserve.runtime).
+ArtifactFormat = Literal["torchscript", "export", "handler"]
+
+
+class RegistrationForm(BaseModel):
+    """``POST /api/models`` and ``/api/profile``, as ``multipart/form-data``.
+    The manager reads it as it streams in, under its size limits, and refuses
+    a ``format`` the caller may not register as soon as that field has
+    arrived: the SDK sends ``manifest`` and ``format`` before the file."""
+
+    manifest: str = Field(description="The manifest as a JSON string.")
+    format: ArtifactFormat = Field(default="torchscript", description="How the file is packaged.")
+    artifact: bytes = Field(description="The model file.", json_schema_extra={"format": "binary"})
+
+
 class Artifact(BaseModel):
-    format: Literal["torchscript", "export", "handler"]
+    format: ArtifactFormat
     size: int
     sha256: str
 

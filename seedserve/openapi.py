@@ -66,10 +66,11 @@ def ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def content(body: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
+def content(body: type[BaseModel] | dict[str, Any], media_type: str = "application/json") -> dict[str, Any]:
+    """A "content" map: ``body``'s schema as ``media_type``, or ``body`` if it is one already."""
     if isinstance(body, dict):
         return body
-    return {"application/json": {"schema": ref(body)}}
+    return {media_type: {"schema": ref(body)}}
 
 
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",

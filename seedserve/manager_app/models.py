@@ -166,24 +166,23 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
-def _public(doc: ModelDoc, versions: list[VersionDoc]) -> dict[str, Any]:
-    """A model as the API shows it (the fields of :class:`api.Model`): no key
-    hashes, no storage ids."""
+def _public(doc: ModelDoc, versions: list[VersionDoc]) -> api.Model:
+    """A model as the API shows it: no key hashes, no storage ids."""
     name, serving = doc["name"], default_version(doc)
     current = next((v for v in versions if v["version"] == serving), None)
-    return {
-        "name": name,
-        "version": serving,
-        "latest": doc["latest"],
-        "pinned": doc["pinned"],
-        "manifest": current["manifest"] if current else None,
-        "artifact": _artifact(current) if current else None,
-        "versions": [v["version"] for v in versions],
-        "keys": [key_answer(k) for k in doc["keys"]],
-        "created_at": doc["created_at"],
-        "endpoints": {"predict": f"/models/{name}/predict",
-                      "version_predict": f"/models/{name}/versions/{{version}}/predict"},
-    }
+    return api.Model(
+        name=name,
+        version=serving,
+        latest=doc["latest"],
+        pinned=doc["pinned"],
+        manifest=current["manifest"] if current else None,
+        artifact=_artifact(current) if current else None,
+        versions=[v["version"] for v in versions],
+        keys=[key_answer(k) for k in doc["keys"]],
+        created_at=doc["created_at"],
+        endpoints={"predict": f"/models/{name}/predict",
+                   "version_predict": f"/models/{name}/versions/{{version}}/predict"},
+    )
 
 
 def _artifact(version: VersionDoc) -> api.Artifact:
@@ -205,7 +204,7 @@ def _public_version(doc: ModelDoc, version: VersionDoc) -> api.Version:
 async def list_models(request: Request) -> api.ModelList:
     state, who = await caller(request)
     docs = await state.store.list(who.user)
-    return api.ModelList(models=[api.Model(**_public(doc, await state.store.versions(doc["name"]))) for doc in docs])
+    return api.ModelList(models=[_public(doc, await state.store.versions(doc["name"])) for doc in docs])
 
 
 #: What a model whose serving version is missing shows instead of its insight.
@@ -219,10 +218,10 @@ async def get_model(request: Request) -> api.ModelDetail:
     doc = await state.store.get(name, who.user)
     versions = await state.store.versions(name)
     shown = _public(doc, versions)
-    current = next((v for v in versions if v["version"] == shown["version"]), None)
+    current = next((v for v in versions if v["version"] == shown.version), None)
     seen = _NO_INSIGHT if current is None else await insight(
         state.store, Manifest.model_validate(current["manifest"]), current.get("profile"), current.get("measured"))
-    return api.ModelDetail(**shown, **seen)
+    return api.ModelDetail(**shown.model_dump(), **seen)
 
 
 async def list_versions(request: Request) -> api.VersionList:

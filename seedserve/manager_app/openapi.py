@@ -16,64 +16,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from seedserve import __version__, openapi
-from seedserve.api import (
-    Cluster,
-    Deleted,
-    Health,
-    Invite,
-    InviteCreated,
-    InviteList,
-    InviteRequest,
-    Key,
-    KeyCreated,
-    KeyList,
-    KeyRequest,
-    Me,
-    Model,
-    ModelDetail,
-    ModelList,
-    Pinned,
-    PinRequest,
-    Profiled,
-    Registered,
-    Revoked,
-    SignUp,
-    Token,
-    TokenCreated,
-    TokenList,
-    TokenRequest,
-    Trust,
-    TrustRequest,
-    User,
-    Version,
-    VersionList,
-)
+from seedserve import __version__, api, openapi
 from seedserve.manager_app import accounts, admin, keys, live, models, profiles
 from seedserve.openapi import Operation, content
 
 __all__ = ["OPERATIONS", "allowed_methods", "api_routes", "openapi_document"]
 
-_SCHEMAS: list[type[BaseModel]] = [
-    SignUp, InviteRequest, Invite, InviteCreated, InviteList, TrustRequest, Trust, User, Me, TokenRequest, Token,
-    TokenCreated, TokenList, Revoked, KeyRequest, Key, KeyCreated,
-    KeyList, Model, ModelDetail, ModelList, Version, VersionList, PinRequest, Pinned, Deleted, Registered, Profiled,
-    Cluster, Health,
-]
 
-_UPLOAD = {
-    "multipart/form-data": {
-        "schema": {
-            "type": "object",
-            "required": ["manifest", "artifact"],
-            "properties": {
-                "manifest": {"type": "string", "description": "The manifest as a JSON string."},
-                "format": {"type": "string", "enum": ["torchscript", "export", "handler"], "default": "torchscript"},
-                "artifact": {"type": "string", "format": "binary", "description": "The model file."},
-            },
-        }
-    }
-}
+_UPLOAD = content(api.RegistrationForm, "multipart/form-data")
 
 _QUERY = {
     "application/json": {"schema": {"type": "object", "description": "The query: input name -> value."}},
@@ -82,53 +32,55 @@ _QUERY = {
 
 
 OPERATIONS: list[Operation] = [
-    Operation("post", "/api/users", "Sign up (as SEEDSERVE_SIGNUP allows), or create an account as the admin", User,
-              201, SignUp, (400, 401, 403, 409, 413), auth=False, tags=("accounts",), endpoint=accounts.create_user),
-    Operation("post", "/api/invites", "Create an invite code (admin; shown once)", InviteCreated, 201, InviteRequest,
-              (400, 401, 403, 413), tags=("admin",), body_required=False, endpoint=admin.create_invite),
-    Operation("get", "/api/invites", "List invite codes (admin; codes are never shown again)", InviteList,
+    Operation("post", "/api/users", "Sign up (as SEEDSERVE_SIGNUP allows), or create an account as the admin",
+              api.User, 201, api.SignUp, (400, 401, 403, 409, 413), auth=False, tags=("accounts",),
+              endpoint=accounts.create_user),
+    Operation("post", "/api/invites", "Create an invite code (admin; shown once)", api.InviteCreated, 201,
+              api.InviteRequest, (400, 401, 403, 413), tags=("admin",), body_required=False,
+              endpoint=admin.create_invite),
+    Operation("get", "/api/invites", "List invite codes (admin; codes are never shown again)", api.InviteList,
               tags=("admin",), endpoint=admin.list_invites),
-    Operation("delete", "/api/invites/{invite_id}", "Revoke an invite code (admin)", Revoked, tags=("admin",),
+    Operation("delete", "/api/invites/{invite_id}", "Revoke an invite code (admin)", api.Revoked, tags=("admin",),
               endpoint=admin.revoke_invite),
     Operation("put", "/api/users/{username}/trusted", "Trust an account with handler packages, or stop (admin)",
-              Trust, body=TrustRequest, errors=(400, 401, 403, 404, 413), tags=("admin",),
+              api.Trust, body=api.TrustRequest, errors=(400, 401, 403, 404, 413), tags=("admin",),
               endpoint=admin.set_trusted),
-    Operation("get", "/api/me", "Who you are and your models", Me, tags=("accounts",), endpoint=accounts.me),
-    Operation("post", "/api/tokens", "Create an API token (signed in, or with username and password)", TokenCreated,
-              201, TokenRequest, (400, 401, 403, 413, 429), auth=False, tags=("accounts",), body_required=False,
+    Operation("get", "/api/me", "Who you are and your models", api.Me, tags=("accounts",), endpoint=accounts.me),
+    Operation("post", "/api/tokens", "Create an API token (signed in, or with username and password)", api.TokenCreated,
+              201, api.TokenRequest, (400, 401, 403, 413, 429), auth=False, tags=("accounts",), body_required=False,
               endpoint=accounts.create_token),
-    Operation("get", "/api/tokens", "List your API tokens", TokenList, tags=("accounts",),
+    Operation("get", "/api/tokens", "List your API tokens", api.TokenList, tags=("accounts",),
               endpoint=accounts.list_tokens),
-    Operation("delete", "/api/tokens/{token_id}", "Revoke an API token", Revoked, tags=("accounts",),
+    Operation("delete", "/api/tokens/{token_id}", "Revoke an API token", api.Revoked, tags=("accounts",),
               endpoint=accounts.revoke_token),
-    Operation("post", "/api/models", "Register a model, or the next version of one", Registered, 201, _UPLOAD,
+    Operation("post", "/api/models", "Register a model, or the next version of one", api.Registered, 201, _UPLOAD,
               (400, 401, 403, 409, 413, 422), endpoint=models.register),
-    Operation("get", "/api/models", "List your models", ModelList, endpoint=models.list_models),
-    Operation("get", "/api/models/{name}", "A model: profile, predicted latency, recommendation", ModelDetail,
+    Operation("get", "/api/models", "List your models", api.ModelList, endpoint=models.list_models),
+    Operation("get", "/api/models/{name}", "A model: profile, predicted latency, recommendation", api.ModelDetail,
               endpoint=models.get_model),
-    Operation("delete", "/api/models/{name}", "Delete a model, its versions and artifacts", Deleted,
+    Operation("delete", "/api/models/{name}", "Delete a model, its versions and artifacts", api.Deleted,
               endpoint=models.delete_model),
-    Operation("get", "/api/models/{name}/versions", "List a model's versions", VersionList,
+    Operation("get", "/api/models/{name}/versions", "List a model's versions", api.VersionList,
               endpoint=models.list_versions),
-    Operation("get", "/api/models/{name}/versions/{version:int}", "One version", Version,
+    Operation("get", "/api/models/{name}/versions/{version:int}", "One version", api.Version,
               endpoint=models.get_version),
-    Operation("put", "/api/models/{name}/pin", "Serve a version at the model's endpoint (roll back)", Pinned,
-              body=PinRequest, errors=(400, 401, 403, 404, 413), endpoint=models.pin_version),
-    Operation("get", "/api/models/{name}/keys", "List a model's keys", KeyList, tags=("keys",),
+    Operation("put", "/api/models/{name}/pin", "Serve a version at the model's endpoint (roll back)", api.Pinned,
+              body=api.PinRequest, errors=(400, 401, 403, 404, 413), endpoint=models.pin_version),
+    Operation("get", "/api/models/{name}/keys", "List a model's keys", api.KeyList, tags=("keys",),
               endpoint=keys.list_keys),
-    Operation("post", "/api/models/{name}/keys", "Create a key (shown once)", KeyCreated, 201, KeyRequest,
+    Operation("post", "/api/models/{name}/keys", "Create a key (shown once)", api.KeyCreated, 201, api.KeyRequest,
               (400, 401, 403, 404, 409, 413), tags=("keys",), body_required=False, endpoint=keys.create_key),
     Operation("post", "/api/models/{name}/keys/{key_id}/rotate", "Rotate a key: new secret, old one revoked",
-              KeyCreated, 201, tags=("keys",), endpoint=keys.rotate_key),
-    Operation("delete", "/api/models/{name}/keys/{key_id}", "Revoke a key", Revoked, tags=("keys",),
+              api.KeyCreated, 201, tags=("keys",), endpoint=keys.rotate_key),
+    Operation("delete", "/api/models/{name}/keys/{key_id}", "Revoke a key", api.Revoked, tags=("keys",),
               endpoint=keys.revoke_key),
     Operation("post", "/api/models/{name}/try", "Send a query through the manager (the dashboard's 'try it')",
               None, body=_QUERY, errors=(400, 401, 403, 404, 413, 503),
               headers=(("X-Model-Key", "One of the model's keys, sent on to the master."),),
               endpoint=live.try_model),
-    Operation("post", "/api/profile", "Profile an artifact without registering it", Profiled, body=_UPLOAD,
+    Operation("post", "/api/profile", "Profile an artifact without registering it", api.Profiled, body=_UPLOAD,
               errors=(400, 401, 403, 413, 422), endpoint=profiles.profile_artifact),
-    Operation("get", "/api/cluster", "Nodes, worker types, and your models' replicas and live numbers", Cluster,
+    Operation("get", "/api/cluster", "Nodes, worker types, and your models' replicas and live numbers", api.Cluster,
               tags=("cluster",), endpoint=live.get_cluster),
 ]
 
@@ -169,6 +121,12 @@ _PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
+def _schemas() -> list[type[BaseModel]]:
+    """Every model the table's operations take or answer (what they nest comes with them), and /healthz's."""
+    models = [m for op in OPERATIONS for m in (op.body, op.response) if isinstance(m, type)]
+    return list(dict.fromkeys([*models, api.RegistrationForm, api.Health]))
+
+
 def allowed_methods(path: str) -> list[str] | None:
     """The methods the document gives ``path``: the ``Allow`` header of a 405."""
     return openapi.allowed_methods(openapi_document(), path)
@@ -187,7 +145,7 @@ def openapi_document() -> dict[str, Any]:
             '{"error": {"code", "message", "input"}}.',
         },
         operations=OPERATIONS,
-        schemas=_SCHEMAS,
+        schemas=_schemas(),
         params=_PARAMS,
         security={
             "bearer": {"type": "http", "scheme": "bearer"},
@@ -197,9 +155,9 @@ def openapi_document() -> dict[str, Any]:
     )
     document["paths"]["/healthz"] = {"get": {
         "operationId": "get_healthz", "summary": "Readiness: manager, database and master health", "tags": ["health"],
-        "security": [{}], "responses": {"200": {"description": "Health", "content": content(Health)},
+        "security": [{}], "responses": {"200": {"description": "Health", "content": content(api.Health)},
                                         "503": {"description": "A component is down; 'down' names it",
-                                                "content": content(Health)}}}}
+                                                "content": content(api.Health)}}}}
     document["paths"]["/livez"] = {"get": {
         "operationId": "get_livez", "summary": "Liveness: 200 while the manager answers", "tags": ["health"],
         "security": [{}], "responses": {"200": {"description": "Live", "content": {"application/json": {
