@@ -5,12 +5,19 @@ the pydantic models its operations take and answer."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    #: What answers an operation: its ``response`` model, or a ready response (``response`` None).
+    Endpoint = Callable[[Request], Awaitable[BaseModel | Response]]
 
 __all__ = ["Error", "ErrorBody", "Operation", "allowed_methods", "build_document", "content", "ref"]
 
@@ -30,6 +37,7 @@ class Error(BaseModel):
 @dataclass(frozen=True)
 class Operation:
     method: str
+    #: The route's path; a parameter may name a Starlette convertor (``{version:int}``).
     path: str
     summary: str
     #: The success body: a pydantic model, a ready "content" map, or None for any JSON object.
@@ -45,16 +53,24 @@ class Operation:
     headers: tuple[tuple[str, str], ...] = ()
     #: Error statuses that come with a Retry-After header.
     retry_after: tuple[int, ...] = ()
+    #: What answers it, where the table is also the app's routes.
+    endpoint: Endpoint | None = None
+
+    @property
+    def document_path(self) -> str:
+        """The path as the document writes it: ``{version}``, no convertor."""
+        return re.sub(r"\{(\w+):\w+\}", r"{\1}", self.path)
 
 
 def ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def content(body: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
+def content(body: type[BaseModel] | dict[str, Any], media_type: str = "application/json") -> dict[str, Any]:
+    """A "content" map: ``body``'s schema as ``media_type``, or ``body`` if it is one already."""
     if isinstance(body, dict):
         return body
-    return {"application/json": {"schema": ref(body)}}
+    return {media_type: {"schema": ref(body)}}
 
 
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",
@@ -62,7 +78,8 @@ _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.
 
 
 def _operation(op: Operation, params: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-    path_params = [part.strip("{}") for part in op.path.split("/") if part.startswith("{")]
+    path = op.document_path
+    path_params = [part.strip("{}") for part in path.split("/") if part.startswith("{")]
     answer: dict[str, Any] = {"description": op.summary}
     answer["content"] = content(op.response) if op.response is not None else {
         "application/json": {"schema": {"type": "object"}}}
@@ -74,7 +91,7 @@ def _operation(op: Operation, params: Mapping[str, dict[str, Any]]) -> dict[str,
     headers = [{"name": h.rstrip("?"), "in": "header", "required": not h.endswith("?"), "description": what,
                 "schema": {"type": "string", "minLength": 1}} for h, what in op.headers]
     doc: dict[str, Any] = {
-        "operationId": f"{op.method}_{op.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
+        "operationId": f"{op.method}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
         "summary": op.summary,
         "tags": list(op.tags),
         "parameters": [{"name": p, "in": "path", "required": True, "schema": params[p]} for p in path_params]
@@ -104,7 +121,7 @@ def build_document(*, info: dict[str, Any], operations: Iterable[Operation], sch
         doc = _operation(op, params)
         if not op.auth and public_security is not None:
             doc["security"] = public_security
-        paths.setdefault(op.path, {})[op.method] = doc
+        paths.setdefault(op.document_path, {})[op.method] = doc
     return {
         "openapi": "3.1.0",
         "info": info,

@@ -12,6 +12,7 @@ import hashlib
 import io
 import time
 import types
+import typing
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from seedserve._program import ProgramModel, compiled_for_inference, frozen_for_inference, program_model
+from seedserve.api import ArtifactFormat
 from seedserve.codecs import Decoded, Manifest, sample_inputs
 from seedserve.errors import InvalidArtifact, ModelError, SeedserveError, Unavailable
 from seedserve.sandbox import SandboxLimits
@@ -33,7 +35,7 @@ __all__ = ["ARTIFACT_FORMATS", "CPU", "HANDLER_SCRIPT", "HANDLER_WEIGHTS", "Hand
 
 #: Artifact formats the registry accepts: a TorchScript archive, a
 #: ``torch.export`` program (.pt2), or a handler package (a zip, see :class:`Handler`).
-ARTIFACT_FORMATS = ("torchscript", "export", "handler")
+ARTIFACT_FORMATS: tuple[str, ...] = typing.get_args(ArtifactFormat)
 
 #: The files of a handler package.
 HANDLER_SCRIPT = "handler.py"

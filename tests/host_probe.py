@@ -44,14 +44,14 @@ def register(manager: str, token: str, artifact: str, manifest: str) -> str | No
     from seedserve.client import ManagerClient
 
     with ManagerClient(manager, token, timeout=120) as client:
-        return client.register(artifact, json.loads(manifest))  # type: ignore[no-any-return]
+        return client.register(artifact, json.loads(manifest))
 
 
 def models(manager: str, token: str) -> Any:
     from seedserve.client import ManagerClient
 
     with ManagerClient(manager, token) as client:
-        return {m["name"]: client.versions(m["name"]) for m in client.list_models()}
+        return {m.name: [v.model_dump(mode="json") for v in client.versions(m.name)] for m in client.list_models()}
 
 
 def predict(master: str, key: str, name: str) -> dict[str, Any]:

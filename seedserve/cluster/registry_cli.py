@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -27,6 +28,8 @@ from seedserve.errors import SeedserveError
 __all__ = ["commands"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 def credentials_path() -> Path:
@@ -69,8 +72,14 @@ _url_option = click.option("--url", envvar="SEEDSERVE_MANAGER_URL", help="Manage
 _token_option = click.option("--token", envvar="SEEDSERVE_TOKEN", help="API token [default: the one `login` saved].")
 
 
-def _target(command: Any) -> Any:
+def _target(command: Command) -> Command:
+    """``command`` with the ``--url`` and ``--token`` options."""
     return _url_option(_token_option(command))
+
+
+def _when(moment: datetime) -> str:
+    """A timestamp as the tables show it: ``2026-01-02T03:04:05``, to the second."""
+    return moment.isoformat()[:19]
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> None:
@@ -103,8 +112,8 @@ def login(url: str, username: str, password: str, signup: bool, invite: str | No
     # Created readable by the user only, before the token is written into it.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        json.dump({"url": url, "token": token["token"], "token_id": token["id"], "username": username}, out)
-    click.echo(f"signed in as {username} at {url}; token {token['id']} saved in {path}")
+        json.dump({"url": url, "token": token.token, "token_id": token.id, "username": username}, out)
+    click.echo(f"signed in as {username} at {url}; token {token.id} saved in {path}")
 
 
 @click.command()
@@ -115,9 +124,9 @@ def models(url: str | None, token: str | None, as_json: bool) -> None:
     with _manager(Target(url, token)) as client:
         found = client.list_models()
     if as_json:
-        click.echo(json.dumps(found, indent=2))
+        click.echo(json.dumps([m.model_dump(mode="json") for m in found], indent=2))
         return
-    _table([[m["name"], m["version"], m["latest"], m["pinned"], len(m["keys"]), m["endpoints"]["predict"]]
+    _table([[m.name, m.version, m.latest, m.pinned, len(m.keys), m.endpoints["predict"]]
             for m in found], ["NAME", "SERVING", "LATEST", "PINNED", "KEYS", "ENDPOINT"])
 
 
@@ -149,12 +158,12 @@ def register(url: str | None, token: str | None, artifact: Path, manifest_path: 
             shown = sent
 
         answer = client.register_model(artifact, manifest, format=fmt, progress=progress)
-    click.echo(f"{answer['name']}: version {answer['version']} registered")
-    for text in answer.get("warnings", []):
+    click.echo(f"{answer.name}: version {answer.version} registered")
+    for text in answer.warnings:
         click.echo(f"warning: {text}", err=True)
-    if answer.get("key"):
-        click.echo(f"key (shown only once): {answer['key']}")
-    recommendation = answer.get("recommendation")
+    if answer.key:
+        click.echo(f"key (shown only once): {answer.key}")
+    recommendation = answer.recommendation
     if recommendation:
         click.echo(f"recommendation: {recommendation['reasoning']}")
 
@@ -169,10 +178,10 @@ def versions(url: str | None, token: str | None, name: str, pin_to: int | None, 
     with _manager(Target(url, token)) as client:
         if pin_to is not None or unpin:
             pinned = client.pin(name, None if unpin else pin_to)
-            click.echo(f"{name} now serves version {pinned['version']}")
+            click.echo(f"{name} now serves version {pinned.version}")
         found = client.versions(name)
-    _table([[v["version"], "*" if v["serving"] else "", v["artifact"]["format"], v["artifact"]["size"],
-             v["created_at"][:19]] for v in found], ["VERSION", "SERVING", "FORMAT", "BYTES", "CREATED"])
+    _table([[v.version, "*" if v.serving else "", v.artifact.format, v.artifact.size, _when(v.created_at)]
+            for v in found], ["VERSION", "SERVING", "FORMAT", "BYTES", "CREATED"])
 
 
 @click.group()
@@ -187,7 +196,7 @@ def list_keys(url: str | None, token: str | None, name: str) -> None:
     """NAME's keys (ids and labels; secrets are never shown again)."""
     with _manager(Target(url, token)) as client:
         found = client.keys(name)
-    _table([[k["id"], k["label"], k["created_at"][:19]] for k in found], ["ID", "LABEL", "CREATED"])
+    _table([[k.id, k.label, _when(k.created_at)] for k in found], ["ID", "LABEL", "CREATED"])
 
 
 @keys.command("create")
@@ -198,7 +207,7 @@ def create_key(url: str | None, token: str | None, name: str, label: str) -> Non
     """A new key for NAME (printed once)."""
     with _manager(Target(url, token)) as client:
         key = client.create_key(name, label)
-    click.echo(f"key {key['id']} ({key['label']}), shown only once: {key['key']}")
+    click.echo(f"key {key.id} ({key.label}), shown only once: {key.key}")
 
 
 @keys.command("rotate")
@@ -209,7 +218,7 @@ def rotate_key(url: str | None, token: str | None, name: str, key_id: str) -> No
     """A new secret for KEY_ID's label; the old key stops working."""
     with _manager(Target(url, token)) as client:
         key = client.rotate_key(name, key_id)
-    click.echo(f"key {key['id']} replaces {key_id}, shown only once: {key['key']}")
+    click.echo(f"key {key.id} replaces {key_id}, shown only once: {key.key}")
 
 
 @keys.command("revoke")
@@ -233,7 +242,7 @@ def delete(url: str | None, token: str | None, name: str, yes: bool) -> None:
         click.confirm(f"delete {name} and every version?", abort=True)
     with _manager(Target(url, token)) as client:
         answer = client.delete_model(name)
-    click.echo(f"deleted {answer['deleted']} ({answer['versions']} version(s))")
+    click.echo(f"deleted {answer.deleted} ({answer.versions} version(s))")
 
 
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
@@ -264,9 +273,9 @@ def create_invite(url: str | None, token: str | None, label: str, expires_in: st
     seconds = None if expires_in is None else parse_duration(expires_in)
     with _manager(Target(url, token)) as client:
         invite = client.create_invite(label, expires_in_s=seconds, single_use=not reusable)
-    expiry = f"expires {invite['expires_at'][:19]}" if invite["expires_at"] else "no expiry"
-    click.echo(f"invite {invite['id']} ({invite['label']}, {'single use' if invite['single_use'] else 'reusable'}, "
-               f"{expiry}), shown only once: {invite['code']}")
+    expiry = f"expires {_when(invite.expires_at)}" if invite.expires_at else "no expiry"
+    click.echo(f"invite {invite.id} ({invite.label}, {'single use' if invite.single_use else 'reusable'}, "
+               f"{expiry}), shown only once: {invite.code}")
 
 
 @invites.command("list")
@@ -275,8 +284,8 @@ def list_invites(url: str | None, token: str | None) -> None:
     """Every invite: id, label, expiry and uses (codes are never shown again)."""
     with _manager(Target(url, token)) as client:
         found = client.invites()
-    _table([[i["id"], i["label"], "single" if i["single_use"] else "reusable", (i["expires_at"] or "never")[:19],
-             i["uses"], ",".join(i["used_by"])] for i in found], ["ID", "LABEL", "USE", "EXPIRES", "USES", "USED BY"])
+    _table([[i.id, i.label, "single" if i.single_use else "reusable", _when(i.expires_at) if i.expires_at else "never",
+             i.uses, ",".join(i.used_by)] for i in found], ["ID", "LABEL", "USE", "EXPIRES", "USES", "USED BY"])
 
 
 @invites.command("revoke")

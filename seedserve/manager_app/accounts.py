@@ -7,19 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from seedserve.errors import InvalidInput, Unauthenticated
-from seedserve.manager_app._json import json_object
+from seedserve import api
+from seedserve.errors import Unauthenticated
+from seedserve.manager_app._json import json_body
 from seedserve.manager_app.auth import authenticate, caller
 from seedserve.manager_app.policy import invite_needed
 from seedserve.manager_app.state import ManagerState
 from seedserve.registry.accounts import TokenDoc, UserDoc, check_password, check_username
 
-__all__ = ["routes", "sign_in", "sign_up", "token_view"]
-
-MAX_LABEL = 64
+__all__ = ["create_token", "create_user", "list_tokens", "me", "revoke_token", "sign_in", "sign_up", "token_view"]
 
 
 async def sign_in(state: ManagerState, request: Request, username: Any, password: Any) -> str:
@@ -34,15 +31,8 @@ async def sign_in(state: ManagerState, request: Request, username: Any, password
     return name
 
 
-def label_field(body: dict[str, Any], default: str) -> str:
-    label = body.get("label", default)
-    if not isinstance(label, str) or not 1 <= len(label) <= MAX_LABEL:
-        raise InvalidInput(f"'label' is a string of 1 to {MAX_LABEL} characters", input="label")
-    return label
-
-
-def token_view(doc: TokenDoc) -> dict[str, Any]:
-    return {"id": doc["id"], "label": doc["label"], "created_at": doc["created_at"].isoformat()}
+def token_view(doc: TokenDoc) -> api.Token:
+    return api.Token(id=doc["id"], label=doc["label"], created_at=doc["created_at"])
 
 
 async def sign_up(state: ManagerState, username: Any, password: Any, invite: Any, *, by_admin: bool) -> UserDoc:
@@ -61,53 +51,42 @@ async def sign_up(state: ManagerState, username: Any, password: Any, invite: Any
         raise
 
 
-async def create_user(request: Request) -> Response:
+async def create_user(request: Request) -> api.User:
     """Sign up: ``{"username", "password", "invite"?}``; with the admin token,
     the admin creates the account under any sign-up policy."""
     state: ManagerState = request.app.state.seedserve
     by_admin = "authorization" in request.headers and (await authenticate(request)).admin
-    body = await json_object(request)
-    doc = await sign_up(state, body.get("username"), body.get("password"), body.get("invite"), by_admin=by_admin)
-    return JSONResponse({"username": doc["_id"], "created_at": doc["created_at"].isoformat()}, status_code=201)
+    body = await json_body(request, api.SignUp)
+    doc = await sign_up(state, body.username, body.password, body.invite, by_admin=by_admin)
+    return api.User(username=doc["_id"], created_at=doc["created_at"])
 
 
-async def create_token(request: Request) -> Response:
+async def create_token(request: Request) -> api.TokenCreated:
     """A new API token, shown once. Signed in (token or session), or with
     ``{"username", "password"}`` in the body (what ``seedserve login`` sends)."""
     state: ManagerState = request.app.state.seedserve
-    body = await json_object(request)
-    label = label_field(body, "api")
-    if "password" in body or "username" in body:
-        user = await sign_in(state, request, body.get("username"), body.get("password"))
+    body = await json_body(request, api.TokenRequest)
+    if body.model_fields_set & {"username", "password"}:
+        user = await sign_in(state, request, body.username, body.password)
     else:
         user = (await caller(request))[1].user
-    token, doc = await state.accounts.create_token(user, label)
-    return JSONResponse({**token_view(doc), "token": token, "message": "store this token now: it is shown only once"},
-                        status_code=201)
+    token, doc = await state.accounts.create_token(user, body.label)
+    return api.TokenCreated(**token_view(doc).model_dump(), token=token,
+                            message="store this token now: it is shown only once")
 
 
-async def list_tokens(request: Request) -> Response:
+async def list_tokens(request: Request) -> api.TokenList:
     state, who = await caller(request)
-    return JSONResponse({"tokens": [token_view(doc) for doc in await state.accounts.tokens(who.user)]})
+    return api.TokenList(tokens=[token_view(doc) for doc in await state.accounts.tokens(who.user)])
 
 
-async def revoke_token(request: Request) -> Response:
+async def revoke_token(request: Request) -> api.Revoked:
     state, who = await caller(request)
     doc = await state.accounts.revoke_token(who.user, request.path_params["token_id"])
-    return JSONResponse({"revoked": doc["id"]})
+    return api.Revoked(revoked=doc["id"])
 
 
-async def me(request: Request) -> Response:
+async def me(request: Request) -> api.Me:
     state, who = await caller(request)
     models = await state.store.list(who.user)
-    return JSONResponse({"username": who.user, "via": "session" if who.session else "token",
-                         "models": [doc["name"] for doc in models]})
-
-
-routes = [
-    Route("/api/users", create_user, methods=["POST"]),
-    Route("/api/me", me, methods=["GET"]),
-    Route("/api/tokens", create_token, methods=["POST"]),
-    Route("/api/tokens", list_tokens, methods=["GET"]),
-    Route("/api/tokens/{token_id}", revoke_token, methods=["DELETE"]),
-]
+    return api.Me(username=who.user, via="session" if who.session else "token", models=[doc["name"] for doc in models])

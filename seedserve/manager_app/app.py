@@ -18,11 +18,11 @@ from starlette.staticfiles import StaticFiles
 from seedserve import __version__
 from seedserve.errors import SeedserveError, Unavailable, http_status
 from seedserve.logs import log_error
-from seedserve.manager_app import accounts, admin, dashboard, keys, live, models, profiles
+from seedserve.manager_app import dashboard
 from seedserve.manager_app.auth import sign_in_limiter
 from seedserve.manager_app.limits import BodyLimit
 from seedserve.manager_app.master_view import MasterView
-from seedserve.manager_app.openapi import allowed_methods, openapi_document
+from seedserve.manager_app.openapi import allowed_methods, api_routes, openapi_document
 from seedserve.manager_app.orphans import collect_forever, collect_orphans
 from seedserve.manager_app.request_ids import RequestIds
 from seedserve.manager_app.state import ManagerState
@@ -110,12 +110,7 @@ def create_app(settings: Settings, admin_token: str) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/livez", livez, methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),
-            *accounts.routes,
-            *admin.routes,
-            *models.routes,
-            *keys.routes,
-            *live.routes,
-            *profiles.routes,
+            *api_routes(),
             *dashboard.routes,
             Mount("/static", StaticFiles(packages=[("seedserve.manager_app", "static")]), name="static"),
         ],

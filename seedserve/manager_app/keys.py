@@ -10,23 +10,35 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
+from seedserve import api
 from seedserve.errors import Conflict, NotFound
-from seedserve.manager_app._json import json_object
-from seedserve.manager_app.accounts import label_field
+from seedserve.manager_app._json import json_body
 from seedserve.manager_app.auth import caller
 from seedserve.registry import KeyDoc, hash_key, new_key
 
-__all__ = ["routes", "key_view"]
+__all__ = ["create_key", "key_answer", "key_view", "list_keys", "revoke_key", "rotate_key"]
 
 #: Keys per model, so that a script cannot grow a model's document without bound.
 MAX_KEYS = 32
 
+_SHOWN_ONCE = "store this key now: it is shown only once"
+
+
+def key_answer(key: KeyDoc) -> api.Key:
+    """A key as the API shows it: never its hash."""
+    return api.Key(id=key["id"], label=key["label"], created_at=key["created_at"])
+
 
 def key_view(key: KeyDoc) -> dict[str, Any]:
-    return {"id": key["id"], "label": key["label"], "created_at": key["created_at"].isoformat()}
+    """:func:`key_answer` as JSON, for the dashboard's templates."""
+    return key_answer(key).model_dump(mode="json")
+
+
+def _created(key: KeyDoc, secret: str, message: str, replaces: str | None = None) -> api.KeyCreated:
+    # ``replaces`` is left unset, not null, on a new key: unset fields stay out of the answer.
+    extra: dict[str, Any] = {} if replaces is None else {"replaces": replaces}
+    return api.KeyCreated(**key_answer(key).model_dump(), key=secret, message=message, **extra)
 
 
 def _fresh(label: str) -> tuple[str, KeyDoc]:
@@ -40,19 +52,19 @@ def _missing(name: str, key_id: str) -> NotFound:
                     input="key_id")
 
 
-async def list_keys(request: Request) -> Response:
+async def list_keys(request: Request) -> api.KeyList:
     state, who = await caller(request)
     doc = await state.store.get(request.path_params["name"], who.user)
-    return JSONResponse({"keys": [key_view(key) for key in doc["keys"]]})
+    return api.KeyList(keys=[key_answer(key) for key in doc["keys"]])
 
 
-async def create_key(request: Request) -> Response:
+async def create_key(request: Request) -> api.KeyCreated:
     """``{"label": "..."}`` → a new key, shown once."""
     state, who = await caller(request)
     name = request.path_params["name"]
     await state.store.get(name, who.user)  # 404 before the body is looked at
-    label = label_field(await json_object(request), "default")
-    secret, key = _fresh(label)
+    body = await json_body(request, api.KeyRequest)
+    secret, key = _fresh(body.label)
 
     def add(keys: list[KeyDoc]) -> list[KeyDoc]:
         if len(keys) >= MAX_KEYS:
@@ -60,11 +72,10 @@ async def create_key(request: Request) -> Response:
         return [*keys, key]
 
     await state.store.update_keys(name, who.user, add)
-    return JSONResponse({**key_view(key), "key": secret, "message": "store this key now: it is shown only once"},
-                        status_code=201)
+    return _created(key, secret, _SHOWN_ONCE)
 
 
-async def rotate_key(request: Request) -> Response:
+async def rotate_key(request: Request) -> api.KeyCreated:
     """A new secret under the key's label; the old key stops working."""
     state, who = await caller(request)
     name, key_id = request.path_params["name"], request.path_params["key_id"]
@@ -81,12 +92,10 @@ async def rotate_key(request: Request) -> Response:
 
     await state.store.update_keys(name, who.user, rotate)
     assert created is not None
-    return JSONResponse({**key_view(created), "key": secret, "replaces": key_id,
-                         "message": "store this key now: it is shown only once; the old key is revoked"},
-                        status_code=201)
+    return _created(created, secret, f"{_SHOWN_ONCE}; the old key is revoked", replaces=key_id)
 
 
-async def revoke_key(request: Request) -> Response:
+async def revoke_key(request: Request) -> api.Revoked:
     state, who = await caller(request)
     name, key_id = request.path_params["name"], request.path_params["key_id"]
 
@@ -96,12 +105,4 @@ async def revoke_key(request: Request) -> Response:
         return [k for k in keys if k["id"] != key_id]
 
     await state.store.update_keys(name, who.user, revoke)
-    return JSONResponse({"revoked": key_id})
-
-
-routes = [
-    Route("/api/models/{name}/keys", list_keys, methods=["GET"]),
-    Route("/api/models/{name}/keys", create_key, methods=["POST"]),
-    Route("/api/models/{name}/keys/{key_id}/rotate", rotate_key, methods=["POST"]),
-    Route("/api/models/{name}/keys/{key_id}", revoke_key, methods=["DELETE"]),
-]
+    return api.Revoked(revoked=key_id)

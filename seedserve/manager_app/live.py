@@ -8,16 +8,16 @@ from typing import Any
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 
+from seedserve import api
 from seedserve.errors import InvalidInput, Unavailable
 from seedserve.manager_app._json import read_limited
 from seedserve.manager_app.auth import caller
 from seedserve.manager_app.master_view import LiveStats
 from seedserve.manager_app.state import ManagerState
 
-__all__ = ["routes", "cluster_view"]
+__all__ = ["cluster_view", "get_cluster", "try_model"]
 
 #: The "try it" form sends one file of at most this size.
 MAX_TRY_BYTES = 16 * 2**20
@@ -48,9 +48,9 @@ async def cluster_view(state: ManagerState, user: str) -> dict[str, Any]:
     return {"master": cluster.get("error", "ok"), "nodes": nodes, "worker_types": worker_types, "models": models}
 
 
-async def get_cluster(request: Request) -> Response:
+async def get_cluster(request: Request) -> api.Cluster:
     state, who = await caller(request)
-    return JSONResponse(await cluster_view(state, who.user))
+    return api.Cluster.model_validate(await cluster_view(state, who.user))
 
 
 async def try_model(request: Request) -> Response:
@@ -73,8 +73,3 @@ async def try_model(request: Request) -> Response:
     return Response(answer.content, status_code=answer.status_code, headers=headers,
                     media_type=answer.headers.get("content-type", "application/json"))
 
-
-routes = [
-    Route("/api/cluster", get_cluster, methods=["GET"]),
-    Route("/api/models/{name}/try", try_model, methods=["POST"]),
-]

@@ -15,14 +15,14 @@ from typing import Any
 import anyio
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
+from seedserve import api
 from seedserve.codecs import Manifest, parse_manifest
 from seedserve.errors import InvalidArtifact, InvalidInput, InvalidManifest
 from seedserve.manager_app._form import watched_form
+from seedserve.manager_app._json import json_body
 from seedserve.manager_app.auth import Caller, caller
-from seedserve.manager_app.keys import key_view
+from seedserve.manager_app.keys import key_answer
 from seedserve.manager_app.orphans import UPLOAD_PREFIX, upload_dir
 from seedserve.manager_app.policy import handler_refusal, handlers_allowed
 from seedserve.manager_app.probe import probe_artifact
@@ -31,7 +31,8 @@ from seedserve.manager_app.state import ManagerState
 from seedserve.registry import KeyDoc, ModelDoc, VersionDoc, default_version, hash_key, new_key
 from seedserve.runtime import ARTIFACT_FORMATS
 
-__all__ = ["routes"]
+__all__ = ["delete_model", "get_model", "get_version", "list_models", "list_versions", "pin_version",
+           "probed_upload", "register"]
 
 _CHUNK = 1 << 20
 
@@ -102,7 +103,7 @@ class Probed:
     profile: dict[str, Any]
 
 
-async def register(request: Request) -> Response:
+async def register(request: Request) -> api.Registered:
     """A new model (version 1, with a key), or the next version of an existing one."""
     state, who = await caller(request)
     async with probed_upload(request, state, who, check_name=True) as probed:
@@ -121,15 +122,13 @@ async def register(request: Request) -> Response:
         # No half registrations: the artifact goes when its version cannot be stored.
         await state.store.delete_artifact(artifact["file_id"])
         raise
-    body: dict[str, Any] = {"name": manifest.name, "version": version, "outputs": outputs,
-                            **await insight(state.store, manifest, profile)}
-    if probed.format == "torchscript":
-        body["warnings"] = [TORCHSCRIPT_DEPRECATED]
+    extra: dict[str, Any] = {"warnings": [TORCHSCRIPT_DEPRECATED]} if probed.format == "torchscript" else {}
     if created:
-        body |= {"key": key, "key_id": key_doc["id"], "message": "store this key now: it is shown only once"}
+        extra |= {"key": key, "key_id": key_doc["id"], "message": "store this key now: it is shown only once"}
     else:
-        body |= {"key": None, "message": f"version {version} registered; the model's keys stay valid"}
-    return JSONResponse(body, status_code=201)
+        extra |= {"key": None, "message": f"version {version} registered; the model's keys stay valid"}
+    return api.Registered(name=manifest.name, version=version, outputs=outputs,
+                          **await insight(state.store, manifest, profile), **extra)
 
 
 def _manifest_field(value: Any) -> Manifest:
@@ -167,106 +166,90 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
-def _public(doc: ModelDoc, versions: list[VersionDoc]) -> dict[str, Any]:
+def _public(doc: ModelDoc, versions: list[VersionDoc]) -> api.Model:
     """A model as the API shows it: no key hashes, no storage ids."""
     name, serving = doc["name"], default_version(doc)
     current = next((v for v in versions if v["version"] == serving), None)
-    return {
-        "name": name,
-        "version": serving,
-        "latest": doc["latest"],
-        "pinned": doc["pinned"],
-        "manifest": current["manifest"] if current else None,
-        "artifact": _artifact(current) if current else None,
-        "versions": [v["version"] for v in versions],
-        "keys": [key_view(k) for k in doc["keys"]],
-        "created_at": doc["created_at"].isoformat(),
-        "endpoints": {"predict": f"/models/{name}/predict",
-                      "version_predict": f"/models/{name}/versions/{{version}}/predict"},
-    }
+    return api.Model(
+        name=name,
+        version=serving,
+        latest=doc["latest"],
+        pinned=doc["pinned"],
+        manifest=current["manifest"] if current else None,
+        artifact=_artifact(current) if current else None,
+        versions=[v["version"] for v in versions],
+        keys=[key_answer(k) for k in doc["keys"]],
+        created_at=doc["created_at"],
+        endpoints={"predict": f"/models/{name}/predict",
+                   "version_predict": f"/models/{name}/versions/{{version}}/predict"},
+    )
 
 
-def _artifact(version: VersionDoc) -> dict[str, Any]:
-    return {k: version["artifact"][k] for k in ("format", "size", "sha256")}
+def _artifact(version: VersionDoc) -> api.Artifact:
+    return api.Artifact.model_validate({k: version["artifact"][k] for k in ("format", "size", "sha256")})
 
 
-def _public_version(doc: ModelDoc, version: VersionDoc) -> dict[str, Any]:
-    return {
-        "name": version["name"],
-        "version": version["version"],
-        "serving": version["version"] == default_version(doc),
-        "manifest": version["manifest"],
-        "artifact": _artifact(version),
-        "created_at": version["created_at"].isoformat(),
-        "endpoints": {"predict": f"/models/{version['name']}/versions/{version['version']}/predict"},
-    }
+def _public_version(doc: ModelDoc, version: VersionDoc) -> api.Version:
+    return api.Version(
+        name=version["name"],
+        version=version["version"],
+        serving=version["version"] == default_version(doc),
+        manifest=version["manifest"],
+        artifact=_artifact(version),
+        created_at=version["created_at"],
+        endpoints={"predict": f"/models/{version['name']}/versions/{version['version']}/predict"},
+    )
 
 
-async def list_models(request: Request) -> Response:
+async def list_models(request: Request) -> api.ModelList:
     state, who = await caller(request)
     docs = await state.store.list(who.user)
-    return JSONResponse({"models": [_public(doc, await state.store.versions(doc["name"])) for doc in docs]})
+    return api.ModelList(models=[_public(doc, await state.store.versions(doc["name"])) for doc in docs])
 
 
-async def get_model(request: Request) -> Response:
+#: What a model whose serving version is missing shows instead of its insight.
+_NO_INSIGHT: dict[str, Any] = {"profile": None, "predictions": [], "recommendation": None, "measured": {}}
+
+
+async def get_model(request: Request) -> api.ModelDetail:
     """The model, with its serving version's profile, predictions and recommendation."""
     state, who = await caller(request)
     name = request.path_params["name"]
     doc = await state.store.get(name, who.user)
     versions = await state.store.versions(name)
     shown = _public(doc, versions)
-    current = next((v for v in versions if v["version"] == shown["version"]), None)
-    if current is not None:
-        shown |= await insight(state.store, Manifest.model_validate(current["manifest"]), current.get("profile"),
-                               current.get("measured"))
-    return JSONResponse(shown)
+    current = next((v for v in versions if v["version"] == shown.version), None)
+    seen = _NO_INSIGHT if current is None else await insight(
+        state.store, Manifest.model_validate(current["manifest"]), current.get("profile"), current.get("measured"))
+    return api.ModelDetail(**shown.model_dump(), **seen)
 
 
-async def list_versions(request: Request) -> Response:
+async def list_versions(request: Request) -> api.VersionList:
     state, who = await caller(request)
     name = request.path_params["name"]
     doc = await state.store.get(name, who.user)
-    return JSONResponse({"versions": [_public_version(doc, v) for v in await state.store.versions(name)]})
+    return api.VersionList(versions=[_public_version(doc, v) for v in await state.store.versions(name)])
 
 
-async def get_version(request: Request) -> Response:
+async def get_version(request: Request) -> api.Version:
     state, who = await caller(request)
     name = request.path_params["name"]
     doc = await state.store.get(name, who.user)
-    return JSONResponse(_public_version(doc, await state.store.get_version(name, request.path_params["version"])))
+    return _public_version(doc, await state.store.get_version(name, request.path_params["version"]))
 
 
-async def pin_version(request: Request) -> Response:
+async def pin_version(request: Request) -> api.Pinned:
     """``PUT /api/models/{name}/pin`` with ``{"version": N}``: serve version N
     at the model's endpoint (a rollback); ``{"version": null}`` follows the latest."""
     state, who = await caller(request)
     name = request.path_params["name"]
     await state.store.get(name, who.user)  # 404 before the body is looked at
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, RecursionError):
-        body = None
-    version = body.get("version", ...) if isinstance(body, dict) else ...
-    if version is ... or not (version is None or (isinstance(version, int) and not isinstance(version, bool))):
-        raise InvalidInput('send {"version": N} to pin version N, or {"version": null} to follow the latest',
-                           input="version")
-    doc = await state.store.pin(name, version, who.user)
-    return JSONResponse({"name": doc["name"], "version": default_version(doc), "pinned": doc["pinned"],
-                         "latest": doc["latest"]})
+    body = await json_body(request, api.PinRequest, input="version")
+    doc = await state.store.pin(name, body.version, who.user)
+    return api.Pinned(name=doc["name"], version=default_version(doc), pinned=doc["pinned"], latest=doc["latest"])
 
 
-async def delete_model(request: Request) -> Response:
+async def delete_model(request: Request) -> api.Deleted:
     state, who = await caller(request)
     doc = await state.store.delete(request.path_params["name"], who.user)
-    return JSONResponse({"deleted": doc["name"], "versions": doc["latest"]})
-
-
-routes = [
-    Route("/api/models", register, methods=["POST"]),
-    Route("/api/models", list_models, methods=["GET"]),
-    Route("/api/models/{name}", get_model, methods=["GET"]),
-    Route("/api/models/{name}", delete_model, methods=["DELETE"]),
-    Route("/api/models/{name}/versions", list_versions, methods=["GET"]),
-    Route("/api/models/{name}/versions/{version:int}", get_version, methods=["GET"]),
-    Route("/api/models/{name}/pin", pin_version, methods=["PUT"]),
-]
+    return api.Deleted(deleted=doc["name"], versions=doc["latest"])

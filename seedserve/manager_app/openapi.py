@@ -1,237 +1,29 @@
-"""The manager's OpenAPI 3.1 document, built from pydantic models of what each
-``/api`` operation takes and answers, and the docs page that renders it.
-
-The operation table below is the one place an operation is described; a test
-checks that every ``/api`` route of the app is in it and that responses match.
+"""The manager's API, one table: each row is an ``/api`` operation with its
+endpoint, its request and answer models (from :mod:`seedserve.api`) and its
+error statuses. The app's ``/api`` routes and the OpenAPI 3.1 document both
+come from it; an endpoint returns its row's answer model, which is turned
+into JSON here, once.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from seedserve import __version__, openapi
+from seedserve import __version__, api, openapi
+from seedserve.manager_app import accounts, admin, keys, live, models, profiles
 from seedserve.openapi import Operation, content
-from seedserve.registry.accounts import USERNAME_PATTERN
 
-__all__ = ["OPERATIONS", "allowed_methods", "openapi_document"]
+__all__ = ["OPERATIONS", "allowed_methods", "api_routes", "openapi_document"]
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class SignUp(BaseModel):
-    username: str = Field(pattern=USERNAME_PATTERN)
-    password: str = Field(min_length=8, max_length=256)
-    invite: str | None = Field(default=None, max_length=128,
-                               description="An invite code from the admin; needed when SEEDSERVE_SIGNUP=invite.")
-
-
-class InviteRequest(BaseModel):
-    label: str = Field(default="invite", min_length=1, max_length=64)
-    expires_in_s: int | None = Field(default=None, ge=1, le=365 * 24 * 3600,
-                                     description="Seconds until the code expires; null: never.")
-    single_use: bool = Field(default=True, description="False: the code signs up any number of accounts.")
-
-
-class Invite(BaseModel):
-    id: str
-    label: str
-    created_at: datetime
-    expires_at: datetime | None
-    single_use: bool
-    uses: int
-    used_by: list[str]
-
-
-class InviteCreated(Invite):
-    code: str = Field(description="The invite code. Shown only this once; only its hash is stored.")
-    message: str
-
-
-class InviteList(BaseModel):
-    invites: list[Invite]
-
-
-class TrustRequest(BaseModel):
-    trusted: bool = Field(description="Whether the account may register handler packages (SEEDSERVE_HANDLERS=trusted).")
-
-
-class Trust(BaseModel):
-    username: str
-    trusted: bool
-
-
-class User(BaseModel):
-    username: str
-    created_at: datetime
-
-
-class Me(BaseModel):
-    username: str
-    via: Literal["token", "session"]
-    models: list[str]
-
-
-class TokenRequest(BaseModel):
-    label: str = Field(default="api", min_length=1, max_length=64)
-    username: str | None = Field(default=None, description="With password: sign in (what `seedserve login` does).")
-    password: str | None = None
-
-
-class Token(BaseModel):
-    id: str
-    label: str
-    created_at: datetime
-
-
-class TokenCreated(Token):
-    token: str = Field(description="The API token. Shown only this once; only its hash is stored.")
-    message: str
-
-
-class TokenList(BaseModel):
-    tokens: list[Token]
-
-
-class Revoked(BaseModel):
-    revoked: str
-
-
-class KeyRequest(BaseModel):
-    label: str = Field(default="default", min_length=1, max_length=64)
-
-
-class Key(BaseModel):
-    id: str
-    label: str
-    created_at: datetime
-
-
-class KeyCreated(Key):
-    key: str = Field(description="The model's secret key. Shown only this once; only its hash is stored.")
-    message: str
-    replaces: str | None = Field(default=None, description="On rotation: the id of the key this one replaced.")
-
-
-class KeyList(BaseModel):
-    keys: list[Key]
-
-
-class Artifact(BaseModel):
-    format: Literal["torchscript", "export", "handler"]
-    size: int
-    sha256: str
-
-
-class Model(BaseModel):
-    name: str
-    version: int = Field(description="The version the model's endpoint serves: the pinned one, else the latest.")
-    latest: int
-    pinned: int | None
-    manifest: dict[str, Any] | None
-    artifact: Artifact | None
-    versions: list[int]
-    keys: list[Key]
-    created_at: datetime
-    endpoints: dict[str, str]
-
-
-class Insight(BaseModel):
-    profile: dict[str, Any] | None = Field(description="FLOPs, parameters, bytes, ops by kind (FLOPs = 2 x MACs).")
-    predictions: list[dict[str, Any]] = Field(description="Predicted latency per worker type and batch size.")
-    recommendation: dict[str, Any] | None = Field(description="Cheapest worker type meeting the objective, or why "
-                                                              "none.")
-    measured: dict[str, dict[str, Any]] = Field(description="Latency measured on live traffic, per worker type.")
-
-
-class ModelDetail(Model, Insight):
-    pass
-
-
-class ModelList(BaseModel):
-    models: list[Model]
-
-
-class Version(BaseModel):
-    name: str
-    version: int
-    serving: bool
-    manifest: dict[str, Any]
-    artifact: Artifact
-    created_at: datetime
-    endpoints: dict[str, str]
-
-
-class VersionList(BaseModel):
-    versions: list[Version]
-
-
-class PinRequest(BaseModel):
-    version: int | None = Field(description="The version to serve; null follows the latest.")
-
-
-class Pinned(BaseModel):
-    name: str
-    version: int
-    pinned: int | None
-    latest: int
-
-
-class Deleted(BaseModel):
-    deleted: str
-    versions: int
-
-
-class Registered(Insight):
-    name: str
-    version: int
-    outputs: dict[str, list[int]] = Field(description="Output shapes on the sample built from the declared inputs.")
-    key: str | None = Field(description="A new model's secret key, shown once; null for a new version.")
-    key_id: str | None = None
-    message: str
-
-
-class Profiled(Insight):
-    name: str
-    outputs: dict[str, list[int]]
-
-
-class Cluster(BaseModel):
-    master: str = Field(description="'ok', or why the master could not be read.")
-    nodes: list[dict[str, Any]]
-    worker_types: list[str]
-    models: dict[str, dict[str, Any]] = Field(description="Your models: status, replicas, requests/s, p50/p99 ms.")
-
-
-class Health(_Open):
-    status: Literal["ok", "degraded"]
-
-
-_SCHEMAS: list[type[BaseModel]] = [
-    SignUp, InviteRequest, Invite, InviteCreated, InviteList, TrustRequest, Trust, User, Me, TokenRequest, Token,
-    TokenCreated, TokenList, Revoked, KeyRequest, Key, KeyCreated,
-    KeyList, Model, ModelDetail, ModelList, Version, VersionList, PinRequest, Pinned, Deleted, Registered, Profiled,
-    Cluster, Health,
-]
-
-_UPLOAD = {
-    "multipart/form-data": {
-        "schema": {
-            "type": "object",
-            "required": ["manifest", "artifact"],
-            "properties": {
-                "manifest": {"type": "string", "description": "The manifest as a JSON string."},
-                "format": {"type": "string", "enum": ["torchscript", "export", "handler"], "default": "torchscript"},
-                "artifact": {"type": "string", "format": "binary", "description": "The model file."},
-            },
-        }
-    }
-}
+_UPLOAD = content(api.RegistrationForm, "multipart/form-data")
 
 _QUERY = {
     "application/json": {"schema": {"type": "object", "description": "The query: input name -> value."}},
@@ -240,43 +32,84 @@ _QUERY = {
 
 
 OPERATIONS: list[Operation] = [
-    Operation("post", "/api/users", "Sign up (as SEEDSERVE_SIGNUP allows), or create an account as the admin", User,
-              201, SignUp, (400, 401, 403, 409, 413), auth=False, tags=("accounts",)),
-    Operation("post", "/api/invites", "Create an invite code (admin; shown once)", InviteCreated, 201, InviteRequest,
-              (400, 401, 403, 413), tags=("admin",), body_required=False),
-    Operation("get", "/api/invites", "List invite codes (admin; codes are never shown again)", InviteList,
-              tags=("admin",)),
-    Operation("delete", "/api/invites/{invite_id}", "Revoke an invite code (admin)", Revoked, tags=("admin",)),
+    Operation("post", "/api/users", "Sign up (as SEEDSERVE_SIGNUP allows), or create an account as the admin",
+              api.User, 201, api.SignUp, (400, 401, 403, 409, 413), auth=False, tags=("accounts",),
+              endpoint=accounts.create_user),
+    Operation("post", "/api/invites", "Create an invite code (admin; shown once)", api.InviteCreated, 201,
+              api.InviteRequest, (400, 401, 403, 413), tags=("admin",), body_required=False,
+              endpoint=admin.create_invite),
+    Operation("get", "/api/invites", "List invite codes (admin; codes are never shown again)", api.InviteList,
+              tags=("admin",), endpoint=admin.list_invites),
+    Operation("delete", "/api/invites/{invite_id}", "Revoke an invite code (admin)", api.Revoked, tags=("admin",),
+              endpoint=admin.revoke_invite),
     Operation("put", "/api/users/{username}/trusted", "Trust an account with handler packages, or stop (admin)",
-              Trust, body=TrustRequest, errors=(400, 401, 403, 404, 413), tags=("admin",)),
-    Operation("get", "/api/me", "Who you are and your models", Me, tags=("accounts",)),
-    Operation("post", "/api/tokens", "Create an API token (signed in, or with username and password)", TokenCreated,
-              201, TokenRequest, (400, 401, 403, 413, 429), auth=False, tags=("accounts",), body_required=False),
-    Operation("get", "/api/tokens", "List your API tokens", TokenList, tags=("accounts",)),
-    Operation("delete", "/api/tokens/{token_id}", "Revoke an API token", Revoked, tags=("accounts",)),
-    Operation("post", "/api/models", "Register a model, or the next version of one", Registered, 201, _UPLOAD,
-              (400, 401, 403, 409, 413, 422)),
-    Operation("get", "/api/models", "List your models", ModelList),
-    Operation("get", "/api/models/{name}", "A model: profile, predicted latency, recommendation", ModelDetail),
-    Operation("delete", "/api/models/{name}", "Delete a model, its versions and artifacts", Deleted),
-    Operation("get", "/api/models/{name}/versions", "List a model's versions", VersionList),
-    Operation("get", "/api/models/{name}/versions/{version}", "One version", Version),
-    Operation("put", "/api/models/{name}/pin", "Serve a version at the model's endpoint (roll back)", Pinned,
-              body=PinRequest),
-    Operation("get", "/api/models/{name}/keys", "List a model's keys", KeyList, tags=("keys",)),
-    Operation("post", "/api/models/{name}/keys", "Create a key (shown once)", KeyCreated, 201, KeyRequest,
-              (400, 401, 403, 404, 409, 413), tags=("keys",), body_required=False),
+              api.Trust, body=api.TrustRequest, errors=(400, 401, 403, 404, 413), tags=("admin",),
+              endpoint=admin.set_trusted),
+    Operation("get", "/api/me", "Who you are and your models", api.Me, tags=("accounts",), endpoint=accounts.me),
+    Operation("post", "/api/tokens", "Create an API token (signed in, or with username and password)", api.TokenCreated,
+              201, api.TokenRequest, (400, 401, 403, 413, 429), auth=False, tags=("accounts",), body_required=False,
+              endpoint=accounts.create_token),
+    Operation("get", "/api/tokens", "List your API tokens", api.TokenList, tags=("accounts",),
+              endpoint=accounts.list_tokens),
+    Operation("delete", "/api/tokens/{token_id}", "Revoke an API token", api.Revoked, tags=("accounts",),
+              endpoint=accounts.revoke_token),
+    Operation("post", "/api/models", "Register a model, or the next version of one", api.Registered, 201, _UPLOAD,
+              (400, 401, 403, 409, 413, 422), endpoint=models.register),
+    Operation("get", "/api/models", "List your models", api.ModelList, endpoint=models.list_models),
+    Operation("get", "/api/models/{name}", "A model: profile, predicted latency, recommendation", api.ModelDetail,
+              endpoint=models.get_model),
+    Operation("delete", "/api/models/{name}", "Delete a model, its versions and artifacts", api.Deleted,
+              endpoint=models.delete_model),
+    Operation("get", "/api/models/{name}/versions", "List a model's versions", api.VersionList,
+              endpoint=models.list_versions),
+    Operation("get", "/api/models/{name}/versions/{version:int}", "One version", api.Version,
+              endpoint=models.get_version),
+    Operation("put", "/api/models/{name}/pin", "Serve a version at the model's endpoint (roll back)", api.Pinned,
+              body=api.PinRequest, errors=(400, 401, 403, 404, 413), endpoint=models.pin_version),
+    Operation("get", "/api/models/{name}/keys", "List a model's keys", api.KeyList, tags=("keys",),
+              endpoint=keys.list_keys),
+    Operation("post", "/api/models/{name}/keys", "Create a key (shown once)", api.KeyCreated, 201, api.KeyRequest,
+              (400, 401, 403, 404, 409, 413), tags=("keys",), body_required=False, endpoint=keys.create_key),
     Operation("post", "/api/models/{name}/keys/{key_id}/rotate", "Rotate a key: new secret, old one revoked",
-              KeyCreated, 201, tags=("keys",)),
-    Operation("delete", "/api/models/{name}/keys/{key_id}", "Revoke a key", Revoked, tags=("keys",)),
+              api.KeyCreated, 201, tags=("keys",), endpoint=keys.rotate_key),
+    Operation("delete", "/api/models/{name}/keys/{key_id}", "Revoke a key", api.Revoked, tags=("keys",),
+              endpoint=keys.revoke_key),
     Operation("post", "/api/models/{name}/try", "Send a query through the manager (the dashboard's 'try it')",
               None, body=_QUERY, errors=(400, 401, 403, 404, 413, 503),
-              headers=(("X-Model-Key", "One of the model's keys, sent on to the master."),)),
-    Operation("post", "/api/profile", "Profile an artifact without registering it", Profiled, body=_UPLOAD,
-              errors=(400, 401, 403, 413, 422)),
-    Operation("get", "/api/cluster", "Nodes, worker types, and your models' replicas and live numbers", Cluster,
-              tags=("cluster",)),
+              headers=(("X-Model-Key", "One of the model's keys, sent on to the master."),),
+              endpoint=live.try_model),
+    Operation("post", "/api/profile", "Profile an artifact without registering it", api.Profiled, body=_UPLOAD,
+              errors=(400, 401, 403, 413, 422), endpoint=profiles.profile_artifact),
+    Operation("get", "/api/cluster", "Nodes, worker types, and your models' replicas and live numbers", api.Cluster,
+              tags=("cluster",), endpoint=live.get_cluster),
 ]
+
+
+def _answering(op: Operation) -> Callable[[Request], Awaitable[Response]]:
+    """``op``'s endpoint as a Starlette endpoint: its answer, which must be of
+    the row's model, as JSON with the row's status. Fields an endpoint left
+    at their defaults stay out, as they always have (``replaces`` on a new
+    key, ``warnings`` on a registration that has none)."""
+    endpoint, declared = op.endpoint, op.response
+    assert endpoint is not None, f"{op.method} {op.path} has no endpoint"
+
+    async def answer(request: Request) -> Response:
+        answered = await endpoint(request)
+        if isinstance(answered, Response) and declared is None:
+            return answered
+        if isinstance(answered, Response) or type(answered) is not declared:
+            raise TypeError(f"{op.method.upper()} {op.path} answered {type(answered).__name__}, not its "
+                            f"declared {getattr(declared, '__name__', declared)}")
+        return JSONResponse(answered.model_dump(mode="json", exclude_unset=True), status_code=op.status)
+
+    answer.__name__ = answer.__qualname__ = getattr(endpoint, "__name__", "answer")
+    return answer
+
+
+def api_routes() -> list[Route]:
+    """The app's ``/api`` routes: one per row of :data:`OPERATIONS`."""
+    return [Route(op.path, _answering(op), methods=[op.method.upper()]) for op in OPERATIONS]
+
 
 _PARAMS: dict[str, dict[str, Any]] = {
     "name": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_-]{0,62}$"},
@@ -286,6 +119,12 @@ _PARAMS: dict[str, dict[str, Any]] = {
     "invite_id": {"type": "string"},
     "username": {"type": "string"},
 }
+
+
+def _schemas() -> list[type[BaseModel]]:
+    """Every model the table's operations take or answer (what they nest comes with them), and /healthz's."""
+    models = [m for op in OPERATIONS for m in (op.body, op.response) if isinstance(m, type)]
+    return list(dict.fromkeys([*models, api.RegistrationForm, api.Health]))
 
 
 def allowed_methods(path: str) -> list[str] | None:
@@ -306,7 +145,7 @@ def openapi_document() -> dict[str, Any]:
             '{"error": {"code", "message", "input"}}.',
         },
         operations=OPERATIONS,
-        schemas=_SCHEMAS,
+        schemas=_schemas(),
         params=_PARAMS,
         security={
             "bearer": {"type": "http", "scheme": "bearer"},
@@ -316,9 +155,9 @@ def openapi_document() -> dict[str, Any]:
     )
     document["paths"]["/healthz"] = {"get": {
         "operationId": "get_healthz", "summary": "Readiness: manager, database and master health", "tags": ["health"],
-        "security": [{}], "responses": {"200": {"description": "Health", "content": content(Health)},
+        "security": [{}], "responses": {"200": {"description": "Health", "content": content(api.Health)},
                                         "503": {"description": "A component is down; 'down' names it",
-                                                "content": content(Health)}}}}
+                                                "content": content(api.Health)}}}}
     document["paths"]["/livez"] = {"get": {
         "operationId": "get_livez", "summary": "Liveness: 200 while the manager answers", "tags": ["health"],
         "security": [{}], "responses": {"200": {"description": "Live", "content": {"application/json": {

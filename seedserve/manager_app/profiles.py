@@ -8,9 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
+from seedserve import api
 from seedserve.codecs import Manifest
 from seedserve.manager_app.auth import caller
 from seedserve.profiler.calibrate import Calibration
@@ -20,7 +19,7 @@ from seedserve.profiler.predict import assumed_calibration, predict, recommend
 from seedserve.profiler.profile import ModelProfile
 from seedserve.registry import ModelStore
 
-__all__ = ["insight", "routes"]
+__all__ = ["insight", "profile_artifact"]
 
 #: Batch sizes the API predicts for.
 PREDICTED_BATCHES = (1, 8)
@@ -64,15 +63,12 @@ async def insight(store: ModelStore, manifest: Manifest, profile: dict[str, Any]
     return {"profile": shown, "predictions": predictions, "recommendation": recommendation, "measured": measured}
 
 
-async def profile_artifact(request: Request) -> Response:
+async def profile_artifact(request: Request) -> api.Profiled:
     """Profile an artifact (multipart: ``manifest``, ``artifact``, ``format``) and store nothing."""
     from seedserve.manager_app.models import probed_upload
 
     state, who = await caller(request)
     async with probed_upload(request, state, who) as probed:
         pass  # nothing is stored: the temporary file goes with the block
-    return JSONResponse({"name": probed.manifest.name, "outputs": probed.outputs,
-                         **await insight(state.store, probed.manifest, probed.profile)})
-
-
-routes = [Route("/api/profile", profile_artifact, methods=["POST"])]
+    return api.Profiled(name=probed.manifest.name, outputs=probed.outputs,
+                        **await insight(state.store, probed.manifest, probed.profile))

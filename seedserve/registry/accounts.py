@@ -20,6 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from seedserve.api import USERNAME_PATTERN
 from seedserve.errors import AlreadyExists, InvalidInput, NotFound
 from seedserve.registry.keys import hash_key
 from seedserve.registry.store import ADMIN, database_errors
@@ -27,7 +28,6 @@ from seedserve.registry.store import ADMIN, database_errors
 __all__ = ["AccountStore", "Session", "TokenDoc", "UserDoc", "TOKEN_PREFIX", "USERNAME_PATTERN"]
 
 TOKEN_PREFIX = "st_"
-USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{2,31}$"
 _USERNAME = re.compile(USERNAME_PATTERN)
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256

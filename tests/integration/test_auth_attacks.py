@@ -55,7 +55,7 @@ def test_no_password_token_session_or_key_is_written_in_plain_text(
         key = manager.register(save_torchscript(make_mlp(), tmp_path / "m.pt"), {**MLP_MANIFEST, "name": name})
         registered.append(name)
         second = manager.create_key(name, "rotated")
-        rotated = manager.rotate_key(name, second["id"])
+        rotated = manager.rotate_key(name, second.id)
 
     # the dashboard's form sign-in: a session cookie
     with httpx.Client(base_url=system.manager_url) as browser:
@@ -71,7 +71,7 @@ def test_no_password_token_session_or_key_is_written_in_plain_text(
     with Client(system.master_url, key) as client:
         eventually(lambda: client.predict(name, x=np.zeros((1, 16), np.float32)), timeout_s=90)
     with httpx.Client(timeout=30) as http:
-        for secret in (wrong, second["key"]):  # a guess and a rotated-away key: both refused and logged as such
+        for secret in (wrong, second.key):  # a guess and a rotated-away key: both refused and logged as such
             refused = http.post(f"{system.master_url}/models/{name}/predict", json={"x": [[0.0] * 16]},
                                 headers={"Authorization": f"Bearer {secret}"})
             assert refused.status_code == 401
@@ -79,8 +79,8 @@ def test_no_password_token_session_or_key_is_written_in_plain_text(
 
     needles = {
         "password": password.encode(), "API token": token.encode(), "session id": session.encode(),
-        "model key": key.encode(), "wrong key": wrong.encode(), "rotated-away key": second["key"].encode(),
-        "rotated key": rotated["key"].encode(),
+        "model key": key.encode(), "wrong key": wrong.encode(), "rotated-away key": second.key.encode(),
+        "rotated key": rotated.key.encode(),
     }
     roots = [system.data_dir, RAY_SESSION.resolve()]
     assert all(root.is_dir() for root in roots)

@@ -103,7 +103,7 @@ def test_killing_the_database_during_registrations_keeps_exactly_the_acknowledge
     # Exactly the acknowledged registrations: each model whole (model, version
     # and artifact), none of the refused ones, no stray version or artifact.
     with ManagerClient(system.manager_url, system.admin_token) as manager:
-        listed = {m["name"] for m in manager.list_models() if m["name"].startswith(PREFIX)}
+        listed = {m.name for m in manager.list_models() if m.name.startswith(PREFIX)}
     assert listed == set(stream.acknowledged)
     db = pymongo.MongoClient(system.mongo_uri, serverSelectionTimeoutMS=5000)["seedserve"]
     versions = list(db["versions"].find({"name": {"$regex": f"^{PREFIX}"}}))

@@ -14,6 +14,7 @@ import pymongo
 import pytest
 import torch
 
+from seedserve import api
 from seedserve.client import Client, ManagerClient
 from seedserve.errors import InvalidArtifact, InvalidManifest, NotFound, Unauthenticated
 from tests.conftest import System
@@ -27,11 +28,11 @@ def _delete_registered_models(system: System) -> Iterator[None]:
     """Each test removes the models it registered: replicas reserve CPU, and
     the 2-CPU node must keep room for the next test's models."""
     with ManagerClient(system.manager_url, system.admin_token) as manager:
-        before = {m["name"] for m in manager.list_models()}
+        before = {m.name for m in manager.list_models()}
         yield
         for model in manager.list_models():
-            if model["name"] not in before:
-                manager.delete_model(model["name"])
+            if model.name not in before:
+                manager.delete_model(model.name)
 
 
 def _register(system: System, tmp_path: Path, name: str, seed: int = 0) -> tuple[str, torch.nn.Module]:
@@ -173,8 +174,8 @@ def test_a_second_registration_is_version_2_and_a_pin_moves_the_endpoint_back(
     eventually(lambda: answers(1, route=1), timeout_s=90)  # the old version, from zero replicas
     answers(2, route=2)  # the default version's own route
     with ManagerClient(system.manager_url, system.admin_token) as manager:
-        assert [v["version"] for v in manager.versions("versioned")] == [1, 2]
-        assert manager.pin("versioned", 1)["version"] == 1
+        assert [v.version for v in manager.versions("versioned")] == [1, 2]
+        assert manager.pin("versioned", 1).version == 1
         eventually(lambda: answers(1), timeout_s=90)  # rolled back
         eventually(lambda: answers(2, route=2), timeout_s=90)
         with Client(system.master_url, key, timeout=60) as client:
@@ -182,7 +183,7 @@ def test_a_second_registration_is_version_2_and_a_pin_moves_the_endpoint_back(
         np.testing.assert_allclose(oip["y"], expected[2], rtol=1e-5, atol=1e-6)
         with pytest.raises(NotFound, match="no version 7"):
             manager.pin("versioned", 7)
-        assert manager.get_model("versioned")["version"] == 1  # a refused pin changes nothing
+        assert manager.get_model("versioned").version == 1  # a refused pin changes nothing
     missing = http.post(system.master_url + "/models/versioned/versions/7/predict", json={"x": [[0.0] * 16]},
                         headers={"Authorization": f"Bearer {key}"})
     assert missing.status_code == 404 and missing.json()["error"]["input"] == "version"
@@ -204,7 +205,7 @@ def test_deleting_a_model_stops_serving_it(system: System, tmp_path: Path, http:
     _served(system, "short-lived", key)
     with ManagerClient(system.manager_url, system.admin_token) as manager:
         manager.delete_model("short-lived")
-        assert "short-lived" not in {m["name"] for m in manager.list_models()}
+        assert "short-lived" not in {m.name for m in manager.list_models()}
 
     def gone() -> None:
         response = http.post(system.master_url + "/models/short-lived/predict", json={"x": [[0.0] * 16]},
@@ -270,8 +271,8 @@ def test_handler_packages_and_torch_export_programs_serve_what_they_compute(syst
     with ManagerClient(system.manager_url, system.admin_token) as manager:
         keys = {name: manager.register(artifact, {**MLP_MANIFEST, "name": name})  # format from the suffix
                 for name, artifact in (("flip-handler", handler), ("exported", exported))}
-        assert manager.get_model("flip-handler")["artifact"]["format"] == "handler"
-        assert manager.get_model("exported")["artifact"]["format"] == "export"
+        assert [getattr(manager.get_model(name).artifact, "format", None) for name in ("flip-handler", "exported")] \
+            == ["handler", "export"]
     for name, key in keys.items():
         with Client(system.master_url, key, timeout=60) as client:
             outputs = eventually(lambda name=name: client.predict(name, x=x), timeout_s=90)
@@ -285,15 +286,15 @@ def test_latency_measured_on_live_traffic_shows_beside_the_prediction(system: Sy
         for _ in range(20):
             client.predict("measured-mlp", x=np.zeros((2, 16), np.float32))
 
-    def reported() -> dict[str, object]:
+    def reported() -> api.ModelDetail:
         with ManagerClient(system.manager_url, system.admin_token) as manager:
             shown = manager.get_model("measured-mlp")
-        assert "cpu-local" in shown["measured"], shown["measured"]
+        assert "cpu-local" in shown.measured, shown.measured
         return shown
 
     shown = eventually(reported, timeout_s=60)
-    measured = shown["measured"]["cpu-local"]
+    measured = shown.measured["cpu-local"]
     assert measured["calls"] >= 20 and 0 < measured["p50_ms"] <= measured["p99_ms"]
     assert measured["mean_items"] == pytest.approx(2.0, abs=0.1)  # 20 queries of 2 rows, one of 1 (warm-up not counted)
-    beside = next(p for p in shown["predictions"] if p["worker_type"] == "cpu-local" and p["batch_size"] == 1)
+    beside = next(p for p in shown.predictions if p["worker_type"] == "cpu-local" and p["batch_size"] == 1)
     assert beside["measured_p50_ms"] == measured["p50_ms"] and beside["latency_ms"] > 0

@@ -33,5 +33,5 @@ def test_example_runs_green_against_a_running_system(system: System, example: st
         assert "JSON and multipart agree" in result.stdout
     finally:
         with ManagerClient(system.manager_url, system.admin_token) as manager:
-            if name in {m["name"] for m in manager.list_models()}:
+            if name in {m.name for m in manager.list_models()}:
                 manager.delete_model(name)

@@ -46,7 +46,7 @@ def target(system: System, tmp_path_factory: pytest.TempPathFactory) -> Any:
             after = client.predict(NAME, x=PROBE)["y"]
         # Nothing the fuzzer sent changed the model or its keys.
         np.testing.assert_allclose(after, before, rtol=1e-5)
-        assert manager.get_model(NAME)["version"] == 1 and len(manager.keys(NAME)) == 1
+        assert manager.get_model(NAME).version == 1 and len(manager.keys(NAME)) == 1
         manager.delete_model(NAME)
 
 

@@ -257,4 +257,4 @@ def test_a_bad_access_log_setting_is_refused_naming_it(system: System, tmp_path:
         with pytest.raises(InvalidManifest, match="logging.access") as refused:
             manager.register(artifact, {**MLP_MANIFEST, "name": "obs-bad", "logging": {"access": "sometimes"}})
         assert "sampled" in refused.value.message
-        assert all(m["name"] != "obs-bad" for m in manager.list_models())
+        assert all(m.name != "obs-bad" for m in manager.list_models())

@@ -69,9 +69,9 @@ def test_the_replica_reports_the_model_call_without_decoding(system: System, tmp
 
         def reported() -> dict[str, float]:
             with ManagerClient(system.manager_url, system.admin_token) as manager:
-                seen = manager.get_model("fixed-product")["measured"].get("cpu-local")
+                seen = manager.get_model("fixed-product").measured.get("cpu-local")
             assert seen and seen["calls"] >= 25, seen
-            return seen  # type: ignore[no-any-return]
+            return seen
 
         measured = eventually(reported, timeout_s=60)
     finally:

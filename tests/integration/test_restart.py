@@ -34,4 +34,4 @@ def test_restart_serves_registered_models_again(system: System, tmp_path: Path) 
     np.testing.assert_allclose(after["y"], before["y"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(after["y"], model(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
     with ManagerClient(system.manager_url, system.admin_token) as manager:
-        assert manager.get_model("durable")["version"] == 1
+        assert manager.get_model("durable").version == 1

@@ -123,11 +123,11 @@ def test_a_revoked_key_stops_working_on_the_replicas_within_seconds(
     url = f"{system.master_url}/models/{tenant.name}/predict"
     with ManagerClient(system.manager_url, system.admin_token) as manager:
         extra = manager.create_key(tenant.name, "short-lived")
-        eventually(lambda: http.post(url, json=QUERY, headers=_bearer(extra["key"])).raise_for_status(), timeout_s=30)
-        manager.revoke_key(tenant.name, extra["id"])
+        eventually(lambda: http.post(url, json=QUERY, headers=_bearer(extra.key)).raise_for_status(), timeout_s=30)
+        manager.revoke_key(tenant.name, extra.id)
 
     def refused() -> None:
-        assert http.post(url, json=QUERY, headers=_bearer(extra["key"])).status_code == 401
+        assert http.post(url, json=QUERY, headers=_bearer(extra.key)).status_code == 401
 
     # Replicas refresh their keys from the master every 2 s.
     eventually(refused, timeout_s=15, interval_s=0.5)

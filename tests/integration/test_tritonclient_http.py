@@ -49,7 +49,7 @@ def served(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             yield Served(key, other_key, model)
         finally:
             for name in (NAME, OTHER):
-                if any(m["name"] == name for m in manager.list_models()):
+                if any(m.name == name for m in manager.list_models()):
                     manager.delete_model(name)
 
 

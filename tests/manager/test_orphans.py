@@ -118,6 +118,6 @@ def test_artifacts_no_version_refers_to_are_collected_once_old(
         # the kept model's artifact is whole
         assert bucket.open_download_stream(registered).read() == (tmp_path / "m.pt").read_bytes()
         with ManagerClient(second.url, "adm_orphans") as client:
-            assert client.get_model("kept")["version"] == 1
+            assert client.get_model("kept").version == 1
     finally:
         second.kill()

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from seedserve import api
 from seedserve.client import AsyncManagerClient, ManagerClient
 from seedserve.client.handler import package_handler
 from seedserve.errors import AlreadyExists, Forbidden, SeedserveError
@@ -114,8 +115,8 @@ def test_invite_codes_are_shown_once_stored_hashed_and_consumed_once(invite_mana
     again = spec.check(_signup(invite_manager, invite=code))
     assert again.status_code == 403 and "already been used" in again.json()["error"]["message"]
     with _admin(invite_manager) as admin:
-        used = next(i for i in admin.invites() if i["id"] == created["id"])
-    assert used["uses"] == 1 and used["used_by"] == [ada]
+        used = next(i for i in admin.invites() if i.id == created["id"])
+    assert used.uses == 1 and used.used_by == [ada]
 
 
 def test_of_two_concurrent_sign_ups_with_one_code_exactly_one_wins(invite_manager: Manager) -> None:
@@ -126,33 +127,33 @@ def test_of_two_concurrent_sign_ups_with_one_code_exactly_one_wins(invite_manage
 
     with _admin(invite_manager) as admin:
         for _ in range(5):
-            code = admin.create_invite("race")["code"]
+            code = admin.create_invite("race").code
             names = [_name("racer"), _name("racer")]
             outcomes = asyncio.run(race(code, names))
-            won = [o for o in outcomes if isinstance(o, dict)]
+            won = [o for o in outcomes if isinstance(o, api.User)]
             lost = [o for o in outcomes if isinstance(o, Forbidden)]
             assert len(won) == 1 and len(lost) == 1, outcomes
             assert "already been used" in lost[0].message
             stored = {doc["_id"] for doc in invite_manager.db["users"].find({"_id": {"$in": names}})}
-            assert stored == {won[0]["username"]}
+            assert stored == {won[0].username}
 
 
 def test_an_expired_or_revoked_code_is_refused_and_creates_no_account(invite_manager: Manager) -> None:
     with _admin(invite_manager) as admin:
         expiring = admin.create_invite("soon", expires_in_s=3600)
         revoked = admin.create_invite("revoked")
-        admin.revoke_invite(revoked["id"])
+        admin.revoke_invite(revoked.id)
         with pytest.raises(SeedserveError) as gone:
-            admin.revoke_invite(revoked["id"])
+            admin.revoke_invite(revoked.id)
     assert gone.value.code == "not_found"
     # An hour on: the stored invite with its expiry in the past (re-inserted:
     # the embedded server would store a $set date as a string).
-    stored = invite_manager.db["invites"].find_one_and_delete({"id": expiring["id"]})
+    stored = invite_manager.db["invites"].find_one_and_delete({"id": expiring.id})
     invite_manager.db["invites"].insert_one({**stored, "expires_at": datetime.now(UTC) - timedelta(seconds=1)})
     users_before = invite_manager.db["users"].count_documents({})
-    expired = _signup(invite_manager, invite=expiring["code"])
+    expired = _signup(invite_manager, invite=expiring.code)
     assert expired.status_code == 403 and "expired at" in expired.json()["error"]["message"]
-    refused = _signup(invite_manager, invite=revoked["code"])
+    refused = _signup(invite_manager, invite=revoked.code)
     assert refused.status_code == 403 and "not valid" in refused.json()["error"]["message"]
     assert invite_manager.db["users"].count_documents({}) == users_before
 
@@ -163,11 +164,11 @@ def test_a_reusable_code_signs_up_many_and_a_taken_username_gives_the_use_back(i
         reusable = admin.create_invite("team", single_use=False)
         single = admin.create_invite("one")
     for _ in range(2):
-        assert _signup(invite_manager, invite=reusable["code"]).status_code == 201
+        assert _signup(invite_manager, invite=reusable.code).status_code == 201
     clash = httpx.post(invite_manager.url + "/api/users",
-                       json={"username": taken, "password": _password(), "invite": single["code"]})
+                       json={"username": taken, "password": _password(), "invite": single.code})
     assert clash.status_code == 409
-    assert _signup(invite_manager, invite=single["code"]).status_code == 201  # the refused sign-up used nothing
+    assert _signup(invite_manager, invite=single.code).status_code == 201  # the refused sign-up used nothing
 
 
 def test_closed_sign_up_is_refused_but_the_admin_creates_accounts(closed_manager: Manager) -> None:
@@ -178,10 +179,10 @@ def test_closed_sign_up_is_refused_but_the_admin_creates_accounts(closed_manager
     assert "sign-up is closed" in message and "only the admin creates accounts" in message
     username, password = _name("made"), _password()
     with _admin(closed_manager) as admin:
-        assert admin.signup(username, password)["username"] == username
+        assert admin.signup(username, password).username == username
     with ManagerClient(closed_manager.url) as client:
         client.login(username, password)
-        assert client.me()["username"] == username
+        assert client.me().username == username
     # an ordinary account's token is not the admin's
     with ManagerClient(closed_manager.url) as client, pytest.raises(Forbidden):
         client.login(username, password)
@@ -225,7 +226,7 @@ def test_the_sign_up_page_asks_for_an_invite_or_says_sign_up_is_closed(
                                                "csrf_token": _csrf(browser.get("/login"))})
         assert posted.status_code == 403 and "only the admin creates accounts" in posted.text
     with _admin(invite_manager) as admin:
-        code = admin.create_invite("page")["code"]
+        code = admin.create_invite("page").code
     with httpx.Client(base_url=invite_manager.url) as browser:
         page = browser.get("/signup")
         assert 'name="invite"' in page.text and "by invitation" in page.text
@@ -239,7 +240,7 @@ def test_the_sign_up_page_asks_for_an_invite_or_says_sign_up_is_closed(
         assert browser.get("/api/me").json()["username"] == username
 
 
-def _register(manager: Manager, token: str, artifact: Path, name: str) -> Any:
+def _register(manager: Manager, token: str, artifact: Path, name: str) -> api.Registered:
     with ManagerClient(manager.url, token) as client:
         return client.register_model(artifact, {**MLP_MANIFEST, "name": name})
 
@@ -256,19 +257,19 @@ def test_handler_packages_need_a_trusted_account_and_a_refusal_stores_nothing(
         assert refused.value.input == "format"
     assert _everything(invite_manager) == before
     # TorchScript from the same untrusted account is accepted
-    assert _register(invite_manager, token, artifacts["torchscript"], _name("ts"))["version"] == 1
+    assert _register(invite_manager, token, artifacts["torchscript"], _name("ts")).version == 1
     with _admin(invite_manager) as admin:
         admin.set_trusted(username)
-        assert _register(invite_manager, invite_manager.token, artifacts["handler"], _name("adm"))["version"] == 1
+        assert _register(invite_manager, invite_manager.token, artifacts["handler"], _name("adm")).version == 1
     assert invite_manager.db["users"].find_one({"_id": username})["trusted"]  # the embedded server's $set bool is 1
     trusted_name = _name("trusted")
-    assert _register(invite_manager, token, artifacts["handler"], trusted_name)["key"].startswith("sk_")
+    assert (_register(invite_manager, token, artifacts["handler"], trusted_name).key or "").startswith("sk_")
     with _admin(invite_manager) as admin:
         admin.set_trusted(username, False)
     with pytest.raises(Forbidden):
         _register(invite_manager, token, artifacts["handler"], trusted_name)  # not even a new version
     with ManagerClient(invite_manager.url, token) as client:
-        assert [v["version"] for v in client.versions(trusted_name)] == [1]
+        assert [v.version for v in client.versions(trusted_name)] == [1]
 
 
 def test_with_handlers_none_nobody_registers_a_handler_not_even_the_admin(
@@ -279,7 +280,7 @@ def test_with_handlers_none_nobody_registers_a_handler_not_even_the_admin(
         _register(closed_manager, closed_manager.token, artifacts["handler"], _name("none"))
     assert "accepts no handler packages" in refused.value.message and "TorchScript" in refused.value.message
     assert _everything(closed_manager) == before
-    assert _register(closed_manager, closed_manager.token, artifacts["torchscript"], _name("ts"))["version"] == 1
+    assert _register(closed_manager, closed_manager.token, artifacts["torchscript"], _name("ts")).version == 1
 
 
 def test_a_handler_upload_is_refused_before_its_file_is_read(invite_manager: Manager) -> None:
@@ -314,7 +315,7 @@ def test_open_sign_up_and_all_handlers_on_loopback(manager: Manager, artifacts: 
     with ManagerClient(manager.url) as client:
         client.signup(username, password)
         token = client.login(username, password)
-    assert _register(manager, token, artifacts["handler"], _name("loop"))["version"] == 1
+    assert _register(manager, token, artifacts["handler"], _name("loop")).version == 1
     with ManagerClient(manager.url) as client, pytest.raises(AlreadyExists, match="reserved"):
         client.signup("admin", password)
 

@@ -27,15 +27,17 @@ def test_a_registered_model_shows_its_flops_predictions_and_recommendation(manag
     with ManagerClient(manager.url, manager.token) as client:
         client.register(artifact, {**MLP_MANIFEST, "name": "profiled", "objective": OBJECTIVE})
         shown = client.get_model("profiled")
-    batch = {b["batch_size"]: b for b in shown["profile"]["batches"]}
+    assert shown.profile is not None
+    batch = {b["batch_size"]: b for b in shown.profile["batches"]}
     assert batch[1]["flops"] == 2 * (16 * 64 + 64 * 4)
     assert batch[8]["flops"] == 8 * batch[1]["flops"]
     assert batch[1]["ptflops_macs"] == 16 * 64 + 64 + 64 * 4 + 4  # ptflops counts the bias additions too
-    assert shown["profile"]["parameters"] == 16 * 64 + 64 + 64 * 4 + 4
+    assert shown.profile["parameters"] == 16 * 64 + 64 + 64 * 4 + 4
     types = {w.name for w in load_catalog().types}
-    assert {p["worker_type"] for p in shown["predictions"]} == types
-    assert all(p["latency_ms"] > 0 and not p["calibrated"] for p in shown["predictions"])
-    recommendation = shown["recommendation"]
+    assert {p["worker_type"] for p in shown.predictions} == types
+    assert all(p["latency_ms"] > 0 and not p["calibrated"] for p in shown.predictions)
+    recommendation = shown.recommendation
+    assert recommendation is not None
     assert recommendation["choice"]["worker_type"] == "cpu-local" and "cheapest" in recommendation["reasoning"]
 
 
@@ -51,7 +53,7 @@ def test_a_stored_calibration_replaces_the_catalog_assumption(manager: Manager, 
         artifact = save_torchscript(make_mlp(), tmp_path / "m.pt")
         with ManagerClient(manager.url, manager.token) as client:
             client.register(artifact, {**MLP_MANIFEST, "name": "calibrated"})
-            predictions = client.get_model("calibrated")["predictions"]
+            predictions = client.get_model("calibrated").predictions
     finally:
         manager.db.calibrations.delete_one({"_id": "cpu-local"})
     local = [p for p in predictions if p["worker_type"] == "cpu-local"]
@@ -113,7 +115,7 @@ def test_live_latency_of_a_tiny_model_moves_the_fixed_cost_not_a_compute_bound_m
         client.register(heavy, heavy_manifest)
 
         def local(name: str, batch: int = 1) -> dict:
-            return next(p for p in client.get_model(name)["predictions"]
+            return next(p for p in client.get_model(name).predictions
                         if p["worker_type"] == "cpu-local" and p["batch_size"] == batch)
 
         before = {name: local(name) for name in ("fb-tiny", "fb-heavy")}

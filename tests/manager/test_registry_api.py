@@ -29,8 +29,8 @@ def test_registration_stores_the_document_and_artifact_but_never_the_key(manager
     with ManagerClient(manager.url, manager.token) as client:
         key = client.register(artifact, {**MLP_MANIFEST, "name": "stored"})
         shown = client.get_model("stored")
-    assert shown["artifact"]["size"] == artifact.stat().st_size
-    assert "sha256" not in json.dumps(shown["keys"])
+    assert shown.artifact is not None and shown.artifact.size == artifact.stat().st_size
+    assert key is not None and "sha256" not in json.dumps([k.model_dump(mode="json") for k in shown.keys])
     everything = "".join(repr(list(manager.db[name].find())) for name in _collections(manager))
     assert key not in everything and key[3:20] not in everything
 
@@ -101,19 +101,19 @@ def test_versions_are_listed_pinned_and_deleted_with_their_model(manager: Manage
         assert client.register(save_torchscript(make_mlp(1), tmp_path / "b.pt"),
                                {**MLP_MANIFEST, "name": "multi"}) is None
         versions = client.versions("multi")
-        assert [(v["version"], v["serving"]) for v in versions] == [(1, False), (2, True)]
-        assert versions[0]["artifact"]["sha256"] != versions[1]["artifact"]["sha256"]
+        assert [(v.version, v.serving) for v in versions] == [(1, False), (2, True)]
+        assert versions[0].artifact.sha256 != versions[1].artifact.sha256
         shown = client.get_model("multi")
-        assert (shown["version"], shown["latest"], shown["pinned"], shown["versions"]) == (2, 2, None, [1, 2])
-        assert client.pin("multi", 1)["version"] == 1
-        assert client.get_model("multi")["version"] == 1
+        assert (shown.version, shown.latest, shown.pinned, shown.versions) == (2, 2, None, [1, 2])
+        assert client.pin("multi", 1).version == 1
+        assert client.get_model("multi").version == 1
         for bad in (b'{"version": "1"}', b'{"version": true}', b"{}", b"[1]", b"not json"):
             response = httpx.put(manager.url + "/api/models/multi/pin", content=bad, headers=auth)
             assert response.status_code == 400 and response.json()["error"]["input"] == "version", bad
         with pytest.raises(NotFound, match="no version 5"):
             client.pin("multi", 5)
-        assert client.get_model("multi")["version"] == 1  # refused pins changed nothing
-        assert client.pin("multi", None)["version"] == 2
+        assert client.get_model("multi").version == 1  # refused pins changed nothing
+        assert client.pin("multi", None).version == 2
         assert httpx.get(manager.url + "/api/models/multi/versions/2", headers=auth).json()["serving"] is True
         assert httpx.get(manager.url + "/api/models/multi/versions/9", headers=auth).status_code == 404
         client.delete_model("multi")
@@ -131,8 +131,8 @@ def test_a_failing_new_version_stores_nothing(manager: Manager, tmp_path: Path) 
         broken.write_bytes(b"not a model")
         with pytest.raises(InvalidArtifact):
             client.register(broken, {**MLP_MANIFEST, "name": "stable"})
-        assert [v["version"] for v in client.versions("stable")] == [1]
-        assert client.get_model("stable")["latest"] == 1
+        assert [v.version for v in client.versions("stable")] == [1]
+        assert client.get_model("stable").latest == 1
     assert _artifacts(manager) == before
 
 
@@ -147,8 +147,9 @@ def test_torchscript_is_registered_with_a_deprecation_warning_and_an_exported_pr
         with pytest.warns(FutureWarning, match="save_program"):
             client.register(scripted, {**MLP_MANIFEST, "name": "scripted"})
         answer = client.register_model(exported, {**MLP_MANIFEST, "name": "exported"})
-        assert "warnings" not in answer and answer["version"] == 1
-        assert client.get_model("exported")["artifact"]["format"] == "export"
+        assert answer.warnings == [] and "warnings" not in answer.model_fields_set and answer.version == 1
+        exported_artifact = client.get_model("exported").artifact
+        assert exported_artifact is not None and exported_artifact.format == "export"
     raw = httpx.post(manager.url + "/api/models", headers={"Authorization": f"Bearer {manager.token}"},
                      data={"manifest": json.dumps({**MLP_MANIFEST, "name": "scripted"}), "format": "torchscript"},
                      files={"artifact": ("m.pt", scripted.read_bytes())}, timeout=120)
