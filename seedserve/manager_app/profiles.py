@@ -4,6 +4,7 @@ profiles an artifact without registering it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +18,7 @@ from seedserve.profiler.catalog import load_catalog
 from seedserve.profiler.feedback import with_live_feedback
 from seedserve.profiler.predict import assumed_calibration, predict, recommend
 from seedserve.profiler.profile import ModelProfile
+from seedserve.profiler.queueing import policy_of
 from seedserve.registry import ModelStore
 
 __all__ = ["insight", "profile_artifact"]
@@ -56,7 +58,9 @@ async def insight(store: ModelStore, manifest: Manifest, profile: dict[str, Any]
             predictions.append(prediction.model_dump(mode="json"))
     recommendation = None
     if manifest.objective is not None:
-        recommendation = recommend(parsed, manifest.objective, catalog, calibrations).model_dump(mode="json")
+        chosen = recommend(parsed, manifest.objective, catalog, calibrations, policy=policy_of(manifest.batching))
+        # JSON's own way: a type the model cannot fit on has infinite latency, written as null.
+        recommendation = json.loads(chosen.model_dump_json())
     shown = parsed.model_dump(mode="json")
     for batch in shown["batches"]:
         batch.pop("ops")

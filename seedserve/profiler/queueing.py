@@ -37,8 +37,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from seedserve import dispatch
+from seedserve.codecs.schema import Batching
 
-__all__ = ["Delay", "Policy", "QueryPath", "call_times", "delay", "saturation_rps"]
+__all__ = ["Delay", "Policy", "QueryPath", "call_times", "delay", "policy_of", "saturation_rps"]
 
 #: Queries simulated per prediction: enough for a stable p99 (about 200 above it).
 QUERIES = 20_000
@@ -54,6 +55,13 @@ class Policy:
     batch_size: int = dispatch.DEFAULT_MAX_BATCH_SIZE
     #: How long a call waits for more queries to join, when the manifest sets a wait and a batch is forming.
     max_wait_s: float = 0.0
+
+
+def policy_of(batching: Batching) -> Policy:
+    """The policy a replica serves a manifest's batching with (dispatch.batch_size
+    before the replica checks a sample: the manifest's size, or the default)."""
+    return Policy(batch_size=dispatch.batch_size(batching.max_batch_size, None),
+                  max_wait_s=batching.max_wait_ms / 1000)
 
 
 @dataclass(frozen=True)
