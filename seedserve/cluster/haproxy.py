@@ -18,6 +18,15 @@ path in the command line) is unchanged.
 
 If the rule is not found (a Ray upgrade changed the template), HAProxy is not
 started: the ingress fails closed rather than list the tenants.
+
+It also gives the Open Inference Protocol's per-model paths the native path's
+single hop (:func:`with_v2_in_one_hop`): ``/v2/models/<name>[/infer|/ready|/stats]``
+becomes ``/models/<name>/v2[/infer|/ready|/stats]`` (:data:`V2_BELOW_MODEL`),
+which Serve routes to the model's own application, whose replica answers it.
+A model with no application there (unknown, deleted, starting) falls to the
+master's prefix ``/``, which answers that path as it answers ``/v2/models/<name>``.
+Version-pinned paths (``/v2/models/<name>/versions/<v>/...``) are not
+rewritten: the master forwards them.
 """
 
 from __future__ import annotations
@@ -32,8 +41,8 @@ from pathlib import Path
 
 from seedserve.logs import SANE_REQUEST_ID
 
-__all__ = ["MASTER_ROUTES_PATH", "ROUTES_ACL", "with_sane_request_ids", "without_routes_answer", "install_wrapper",
-           "main"]
+__all__ = ["MASTER_ROUTES_PATH", "ROUTES_ACL", "V2_BELOW_MODEL", "with_sane_request_ids", "with_v2_in_one_hop",
+           "without_routes_answer", "install_wrapper", "main"]
 
 #: Where the master answers the routes table, for a token (the master's
 #: constant of the same name; a literal here, so the wrapper starts without
@@ -58,6 +67,31 @@ def without_routes_answer(config: str) -> str:
     if ROUTES_ACL not in config or len(_ROUTES_ANSWER.findall(config)) != 1:
         raise ValueError(f"Serve's HAProxy config has no single /-/routes rule ({ROUTES_ACL.strip()!r}) to switch off")
     return _ROUTES_ANSWER.sub(lambda _: _FORWARD, config)
+
+
+#: Where a model's application answers the Open Inference Protocol, below its
+#: route prefix ``/models/<name>`` (seedserve.deployments._query's constant of the same name).
+V2_BELOW_MODEL = "/v2"
+#: A model name (seedserve.codecs.schema.MODEL_NAME_PATTERN, unanchored): a
+#: path whose name cannot be a model's is not rewritten, and the master answers it.
+_MODEL_NAME = "[a-z0-9][a-z0-9_-]{0,62}"
+_V2_ONE_HOP = (
+    "    # seedserve: /v2/models/<name>[/infer|/ready|/stats] to the model's own application, in one hop "
+    "(seedserve.cluster.haproxy)\n"
+    f"    http-request replace-path ^/v2/models/({_MODEL_NAME})(/infer|/ready|/stats)?/?$ "
+    f"/models/\\1{V2_BELOW_MODEL}\\2\n"
+)
+
+
+def with_v2_in_one_hop(config: str) -> str:
+    """``config`` with a rule, after the ``/-/routes`` rewrite (so before
+    Serve's per-application path rules read the path), that sends a model's
+    ``/v2`` paths to the model's own application (see the module's docstring)."""
+    if _V2_ONE_HOP in config:
+        return config
+    if config.count(_FORWARD + "\n") != 1:
+        raise ValueError("Serve's HAProxy config has no single seedserve /-/routes rewrite to put the /v2 rule after")
+    return config.replace(_FORWARD + "\n", _FORWARD + "\n" + _V2_ONE_HOP)
 
 
 #: Serve's public frontend and its bind line, after which the request id rule goes.
@@ -113,7 +147,7 @@ def _rewrite(config_path: str) -> None:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             config = Path(config_path).read_text()
-            rewritten = with_sane_request_ids(without_routes_answer(config))
+            rewritten = with_sane_request_ids(with_v2_in_one_hop(without_routes_answer(config)))
             if rewritten != config:
                 Path(config_path).write_text(rewritten)
         finally:
