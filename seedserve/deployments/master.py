@@ -327,10 +327,12 @@ class Master:
         return response
 
     async def _v2_model(self, request: Request, path: str, request_id: str) -> Response:
-        """``/v2/models/{name}[/versions/{v}][/ready|/infer]``, forwarded to the model's
-        replica through a handle (Serve routes one prefix per application, and the
-        native ``/models/{name}`` path owns the model's single hop). The replica
-        checks the key, as it does for native queries."""
+        """``/v2/models/{name}[/versions/{v}][/ready|/infer]`` that reached the
+        master: version-pinned paths (the ingress sends the others to the
+        model's own application, see seedserve.cluster.haproxy), and any for a
+        model without an application Serve's ingress knows yet. Forwarded to the
+        model's replica through a handle, which checks the key, or answered as
+        :meth:`_not_served`."""
         parts = path.split("/")[3:]
         name, rest = parts[0], parts[1:]
         app = model_app_name(name)
