@@ -20,13 +20,18 @@ If the rule is not found (a Ray upgrade changed the template), HAProxy is not
 started: the ingress fails closed rather than list the tenants.
 
 It also gives the Open Inference Protocol's per-model paths the native path's
-single hop (:func:`with_v2_in_one_hop`): ``/v2/models/<name>[/infer|/ready|/stats]``
+single hop (:func:`with_v2_in_one_hop`): for each model whose application
+has replicas in this config, ``/v2/models/<name>[/infer|/ready|/stats]``
 becomes ``/models/<name>/v2[/infer|/ready|/stats]`` (:data:`V2_BELOW_MODEL`),
 which Serve routes to the model's own application, whose replica answers it.
-A model with no application there (unknown, deleted, starting) falls to the
-master's prefix ``/``, which answers that path as it answers ``/v2/models/<name>``.
-Version-pinned paths (``/v2/models/<name>/versions/<v>/...``) are not
-rewritten: the master forwards them.
+Serve writes each application's replicas into the config and reloads HAProxy
+when they change, so the rules follow them. A model with no replica here
+(unknown, deleted, starting, failed, scaled to zero) keeps the path as sent,
+which falls to the master's prefix ``/``: the master answers as it always
+did (its key check first; a handle scales a model up from zero). Were it
+rewritten, Serve's fallback proxy would answer a failed application with a
+plain-text 503 naming it to anyone. Version-pinned paths
+(``/v2/models/<name>/versions/<v>/...``) are not rewritten: the master forwards them.
 """
 
 from __future__ import annotations
@@ -41,8 +46,8 @@ from pathlib import Path
 
 from seedserve.logs import SANE_REQUEST_ID
 
-__all__ = ["MASTER_ROUTES_PATH", "ROUTES_ACL", "V2_BELOW_MODEL", "with_sane_request_ids", "with_v2_in_one_hop",
-           "without_routes_answer", "install_wrapper", "main"]
+__all__ = ["MASTER_ROUTES_PATH", "ROUTES_ACL", "V2_BELOW_MODEL", "v2_rule", "with_sane_request_ids",
+           "with_v2_in_one_hop", "without_routes_answer", "install_wrapper", "main"]
 
 #: Where the master answers the routes table, for a token (the master's
 #: constant of the same name; a literal here, so the wrapper starts without
@@ -75,23 +80,44 @@ V2_BELOW_MODEL = "/v2"
 #: A model name (seedserve.codecs.schema.MODEL_NAME_PATTERN, unanchored): a
 #: path whose name cannot be a model's is not rewritten, and the master answers it.
 _MODEL_NAME = "[a-z0-9][a-z0-9_-]{0,62}"
-_V2_ONE_HOP = (
-    "    # seedserve: /v2/models/<name>[/infer|/ready|/stats] to the model's own application, in one hop "
-    "(seedserve.cluster.haproxy)\n"
-    f"    http-request replace-path ^/v2/models/({_MODEL_NAME})(/infer|/ready|/stats)?/?$ "
-    f"/models/\\1{V2_BELOW_MODEL}\\2\n"
-)
+_V2_MARK = ("    # seedserve: a model's /v2 paths to its own application while it has replicas "
+            "(seedserve.cluster.haproxy)\n")
+#: Serve's frontend rule that selects a model's default application by its exact prefix.
+_MODEL_ACL = re.compile(rf"^    acl is_(\S+) path /models/({_MODEL_NAME})$", re.MULTILINE)
+_SECTION = re.compile(r"^(?:backend|frontend|listen|defaults|global) ", re.MULTILINE)
+
+
+def v2_rule(model: str) -> str:
+    """The frontend rule that sends ``model``'s /v2 paths below its own prefix."""
+    return (f"    http-request replace-path ^/v2/models/({model})(/infer|/ready|/stats)?/?$ "
+            f"/models/\\1{V2_BELOW_MODEL}\\2\n")
+
+
+def _backends_with_replicas(config: str) -> set[str]:
+    """Backends with at least one server that is not the fallback (``backup``)."""
+    found = set()
+    for section in _SECTION.split(config):
+        name, _, body = section.partition("\n")
+        if name and not name.startswith(" ") and any(
+                line.startswith("    server ") and not line.rstrip().endswith(" backup")
+                for line in body.splitlines()):
+            found.add(name.strip())
+    return found
 
 
 def with_v2_in_one_hop(config: str) -> str:
-    """``config`` with a rule, after the ``/-/routes`` rewrite (so before
-    Serve's per-application path rules read the path), that sends a model's
-    ``/v2`` paths to the model's own application (see the module's docstring)."""
-    if _V2_ONE_HOP in config:
+    """``config`` with, after the ``/-/routes`` rewrite (so before Serve's
+    per-application path rules read the path), a rule per model whose
+    application has replicas here that sends its ``/v2`` paths to that
+    application (see the module's docstring)."""
+    if _V2_MARK in config:
         return config
-    if config.count(_FORWARD + "\n") != 1:
-        raise ValueError("Serve's HAProxy config has no single seedserve /-/routes rewrite to put the /v2 rule after")
-    return config.replace(_FORWARD + "\n", _FORWARD + "\n" + _V2_ONE_HOP)
+    anchor = _FORWARD + "\n"
+    if config.count(anchor) != 1:
+        raise ValueError("Serve's HAProxy config has no single seedserve /-/routes rewrite to put the /v2 rules after")
+    with_replicas = _backends_with_replicas(config)
+    models = sorted({model for backend, model in _MODEL_ACL.findall(config) if backend in with_replicas})
+    return config.replace(anchor, anchor + _V2_MARK + "".join(v2_rule(model) for model in models))
 
 
 #: Serve's public frontend and its bind line, after which the request id rule goes.

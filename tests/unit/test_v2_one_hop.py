@@ -22,27 +22,53 @@ from seedserve.deployments.master import route_family
 from tests.helpers import free_port
 
 
-def _rewritten_template() -> str:
-    rendered = HAPROXY_CONFIG_TEMPLATE.replace(
+def _rendered_template() -> str:
+    return HAPROXY_CONFIG_TEMPLATE.replace(
         "{{ route_info.status }} content-type {{ route_info.routes_content_type }} "
         "string \"{{ route_info.routes_message }}\"", '200 content-type application/json string "{}"')
-    return haproxy.with_v2_in_one_hop(haproxy.without_routes_answer(rendered))
 
 
-def _rule() -> str:
-    (line,) = [line for line in _rewritten_template().splitlines() if "replace-path ^/v2/models/" in line]
-    return line.strip()
+def _backend(name: str, *servers: str) -> str:
+    return f"backend {name}\n    log global\n    option httpchk GET /-/healthz\n" + "".join(
+        f"    server {server}\n" for server in servers)
 
 
-def test_the_v2_rule_goes_once_after_the_routes_rewrite_before_serves_path_rules() -> None:
-    config = _rewritten_template()
+_FALLBACK = "SERVE_PROXY_ACTOR-fallback-ab 127.0.0.1:23012 check backup"
+#: The shape of a config Serve rendered (from a running system's): "hot" has
+#: a replica, "cold" only the fallback proxy (starting, failed or at zero).
+_RENDERED = (
+    "frontend http_frontend\n    bind 127.0.0.1:8000\n    acl routes path -i /-/routes\n"
+    "    http-request return status 200 content-type application/json string \"{}\" if routes\n"
+    "    acl is_http-model-hot-versions-2 path_beg /models/hot/versions/2/\n"
+    "    acl is_http-model-hot-versions-2 path /models/hot/versions/2\n"
+    "    acl is_http-model-hot path_beg /models/hot/\n    acl is_http-model-hot path /models/hot\n"
+    "    acl is_http-model-cold path_beg /models/cold/\n    acl is_http-model-cold path /models/cold\n"
+    "    acl is_http-master path_beg /\n    acl is_http-master path /\n"
+    "    use_backend http-model-hot if is_http-model-hot\n    default_backend default_backend\n"
+    + _backend("http-model-hot-versions-2", "SERVE_REPLICA-v2 127.0.0.1:30001 check", _FALLBACK)
+    + _backend("http-model-hot", "SERVE_REPLICA-a 127.0.0.1:30000 check", _FALLBACK)
+    + _backend("http-model-cold", _FALLBACK)
+    + _backend("http-master", "SERVE_REPLICA-m 127.0.0.1:30002 check", _FALLBACK)
+    + "listen stats\n  bind *:23010\n  stats enable\n"
+)
+
+
+def test_the_v2_rules_go_once_after_the_routes_rewrite_in_rays_template() -> None:
+    config = haproxy.with_v2_in_one_hop(haproxy.without_routes_answer(_rendered_template()))
     assert haproxy.with_v2_in_one_hop(config) == config
-    rule = config.index("replace-path ^/v2/models/")
-    assert config.index(f"set-path {haproxy.MASTER_ROUTES_PATH} if routes") < rule
-    assert rule < config.index("acl is_{{ backend.name or 'unknown' }} path_beg")
-    assert rule < config.index("use_backend {{ backend.name or 'unknown' }} if is_")
+    mark = config.index("# seedserve: a model's /v2 paths")
+    assert config.index(f"set-path {haproxy.MASTER_ROUTES_PATH} if routes") < mark
+    assert mark < config.index("acl is_{{ backend.name or 'unknown' }} path_beg")
     with pytest.raises(ValueError, match="/-/routes rewrite"):
-        haproxy.with_v2_in_one_hop(HAPROXY_CONFIG_TEMPLATE)
+        haproxy.with_v2_in_one_hop(_rendered_template())
+
+
+def test_only_a_model_whose_application_has_a_replica_gets_a_rule() -> None:
+    config = haproxy.with_v2_in_one_hop(haproxy.without_routes_answer(_RENDERED))
+    rules = [line for line in config.splitlines() if "replace-path" in line]
+    assert rules == [haproxy.v2_rule("hot").rstrip("\n")]
+    assert config.index(rules[0]) < config.index("acl is_http-model-hot-versions-2")
+    assert haproxy.with_v2_in_one_hop(config) == config
 
 
 def test_the_rule_rewrites_exactly_the_names_a_model_may_have() -> None:
@@ -59,8 +85,9 @@ def haproxy_echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = tmp_path_factory.mktemp("haproxy") / "echo.cfg"
     config.write_text(
         "defaults\n    mode http\n    timeout connect 5s\n    timeout client 10s\n    timeout server 10s\n"
-        f"frontend f\n    bind 127.0.0.1:{port}\n    {_rule()}\n"
-        '    http-request return status 200 content-type text/plain lf-string "%[url]"\n')
+        f"frontend f\n    bind 127.0.0.1:{port}\n"
+        + "".join(haproxy.v2_rule(model) for model in ("m-1", "m_1", "m"))
+        + '    http-request return status 200 content-type text/plain lf-string "%[url]"\n')
     binary = str(get_haproxy_binary())
     subprocess.run([binary, "-c", "-q", "-f", str(config)], check=True)
     process = subprocess.Popen([binary, "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -91,6 +118,8 @@ def haproxy_echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ("/v2/models/m/versions/2/infer", "/v2/models/m/versions/2/infer"),
     ("/v2/models/m/other", "/v2/models/m/other"),
     ("/v2/models/M/infer", "/v2/models/M/infer"),
+    ("/v2/models/cold/infer", "/v2/models/cold/infer"),  # no replica: no rule
+    ("/v2/models/m-10/infer", "/v2/models/m-10/infer"),
     ("/v2/models/a%2Fb/infer", "/v2/models/a%2Fb/infer"),
     ("/v2/models/..%2Fx/infer", "/v2/models/..%2Fx/infer"),
     ("/v2/health/ready", "/v2/health/ready"),
@@ -119,11 +148,8 @@ def test_the_master_counts_what_it_answers_by_route_in_metrics() -> None:
 
 
 def test_the_wrapper_rewrites_serves_config_file_with_every_rule(tmp_path: Path) -> None:
-    rendered = HAPROXY_CONFIG_TEMPLATE.replace(
-        "{{ route_info.status }} content-type {{ route_info.routes_content_type }} "
-        "string \"{{ route_info.routes_message }}\"", '200 content-type application/json string "{}"')
     path = tmp_path / "haproxy.cfg"
-    path.write_text(rendered)
+    path.write_text(_RENDERED)
     haproxy._rewrite(str(path))
     written = path.read_text()
-    assert _rule() in written and "seedserve_sane_id" in written and "if routes\n" in written
+    assert haproxy.v2_rule("hot") in written and "seedserve_sane_id" in written and "if routes\n" in written
