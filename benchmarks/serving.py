@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -222,10 +223,15 @@ def _write(results: dict[str, dict[str, list[Result]]], args: argparse.Namespace
                 lines.append(f"| {name} | {r.concurrency} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
                              f"| {r.errors} | {r.requests_per_s / bare[i].requests_per_s:.2f}x "
                              f"| {r.requests_per_s / same_graph[i].requests_per_s:.2f}x "
-                             f"| {r.requests_per_s / fastest[r.concurrency]:.2f}x |")
+                             f"| {_ratio(r.requests_per_s, fastest[r.concurrency])} |")
     (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     _plot(results, args.concurrency, RESULTS / f"{args.out}.png")
+
+
+def _ratio(value: float, base: float) -> str:
+    """``value / base`` as a table cell; n/a when no base ran (no vanilla Ray Serve row in the run)."""
+    return "n/a" if math.isnan(base) else f"{value / base:.2f}x"
 
 
 def _plot(results: dict[str, dict[str, list[Result]]], concurrency: list[int], path: Path) -> None:
