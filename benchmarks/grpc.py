@@ -13,8 +13,9 @@ ModelInfer answer here always has the same length (one probe call gives it),
 an error answer carries no message at all. Latency percentiles come from
 h2load's per-request log. Writes benchmarks/results/grpc.{json,md}.
 
-Paths: gRPC goes service -> model replica (one Ray hop); /v2 over HTTP goes
-HAProxy -> master -> model replica (two); native predict HAProxy -> replica.
+Paths: gRPC goes service -> model replica (one Ray hop); /v2 over HTTP and
+native predict go HAProxy -> model replica (the ingress rewrites a model's
+/v2 paths to below its own route, see seedserve.cluster.haproxy).
 """
 
 from __future__ import annotations

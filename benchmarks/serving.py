@@ -10,7 +10,12 @@ Servers, one at a time so they do not share the CPUs:
   3. vanilla Ray Serve, HAProxy ingress + throughput-optimized (Ray's fastest);
   4. seedserve: the real `seedserve up`, the model registered through the manager,
      queries with the model's key (auth + decode + infer in the model's replica);
-  4b. the same, the model registered as a torch.export program (.pt2).
+  4b. the same, the model registered as a torch.export program (.pt2);
+  4c. seedserve's Open Inference Protocol path, measured on 4's running system
+      (its rows only when 4 runs): POST /v2/models/{name}/infer with the
+      binary tensor extension (the MLP's row as raw float32, the CNN's PNG as
+      one BYTES element), which the ingress sends straight to the model's
+      replica as it does the native path.
 Every server runs the same two models on one replica each: the tiny
 16->64->4 MLP (a JSON row) and a small CNN (about 83 MFLOPs on a 3x64x64 PNG
 sent as base64 JSON). seedserve batches queries dynamically (its default);
@@ -22,13 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,6 +43,7 @@ import httpx
 from benchmarks._model import MODELS, WORKLOADS, Workload
 from benchmarks._system import free_port, seedserve_up
 from benchmarks._wrk import Result, run_wrk
+from benchmarks.grpc import bodies
 from seedserve.cluster.processes import Child, start_child, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,8 +120,25 @@ def _serving(child: Child | None, base: str, headers: dict[str, str], timeout_s:
 
 
 _BARE = "bare Starlette (model in process)"
+_V2_BINARY = "seedserve, /v2 binary (Open Inference Protocol)"
 
-SERVERS: dict[str, Callable[[Path], contextmanager[tuple[str, dict[str, str]]]]] = {  # type: ignore[type-arg]
+#: A query: path, body, headers beside the key.
+Query = tuple[str, str | bytes, dict[str, str]]
+
+
+def _native(workload: Workload) -> Query:
+    return workload.path, workload.body, {}
+
+
+def _v2_binary(workload: Workload) -> Query:
+    (body,) = [b for b in bodies(workload) if b.transport == "/v2 HTTP, binary"]
+    return body.path, body.content, body.headers
+
+
+#: Rows measured on another server's running system: row -> (that server, its query for a workload).
+VARIANTS: dict[str, tuple[str, Callable[[Workload], Query]]] = {_V2_BINARY: ("seedserve", _v2_binary)}
+
+SERVERS: dict[str, Callable[[Path], AbstractContextManager[tuple[str, dict[str, str]]]]] = {
     _BARE: bare_starlette,
     "bare Starlette (frozen + optimized TorchScript, as seedserve runs it)": lambda logs: bare_starlette(logs, True),
     "vanilla Ray Serve (defaults)": lambda logs: vanilla_serve(logs, haproxy=False),
@@ -129,32 +153,45 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument("--servers", nargs="+", default=list(SERVERS), choices=list(SERVERS), metavar="SERVER",
-                        help="which servers (default: all; bare Starlette always runs, the ratios' base)")
+    parser.add_argument("--servers", nargs="+", default=[*SERVERS, *VARIANTS], choices=[*SERVERS, *VARIANTS],
+                        metavar="SERVER", help="which servers and rows (default: all; bare Starlette always runs, "
+                        "the ratios' base; a row of VARIANTS starts the server it is measured on)")
     parser.add_argument("--out", default="serving", help="results file stem in benchmarks/results/")
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="seedserve-bench-logs-"))
     results: dict[str, dict[str, list[Result]]] = {w: {} for w in args.workloads}
     chosen = {_BARE, *args.servers}
-    for name, server in ((n, s) for n, s in SERVERS.items() if n in chosen):
+    for name, server in SERVERS.items():
+        here: dict[str, Callable[[Workload], Query]] = {name: _native} if name in chosen else {}
+        here.update({row: query for row, (on, query) in VARIANTS.items() if on == name and row in chosen})
+        if not here:
+            continue
         print(f"== {name}", flush=True)
         with server(logs) as (base, headers):
             for workload in (WORKLOADS[w] for w in args.workloads):
-                url, auth = base + workload.path, _headers_for(workload, headers)
-                run_wrk(url, workload.body, auth, concurrency=4, seconds=3)  # warm-up
-                rows = results[workload.name][name] = []
-                for concurrency in args.concurrency:
-                    result = run_wrk(url, workload.body, auth, concurrency=concurrency, seconds=args.seconds)
-                    print(f"   {workload.name} c={concurrency:<3} {result.requests_per_s:8.0f} req/s  "
-                          f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
-                          flush=True)
-                    rows.append(result)
+                for row, query in here.items():
+                    results[workload.name][row] = _measure(base, query(workload), _headers_for(workload, headers),
+                                                           args, f"{workload.name}{'' if row == name else ' ' + row}")
         time.sleep(2)
     _write(results, args)
     failed = [f"{name} {w} c={r.concurrency}" for w, by_server in results.items() for name, rows in by_server.items()
               for r in rows if r.errors]
     if failed:
         raise SystemExit(f"runs with errors (their req/s are not results): {', '.join(failed)}")
+
+
+def _measure(base: str, query: Query, auth: dict[str, str], args: argparse.Namespace, label: str) -> list[Result]:
+    """A warm-up, then a wrk run of ``query`` at each concurrency."""
+    path, body, headers = query
+    url, headers = base + path, {**headers, **auth}
+    run_wrk(url, body, headers, concurrency=4, seconds=3)
+    rows = []
+    for concurrency in args.concurrency:
+        result = run_wrk(url, body, headers, concurrency=concurrency, seconds=args.seconds)
+        print(f"   {label} c={concurrency:<3} {result.requests_per_s:8.0f} req/s  "
+              f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}", flush=True)
+        rows.append(result)
+    return rows
 
 
 _TITLES = {"mlp": "tiny MLP (16->64->4), JSON row", "cnn": "small CNN (~83 MFLOPs), 3x64x64 PNG as base64 JSON"}
@@ -186,10 +223,15 @@ def _write(results: dict[str, dict[str, list[Result]]], args: argparse.Namespace
                 lines.append(f"| {name} | {r.concurrency} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
                              f"| {r.errors} | {r.requests_per_s / bare[i].requests_per_s:.2f}x "
                              f"| {r.requests_per_s / same_graph[i].requests_per_s:.2f}x "
-                             f"| {r.requests_per_s / fastest[r.concurrency]:.2f}x |")
+                             f"| {_ratio(r.requests_per_s, fastest[r.concurrency])} |")
     (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     _plot(results, args.concurrency, RESULTS / f"{args.out}.png")
+
+
+def _ratio(value: float, base: float) -> str:
+    """``value / base`` as a table cell; n/a when no base ran (no vanilla Ray Serve row in the run)."""
+    return "n/a" if math.isnan(base) else f"{value / base:.2f}x"
 
 
 def _plot(results: dict[str, dict[str, list[Result]]], concurrency: list[int], path: Path) -> None:

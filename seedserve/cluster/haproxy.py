@@ -18,6 +18,20 @@ path in the command line) is unchanged.
 
 If the rule is not found (a Ray upgrade changed the template), HAProxy is not
 started: the ingress fails closed rather than list the tenants.
+
+It also gives the Open Inference Protocol's per-model paths the native path's
+single hop (:func:`with_v2_in_one_hop`): for each model whose application
+has replicas in this config, ``/v2/models/<name>[/infer|/ready|/stats]``
+becomes ``/models/<name>/v2[/infer|/ready|/stats]`` (:data:`V2_BELOW_MODEL`),
+which Serve routes to the model's own application, whose replica answers it.
+Serve writes each application's replicas into the config and reloads HAProxy
+when they change, so the rules follow them. A model with no replica here
+(unknown, deleted, starting, failed, scaled to zero) keeps the path as sent,
+which falls to the master's prefix ``/``: the master answers as it always
+did (its key check first; a handle scales a model up from zero). Were it
+rewritten, Serve's fallback proxy would answer a failed application with a
+plain-text 503 naming it to anyone. Version-pinned paths
+(``/v2/models/<name>/versions/<v>/...``) are not rewritten: the master forwards them.
 """
 
 from __future__ import annotations
@@ -32,8 +46,8 @@ from pathlib import Path
 
 from seedserve.logs import SANE_REQUEST_ID
 
-__all__ = ["MASTER_ROUTES_PATH", "ROUTES_ACL", "with_sane_request_ids", "without_routes_answer", "install_wrapper",
-           "main"]
+__all__ = ["MASTER_ROUTES_PATH", "ROUTES_ACL", "V2_BELOW_MODEL", "v2_rule", "with_sane_request_ids",
+           "with_v2_in_one_hop", "without_routes_answer", "install_wrapper", "main"]
 
 #: Where the master answers the routes table, for a token (the master's
 #: constant of the same name; a literal here, so the wrapper starts without
@@ -58,6 +72,52 @@ def without_routes_answer(config: str) -> str:
     if ROUTES_ACL not in config or len(_ROUTES_ANSWER.findall(config)) != 1:
         raise ValueError(f"Serve's HAProxy config has no single /-/routes rule ({ROUTES_ACL.strip()!r}) to switch off")
     return _ROUTES_ANSWER.sub(lambda _: _FORWARD, config)
+
+
+#: Where a model's application answers the Open Inference Protocol, below its
+#: route prefix ``/models/<name>`` (seedserve.deployments._query's constant of the same name).
+V2_BELOW_MODEL = "/v2"
+#: A model name (seedserve.codecs.schema.MODEL_NAME_PATTERN, unanchored): a
+#: path whose name cannot be a model's is not rewritten, and the master answers it.
+_MODEL_NAME = "[a-z0-9][a-z0-9_-]{0,62}"
+_V2_MARK = ("    # seedserve: a model's /v2 paths to its own application while it has replicas "
+            "(seedserve.cluster.haproxy)\n")
+#: Serve's frontend rule that selects a model's default application by its exact prefix.
+_MODEL_ACL = re.compile(rf"^    acl is_(\S+) path /models/({_MODEL_NAME})$", re.MULTILINE)
+_SECTION = re.compile(r"^(?:backend|frontend|listen|defaults|global) ", re.MULTILINE)
+
+
+def v2_rule(model: str) -> str:
+    """The frontend rule that sends ``model``'s /v2 paths below its own prefix."""
+    return (f"    http-request replace-path ^/v2/models/({model})(/infer|/ready|/stats)?/?$ "
+            f"/models/\\1{V2_BELOW_MODEL}\\2\n")
+
+
+def _backends_with_replicas(config: str) -> set[str]:
+    """Backends with at least one server that is not the fallback (``backup``)."""
+    found = set()
+    for section in _SECTION.split(config):
+        name, _, body = section.partition("\n")
+        if name and not name.startswith(" ") and any(
+                line.startswith("    server ") and not line.rstrip().endswith(" backup")
+                for line in body.splitlines()):
+            found.add(name.strip())
+    return found
+
+
+def with_v2_in_one_hop(config: str) -> str:
+    """``config`` with, after the ``/-/routes`` rewrite (so before Serve's
+    per-application path rules read the path), a rule per model whose
+    application has replicas here that sends its ``/v2`` paths to that
+    application (see the module's docstring)."""
+    if _V2_MARK in config:
+        return config
+    anchor = _FORWARD + "\n"
+    if config.count(anchor) != 1:
+        raise ValueError("Serve's HAProxy config has no single seedserve /-/routes rewrite to put the /v2 rules after")
+    with_replicas = _backends_with_replicas(config)
+    models = sorted({model for backend, model in _MODEL_ACL.findall(config) if backend in with_replicas})
+    return config.replace(anchor, anchor + _V2_MARK + "".join(v2_rule(model) for model in models))
 
 
 #: Serve's public frontend and its bind line, after which the request id rule goes.
@@ -113,7 +173,7 @@ def _rewrite(config_path: str) -> None:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             config = Path(config_path).read_text()
-            rewritten = with_sane_request_ids(without_routes_answer(config))
+            rewritten = with_sane_request_ids(with_v2_in_one_hop(without_routes_answer(config)))
             if rewritten != config:
                 Path(config_path).write_text(rewritten)
         finally:

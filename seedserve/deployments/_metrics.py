@@ -60,6 +60,8 @@ METRIC_NAMES = {
     "seedserve_batch_size": "Items per model call (queries run together share one call).",
     "seedserve_queue_depth": "Queries waiting for an admission slot, summed over the version's replicas.",
     "seedserve_replicas": "Running replicas of a model version (from Serve).",
+    "seedserve_master_requests_total": "Requests the master's own application answered, by route "
+                                       "(a model's queries reach it only when the model has no application).",
 }
 
 #: Prometheus' text format, version 0.0.4.
@@ -216,9 +218,11 @@ class MetricsBook:
 class _Collector(Collector):
     """prometheus-client's view of a :class:`MetricsBook` and the replica counts."""
 
-    def __init__(self, book: MetricsBook, replicas: Mapping[tuple[str, int], int]) -> None:
+    def __init__(self, book: MetricsBook, replicas: Mapping[tuple[str, int], int],
+                 master_requests: Mapping[str, int]) -> None:
         self._book = book
         self._replicas = replicas
+        self._master_requests = master_requests
 
     def collect(self) -> Iterable[Metric]:
         doc = METRIC_NAMES
@@ -242,13 +246,19 @@ class _Collector(Collector):
             queue.add_metric(labels, totals.queue)
         for (model, version), count in sorted(self._replicas.items()):
             replicas.add_metric([model, str(version)], count)
-        return [requests, errors, duration, batch, queue, replicas]
+        master = CounterMetricFamily("seedserve_master_requests", doc["seedserve_master_requests_total"],
+                                     labels=["route"])
+        for route, count in sorted(self._master_requests.items()):
+            master.add_metric([route], count)
+        return [requests, errors, duration, batch, queue, replicas, master]
 
 
-def exposition(book: MetricsBook, replicas: Mapping[tuple[str, int], int]) -> bytes:
-    """The Prometheus text of ``book`` and ``replicas`` ((model, version) -> running replicas)."""
+def exposition(book: MetricsBook, replicas: Mapping[tuple[str, int], int],
+               master_requests: Mapping[str, int] | None = None) -> bytes:
+    """The Prometheus text of ``book``, ``replicas`` ((model, version) ->
+    running replicas) and ``master_requests`` (route -> requests the master answered)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(book, replicas))
+    registry.register(_Collector(book, replicas, master_requests or {}))
     return generate_latest(registry)
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "KeyCache", "bearer_key", "bearer_key_from", "not_accepted", "check_key", "wrong_key_limiter", "read_body",
     "parse_json", "load_json",
     "error_headers", "error_parts", "error_response", "oip_error_parts", "oip_error_response", "relative_path",
+    "V2_BELOW_MODEL", "public_v2_path",
 ]
 
 logger = logging.getLogger("seedserve.query")
@@ -201,3 +202,19 @@ def relative_path(request: Request) -> str:
     path: str = request.scope.get("path", "")
     root: str = request.scope.get("root_path", "")
     return path[len(root):] if root and path.startswith(root) else path
+
+
+#: Where a model's application answers the Open Inference Protocol, below its
+#: route prefix: the ingress rewrites ``/v2/models/<name>/infer`` to
+#: ``/models/<name>/v2/infer`` (seedserve.cluster.haproxy), so that it reaches
+#: the model's replica in one hop, as native queries do.
+V2_BELOW_MODEL = "/v2"
+
+
+def public_v2_path(path: str) -> str:
+    """The Open Inference Protocol path a model-relative ``/v2`` path stands
+    for (``/models/<name>/v2/infer`` -> ``/v2/models/<name>/infer``), else ``path``."""
+    parts = path.split("/", 4)  # "", "models", name, "v2", rest
+    if len(parts) < 4 or parts[0] or parts[1] != "models" or not parts[2] or parts[3] != V2_BELOW_MODEL[1:]:
+        return path
+    return f"{V2_BELOW_MODEL}/models/{parts[2]}" + (f"/{parts[4]}" if len(parts) > 4 else "")

@@ -6,9 +6,10 @@ registry reads and writes of model replicas (which have no database)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import ray
@@ -29,6 +30,7 @@ from seedserve.deployments._query import (
     error_response,
     load_json,
     oip_error_response,
+    public_v2_path,
     read_body,
     wrong_key_limiter,
 )
@@ -49,7 +51,7 @@ from seedserve.registry import ModelStore, connect
 from seedserve.registry.keys import key_matches
 from seedserve.settings import Settings
 
-__all__ = ["MASTER", "Master", "build"]
+__all__ = ["MASTER", "Master", "build", "route_family"]
 
 logger = logging.getLogger("seedserve.master")
 
@@ -77,6 +79,16 @@ def reconciler_health(task_done: bool, last_ok: float | None, last_error: str | 
     else:
         state = "ok"
     return {"state": state, "last_ok_age_s": None if last_ok is None else round(now - last_ok, 1), "error": last_error}
+
+
+def route_family(path: str, known: Collection[str]) -> str:
+    """The ``route`` label of a request the master answered: one of its own
+    routes (``known``), a model's query path with the name left out, or ``other``."""
+    if path.startswith("/v2/models/"):
+        return "/v2/models/{name}"
+    if path.startswith("/models/"):
+        return "/models/{name}"
+    return path if path in known else "other"
 
 
 class Master:
@@ -113,6 +125,10 @@ class Master:
             "/cluster": self._cluster,
             "/-/routes": self._serve_routes,
         }
+        self._known_routes = {*self._routes, *self._operator_routes, "/v2/repository/index"}
+        # What this application answered, by route, for /metrics: a model's
+        # /v2 query reaches it only when the model has no application of its own.
+        self._answered: collections.Counter[str] = collections.Counter()
 
     async def __call__(self, request: Request) -> Response:
         # Serve's ingress puts the request id on the answer (see seedserve.logs).
@@ -130,10 +146,14 @@ class Master:
         bind_request(request_id, model, version)
 
     async def _answer(self, request: Request, request_id: str) -> Response:
-        path = request.url.path.rstrip("/") or "/"
+        # A model's /v2 path as the ingress rewrote it for the model's own
+        # application, which the model does not have (unknown, deleted, not
+        # served yet): answered as /v2/models/<name> is (see seedserve.cluster.haproxy).
+        path = public_v2_path(request.url.path.rstrip("/") or "/")
         self._bind(request_id, path)
         if path == MASTER_ROUTES_PATH:
             path = "/-/routes"  # where the ingress sends /-/routes (see seedserve.cluster.haproxy)
+        self._answered[route_family(path, self._known_routes)] += 1
         oip = path == "/v2" or path.startswith("/v2/")
         try:
             allowed = allowed_methods(path)
@@ -237,7 +257,7 @@ class Master:
         if state.last_ok is not None:  # the registry has been read: a model not in it was deleted, its series go
             for model in self._metrics_book.models() - set(state.serving):
                 self._metrics_book.forget(model)
-        return Response(exposition(self._metrics_book, replicas), media_type=CONTENT_TYPE)
+        return Response(exposition(self._metrics_book, replicas, self._answered), media_type=CONTENT_TYPE)
 
     async def _cluster(self) -> Response:
         """Nodes (worker types, resources) and each model application's status
@@ -307,10 +327,12 @@ class Master:
         return response
 
     async def _v2_model(self, request: Request, path: str, request_id: str) -> Response:
-        """``/v2/models/{name}[/versions/{v}][/ready|/infer]``, forwarded to the model's
-        replica through a handle (Serve routes one prefix per application, and the
-        native ``/models/{name}`` path owns the model's single hop). The replica
-        checks the key, as it does for native queries."""
+        """``/v2/models/{name}[/versions/{v}][/ready|/infer]`` that reached the
+        master: version-pinned paths (the ingress sends the others to the
+        model's own application, see seedserve.cluster.haproxy), and any for a
+        model without an application Serve's ingress knows yet. Forwarded to the
+        model's replica through a handle, which checks the key, or answered as
+        :meth:`_not_served`."""
         parts = path.split("/")[3:]
         name, rest = parts[0], parts[1:]
         app = model_app_name(name)

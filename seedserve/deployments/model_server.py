@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from seedserve import dispatch
 from seedserve.codecs import Manifest, decode_inputs, sample_inputs
 from seedserve.codecs.batching import items, split
+from seedserve.codecs.oip import HEADER_LENGTH
 from seedserve.codecs.outputs import encode_outputs
 from seedserve.codecs.registry import Decoded, kinds_of
 from seedserve.codecs.schema import ACCESS_SAMPLE_EVERY
@@ -41,16 +42,19 @@ from seedserve.deployments._oip import (
     parse_infer_request,
 )
 from seedserve.deployments._query import (
+    V2_BELOW_MODEL,
     KeyCache,
     bearer_key,
     bearer_key_from,
     error_response,
     oip_error_parts,
+    oip_error_response,
     read_body,
     relative_path,
 )
 from seedserve.deployments._stats import InferenceStats
 from seedserve.deployments._transport import parse_payload
+from seedserve.deployments.openapi import allowed_methods
 from seedserve.deployments.serve_config import ray_nodes, typed_nodes
 from seedserve.dispatch import TOGETHER_TURNS, Route
 from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, NotFound, SeedserveError, Timeout
@@ -85,6 +89,9 @@ def _batch_items(queries: list[tuple[dict[str, Decoded], int]]) -> int:
 #: give the deployment up, and nothing would deploy it again.
 _MODEL_DATA_WITHIN_S = 120.0
 
+
+#: What ``/v2/models/<name>`` answers below it besides ``/infer`` (see ModelServer._v2_info).
+_V2_INFO = ("", "/ready", "/stats")
 
 #: An Open Inference Protocol answer: status, headers, body.
 OipAnswer = tuple[int, dict[str, str], bytes]
@@ -133,8 +140,10 @@ async def _model_data(master: DeploymentHandle[Any], name: str, version: int) ->
 
 class ModelServer:
     """Serves one model version: ``POST <prefix>/predict`` or
-    ``<prefix>/versions/<its version>/predict`` (and ``/v2`` infer
-    requests the master forwards). Each query is authenticated, admitted
+    ``<prefix>/versions/<its version>/predict``, and the Open Inference
+    Protocol's model paths at ``<prefix>/v2[/infer|/ready|/stats]`` (where
+    the ingress sends ``/v2/models/<name>/...``) or through a handle (the
+    master's version-pinned paths, the gRPC service). Each query is authenticated, admitted
     (503 when the replica is full), decoded, batched with others when the
     model allows it, run, and encoded, all within the request timeout (504)."""
 
@@ -267,8 +276,40 @@ class ModelServer:
         return None
 
     async def __call__(self, request: Request) -> Response:
+        path = relative_path(request).rstrip("/")
+        if path == V2_BELOW_MODEL or path.startswith(V2_BELOW_MODEL + "/"):
+            return await self._v2_http(request, path.removeprefix(V2_BELOW_MODEL))
         return await self._entry("http", request.headers.get(REQUEST_ID_HEADER),
                                  lambda entry: self._route(request, entry), error_response, _response_status)
+
+    async def _v2_http(self, request: Request, rest: str) -> Response:
+        """``/v2/models/<name>{rest}``, rewritten by the ingress to below this
+        application's prefix: answered as the master answers it, errors in the
+        protocol's shape. Only infer requests are queries (metrics, statistics)."""
+        public = f"/v2/models/{self._name}{rest}"
+        if rest == "/infer" and request.method == "POST":
+            return await self._entry("v2", request.headers.get(REQUEST_ID_HEADER),
+                                     lambda entry: self._infer_v2_http(request, entry), oip_error_response,
+                                     _response_status)
+        try:
+            # The method first, as the master does, whether the key is right or not.
+            allowed = allowed_methods(public)
+            if allowed is not None and request.method not in allowed:
+                raise MethodNotAllowed.on(request.method, public, allowed)
+            self._keys.check(bearer_key(request))
+            if rest not in _V2_INFO:
+                raise NotFound(f"no route {request.method} {public}; see the Open Inference Protocol's REST paths")
+            return Response(self._v2_info(rest), headers={"content-type": "application/json"})
+        except SeedserveError as exc:
+            return oip_error_response(exc)
+
+    async def _infer_v2_http(self, request: Request, entry: _Entry) -> Response:
+        """A /v2 infer request over HTTP: the key, then the body within the model's limit, in an admission slot."""
+        entry.query = True
+        self._keys.check(bearer_key(request))
+        header_length = request.headers.get(HEADER_LENGTH)
+        content, headers = await self._with_body(request, lambda body: self._v2_outputs(header_length, body))
+        return Response(content, headers=headers)
 
     async def _route(self, request: Request, entry: _Entry) -> Response:
         path = relative_path(request).rstrip("/")
@@ -331,18 +372,27 @@ class ModelServer:
 
     async def _predict(self, request: Request) -> Response:
         self._keys.check(bearer_key(request))
+
+        async def outputs(body: bytes) -> dict[str, Any]:
+            arrays = decode_inputs(self._manifest, await parse_payload(request.headers, body, self._manifest))
+            return encode_outputs(self._manifest, await self._infer(arrays))
+
+        return JSONResponse(await self._with_body(request, outputs))
+
+    async def _with_body(self, request: Request, use: Callable[[bytes], Awaitable[T]]) -> T:
+        """``use(body)`` in an admission slot, the body read there within the
+        model's limit (refused as soon as it is known to be too large)."""
         reading = False
 
-        async def run() -> dict[str, Any]:
+        async def run() -> T:
             nonlocal reading
             reading = True
             body = await read_body(request, self._manifest.max_body_bytes)
             reading = False
-            arrays = decode_inputs(self._manifest, await parse_payload(request.headers, body, self._manifest))
-            return encode_outputs(self._manifest, await self._infer(arrays))
+            return await use(body)
 
         try:
-            return JSONResponse(await self._admitted(run))
+            return await self._admitted(run)
         except Timeout:
             if not reading:
                 raise
@@ -376,12 +426,13 @@ class ModelServer:
                 limit=self._manifest.max_body_bytes,
             )
 
-        async def run() -> tuple[bytes, dict[str, str]]:
-            payload, request = parse_infer_request(header_length, body, self._manifest)
-            outputs = await self._infer(decode_inputs(self._manifest, payload))
-            return encode_infer_response(self._name, self._version, outputs, request)
+        return await self._admitted(lambda: self._v2_outputs(header_length, body))
 
-        return await self._admitted(run)
+    async def _v2_outputs(self, header_length: str | None, body: bytes) -> tuple[bytes, dict[str, str]]:
+        """The answer to a /v2 infer request's body: response body and headers."""
+        payload, request = parse_infer_request(header_length, body, self._manifest)
+        outputs = await self._infer(decode_inputs(self._manifest, payload))
+        return encode_infer_response(self._name, self._version, outputs, request)
 
     async def _admitted(self, run: Callable[[], Awaitable[T]]) -> T:
         """``run()`` in an admission slot, within the request timeout."""
@@ -520,15 +571,24 @@ class ModelServer:
 
     def metadata_v2(self, authorization: str) -> tuple[int, dict[str, str], bytes]:
         """Model metadata in the Open Inference Protocol's form, for one of the model's keys."""
-        return self._with_key(authorization, lambda: json.dumps(self._metadata()).encode())
+        return self._with_key(authorization, lambda: self._v2_info(""))
 
     def ready_v2(self, authorization: str) -> tuple[int, dict[str, str], bytes]:
         """The model's readiness (it is: this replica answers), for one of the model's keys."""
-        return self._with_key(authorization, lambda: json.dumps({"name": self._name, "ready": True}).encode())
+        return self._with_key(authorization, lambda: self._v2_info("/ready"))
 
     def stats_v2(self, authorization: str) -> tuple[int, dict[str, str], bytes]:
         """This replica's inference statistics (the statistics extension), for one of the model's keys."""
-        return self._with_key(authorization, lambda: json.dumps(self._stats.as_oip(self._name, self._version)).encode())
+        return self._with_key(authorization, lambda: self._v2_info("/stats"))
+
+    def _v2_info(self, rest: str) -> bytes:
+        """The JSON body of ``/v2/models/<name>{rest}``: metadata (``""``), readiness
+        (it is ready: this replica answers) or statistics (``/stats``)."""
+        if rest == "/ready":
+            return json.dumps({"name": self._name, "ready": True}).encode()
+        if rest == "/stats":
+            return json.dumps(self._stats.as_oip(self._name, self._version)).encode()
+        return json.dumps(self._metadata()).encode()
 
     def _with_key(self, authorization: str, answer: Callable[[], bytes]) -> tuple[int, dict[str, str], bytes]:
         try:

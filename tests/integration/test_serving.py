@@ -215,6 +215,13 @@ def test_a_model_scaled_to_zero_answers_its_first_query(system: System, tmp_path
     with Client(system.master_url, key, timeout=60) as client:
         answer = client.predict("sleepy", x=[[1.0, 2.0, 3.0]])
     assert answer["y"] == [[6.0, 1.0]]
+    # Again at zero, a /v2 query (which the ingress sends to the model's own application) scales it up as well.
+    eventually(at_zero, timeout_s=90, interval_s=1)
+    v2 = httpx.post(f"{system.master_url}/v2/models/sleepy/infer", timeout=60,
+                    headers={"Authorization": f"Bearer {key}"},
+                    json={"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 3.0]}]})
+    assert v2.status_code == 200, v2.text
+    assert v2.json()["outputs"][0]["data"] == [6.0, 1.0]
 
 
 def test_replicas_run_on_the_node_of_their_worker_type(system: System, tmp_path: Path, registered: list[str]) -> None:
