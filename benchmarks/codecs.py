@@ -30,8 +30,8 @@ from starlette.datastructures import Headers
 
 from seedserve.client.client import _request
 from seedserve.codecs import Manifest, decode_inputs, parse_manifest
-from seedserve.deployments._oip import parse_infer_request
 from seedserve.deployments._transport import parse_payload
+from seedserve.deployments._v2_rest import parse_infer_request
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RNG = np.random.default_rng(0)

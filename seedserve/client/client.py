@@ -20,7 +20,7 @@ from seedserve.client._base import (
     transport_error,
 )
 from seedserve.client.encoders import MULTIPART_THRESHOLD, Encoded, encode_inputs
-from seedserve.client.oip import decode_infer_response, encode_infer_request
+from seedserve.client.v2_binary import decode_infer_response, encode_infer_request
 from seedserve.errors import Timeout
 
 __all__ = ["Client", "AsyncClient", "Retries", "Transport"]

@@ -238,9 +238,9 @@ class ManagerClient(SyncClient):
     (or the admin token); without one, :meth:`login` gets one."""
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 http_transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(url, token)
-        self._http = httpx.Client(timeout=timeout, transport=transport)
+        self._http = httpx.Client(timeout=timeout, transport=http_transport)
 
     def login(self, username: str, password: str, label: str = "sdk") -> str:
         """Sign in: create an API token, use it from now on, and return it."""
@@ -373,9 +373,9 @@ class AsyncManagerClient(BaseClient):
     answers, awaited."""
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 http_transport: httpx.AsyncBaseTransport | None = None) -> None:
         super().__init__(url, token)
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(timeout=timeout, transport=http_transport)
 
     async def login(self, username: str, password: str, label: str = "sdk") -> str:
         token = (await self.create_token(label, username=username, password=password)).token

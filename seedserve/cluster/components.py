@@ -22,7 +22,7 @@ from seedserve.cluster.ports import PortPlan
 from seedserve.cluster.processes import Child, environ_with, start_child, wait_until
 from seedserve.deployments import deploy_config, master_application
 from seedserve.deployments.serve_config import worker_resource
-from seedserve.registry.keys import hash_key
+from seedserve.registry.key_hashes import hash_key
 from seedserve.settings import Settings, is_loopback
 
 __all__ = [

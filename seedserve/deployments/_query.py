@@ -27,7 +27,7 @@ from seedserve.errors import (
     oip_error_body,
 )
 from seedserve.ratelimit import WRONG_KEYS_PER_MINUTE, FailureLimiter
-from seedserve.registry.keys import key_matches
+from seedserve.registry.key_hashes import key_matches
 
 __all__ = [
     "KeyCache", "bearer_key", "bearer_key_from", "not_accepted", "check_key", "wrong_key_limiter", "read_body",

@@ -19,11 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from seedserve import __version__
-from seedserve.codecs.oip import HEADER_LENGTH
+from seedserve.codecs.v2_wire import HEADER_LENGTH
 from seedserve.deployments._autocalibrate import calibrate_new_types
 from seedserve.deployments._master_link import MASTER_ROUTES_PATH, ModelData
 from seedserve.deployments._metrics import CONTENT_TYPE, MetricsBook, ReplicaTotals, exposition
-from seedserve.deployments._oip import EXTENSIONS
 from seedserve.deployments._query import (
     bearer_key,
     check_key,
@@ -34,7 +33,8 @@ from seedserve.deployments._query import (
     read_body,
     wrong_key_limiter,
 )
-from seedserve.deployments.openapi import allowed_methods, master_document
+from seedserve.deployments._v2_rest import EXTENSIONS
+from seedserve.deployments.master_document import allowed_methods, master_document
 from seedserve.deployments.reconciler import Reconciler
 from seedserve.deployments.serve_api import ServeRestApi
 from seedserve.deployments.serve_config import (
@@ -48,7 +48,7 @@ from seedserve.errors import InvalidInput, MethodNotAllowed, NotFound, Seedserve
 from seedserve.logs import REQUEST_ID_HEADER, bind_request, log_error, request_id_from
 from seedserve.profiler.catalog import load_catalog
 from seedserve.registry import ModelStore, connect
-from seedserve.registry.keys import key_matches
+from seedserve.registry.key_hashes import key_matches
 from seedserve.settings import Settings
 
 __all__ = ["MASTER", "Master", "build", "route_family"]

@@ -28,19 +28,13 @@ from starlette.responses import JSONResponse, Response
 from seedserve import dispatch
 from seedserve.codecs import Manifest, decode_inputs, sample_inputs
 from seedserve.codecs.batching import items, split
-from seedserve.codecs.oip import HEADER_LENGTH
 from seedserve.codecs.outputs import encode_outputs
 from seedserve.codecs.registry import Decoded, kinds_of
 from seedserve.codecs.schema import ACCESS_SAMPLE_EVERY
+from seedserve.codecs.v2_wire import HEADER_LENGTH
 from seedserve.deployments._admission import Admission, CallTime, Deadlines
 from seedserve.deployments._master_link import ModelData, master_handle
 from seedserve.deployments._metrics import CallLog, ModelMetrics, ReplicaTotals
-from seedserve.deployments._oip import (
-    encode_infer_response,
-    oip_output_metadata,
-    oip_tensor_metadata,
-    parse_infer_request,
-)
 from seedserve.deployments._query import (
     V2_BELOW_MODEL,
     KeyCache,
@@ -54,7 +48,13 @@ from seedserve.deployments._query import (
 )
 from seedserve.deployments._stats import InferenceStats
 from seedserve.deployments._transport import parse_payload
-from seedserve.deployments.openapi import allowed_methods
+from seedserve.deployments._v2_rest import (
+    encode_infer_response,
+    oip_output_metadata,
+    oip_tensor_metadata,
+    parse_infer_request,
+)
+from seedserve.deployments.master_document import allowed_methods
 from seedserve.deployments.serve_config import ray_nodes, typed_nodes
 from seedserve.dispatch import TOGETHER_TURNS, Route
 from seedserve.errors import BodyTimeout, InputTooLarge, MethodNotAllowed, NotFound, SeedserveError, Timeout

@@ -1,6 +1,6 @@
 """KServe v2 gRPC messages to and from the Open Inference Protocol's REST
 form with its binary extension, the form the model's replica parses
-(``seedserve.deployments._oip``).
+(``seedserve.deployments._v2_rest``).
 
 Every input travels to the replica as binary data (``binary_data_size``):
 raw contents as they came, typed contents laid out as raw ones. Every output
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from seedserve.codecs.oip import DATATYPES, HEADER_LENGTH, pack_bytes
+from seedserve.codecs.v2_wire import DATATYPES, HEADER_LENGTH, pack_bytes
 from seedserve.errors import InvalidInput
 from seedserve.grpc import grpc_predict_v2_pb2 as pb
 

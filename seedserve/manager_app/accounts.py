@@ -14,7 +14,7 @@ from seedserve.manager_app._json import json_body
 from seedserve.manager_app.auth import authenticate, caller
 from seedserve.manager_app.policy import invite_needed
 from seedserve.manager_app.state import ManagerState
-from seedserve.registry.accounts import TokenDoc, UserDoc, check_password, check_username
+from seedserve.registry.account_store import TokenDoc, UserDoc, check_password, check_username
 
 __all__ = ["create_token", "create_user", "list_tokens", "me", "revoke_token", "sign_in", "sign_up", "token_view"]
 

@@ -22,12 +22,12 @@ from seedserve.manager_app import dashboard
 from seedserve.manager_app.auth import sign_in_limiter
 from seedserve.manager_app.limits import BodyLimit
 from seedserve.manager_app.master_view import MasterView
-from seedserve.manager_app.openapi import allowed_methods, api_routes, openapi_document
+from seedserve.manager_app.operations import allowed_methods, api_routes, openapi_document
 from seedserve.manager_app.orphans import collect_forever, collect_orphans
 from seedserve.manager_app.request_ids import RequestIds
 from seedserve.manager_app.state import ManagerState
 from seedserve.registry import ModelStore, connect
-from seedserve.registry.accounts import AccountStore
+from seedserve.registry.account_store import AccountStore
 from seedserve.registry.invites import InviteStore
 from seedserve.settings import Settings
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from seedserve.errors import Forbidden, Unauthenticated
 from seedserve.ratelimit import FailureLimiter
-from seedserve.registry.accounts import TOKEN_PREFIX, Session
+from seedserve.registry.account_store import TOKEN_PREFIX, Session
 from seedserve.registry.store import ADMIN
 
 if TYPE_CHECKING:

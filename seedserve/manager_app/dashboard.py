@@ -28,10 +28,10 @@ from seedserve.manager_app.accounts import sign_in, sign_up
 from seedserve.manager_app.auth import SESSION_COOKIE, check_csrf, current_session, set_session_cookie
 from seedserve.manager_app.keys import key_view
 from seedserve.manager_app.live import cluster_view
-from seedserve.manager_app.openapi import openapi_document
+from seedserve.manager_app.operations import openapi_document
 from seedserve.manager_app.profiles import insight
 from seedserve.manager_app.state import ManagerState
-from seedserve.registry.accounts import Session
+from seedserve.registry.account_store import Session
 
 __all__ = ["routes"]
 

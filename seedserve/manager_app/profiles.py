@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from seedserve import api
 from seedserve.codecs import Manifest
+from seedserve.manager_app._upload import probed_upload
 from seedserve.manager_app.auth import caller
 from seedserve.profiler.calibrate import Calibration
 from seedserve.profiler.catalog import load_catalog
@@ -69,8 +70,6 @@ async def insight(store: ModelStore, manifest: Manifest, profile: dict[str, Any]
 
 async def profile_artifact(request: Request) -> api.Profiled:
     """Profile an artifact (multipart: ``manifest``, ``artifact``, ``format``) and store nothing."""
-    from seedserve.manager_app.models import probed_upload
-
     state, who = await caller(request)
     async with probed_upload(request, state, who) as probed:
         pass  # nothing is stored: the temporary file goes with the block

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from seedserve.manager_app.master_view import MasterView
 from seedserve.ratelimit import FailureLimiter
 from seedserve.registry import ModelStore
-from seedserve.registry.accounts import AccountStore
+from seedserve.registry.account_store import AccountStore
 from seedserve.registry.invites import InviteStore
 from seedserve.settings import Settings
 

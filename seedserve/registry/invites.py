@@ -20,7 +20,7 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from seedserve.errors import Forbidden, NotFound
-from seedserve.registry.keys import hash_key
+from seedserve.registry.key_hashes import hash_key
 from seedserve.registry.store import database_errors
 
 __all__ = ["INVITE_PREFIX", "InviteDoc", "InviteStore"]

@@ -21,7 +21,7 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import ignored_auth
 
 from seedserve.client import Client, ManagerClient
-from seedserve.deployments.openapi import master_document
+from seedserve.deployments.master_document import master_document
 from tests.conftest import System
 from tests.fuzzing import EXAMPLES, exempt_checks, record
 from tests.helpers import MLP_MANIFEST, error_fields, eventually, make_mlp, save_torchscript

@@ -27,7 +27,7 @@ from PIL import Image
 
 from seedserve.client import Client, ManagerClient
 from seedserve.client.client import _request
-from seedserve.client.oip import encode_infer_request
+from seedserve.client.v2_binary import encode_infer_request
 from seedserve.codecs import decode_inputs, parse_manifest
 from seedserve.runtime import model_arguments
 from tests.conftest import System

@@ -20,7 +20,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from seedserve.client import Client, ManagerClient
 from seedserve.client.encoders import File
-from seedserve.client.oip import encode_infer_request
+from seedserve.client.v2_binary import encode_infer_request
 from tests.browser.test_dashboard import _chromium
 from tests.conftest import System
 from tests.helpers import error_fields, eventually

@@ -18,7 +18,7 @@ from openapi_spec_validator import validate as validate_spec
 
 from seedserve.client import AsyncManagerClient, ManagerClient
 from seedserve.errors import AlreadyExists, InvalidArtifact, NotFound, Unauthenticated
-from seedserve.manager_app.openapi import OPERATIONS
+from seedserve.manager_app.operations import OPERATIONS
 from tests.helpers import MLP_MANIFEST, make_mlp, save_torchscript
 from tests.manager.conftest import Manager
 

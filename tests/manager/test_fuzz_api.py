@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from seedserve.client import ManagerClient
 from seedserve.errors import NotFound
-from seedserve.manager_app.openapi import openapi_document
+from seedserve.manager_app.operations import openapi_document
 from tests.fuzzing import EXAMPLES, exempt_checks, record
 from tests.helpers import MLP_MANIFEST, make_mlp, save_torchscript
 from tests.manager.conftest import Manager

@@ -20,7 +20,7 @@ import pytest
 
 from seedserve.codecs import Manifest
 from seedserve.errors import HandlerError, InvalidArtifact
-from seedserve.manager_app.probe import probe_artifact
+from seedserve.manager_app.artifact_check import check_artifact
 from seedserve.sandbox import ALLOWED_ENV, SandboxLimits, sandbox_python
 from seedserve.sandbox.handler import SandboxedHandler
 from tests.helpers import free_port
@@ -86,7 +86,7 @@ def _leftovers(targets: dict[str, Any]) -> list[Path]:
 def test_every_attack_in_load_fails_at_test_load_and_succeeds_outside(tmp_path: Path, targets: dict[str, Any]) -> None:
     loading = {**targets, "in": "load"}
     with pytest.raises(InvalidArtifact) as refused:
-        asyncio.run(probe_artifact(_package(tmp_path, loading), "handler", MANIFEST))
+        asyncio.run(check_artifact(_package(tmp_path, loading), "handler", MANIFEST))
     inside = _report(refused.value.message)
     assert {name: ok for name, (ok, _) in inside.items()} == dict.fromkeys(inside, 0), inside
     assert not _leftovers(targets)
@@ -101,7 +101,7 @@ def test_memory_past_the_limit_stops_the_test_load_and_passes_outside(tmp_path: 
     limit = 2**30
     hungry = {**targets, "in": "load", "attacks": ["touch_memory"]}
     with pytest.raises(InvalidArtifact, match="more than its memory limit of 1 GiB"):
-        asyncio.run(probe_artifact(_package(tmp_path, hungry), "handler", MANIFEST,
+        asyncio.run(check_artifact(_package(tmp_path, hungry), "handler", MANIFEST,
                                    limits=SandboxLimits(memory_bytes=limit)))
     outside = _outside(tmp_path, {**hungry, "memory_ceiling": limit + 2**28})
     assert outside["touch_memory"][0] == 1, outside

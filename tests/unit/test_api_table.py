@@ -21,8 +21,8 @@ from starlette.routing import Route
 from seedserve import api
 from seedserve.errors import SeedserveError
 from seedserve.manager_app._json import MAX_JSON_BODY, json_body
-from seedserve.manager_app.openapi import OPERATIONS, _answering, api_routes, openapi_document
-from seedserve.openapi import Operation
+from seedserve.manager_app.operations import OPERATIONS, _answering, api_routes, openapi_document
+from seedserve.openapi_builder import Operation
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

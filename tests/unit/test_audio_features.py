@@ -140,7 +140,7 @@ def test_bad_feature_options_are_refused_naming_the_field(option: dict[str, obje
 
 
 def test_open_inference_metadata_of_a_feature_input_is_still_a_file() -> None:
-    from seedserve.deployments._oip import oip_tensor_metadata
+    from seedserve.deployments._v2_rest import oip_tensor_metadata
 
     meta = oip_tensor_metadata(_spec("mfcc"))
     assert meta["datatype"] == "BYTES" and meta["parameters"]["seedserve_kind"] == "audio"

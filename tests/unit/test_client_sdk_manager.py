@@ -42,7 +42,7 @@ def test_answers_are_the_api_models_with_their_timestamps_as_datetimes() -> None
         ("PUT", "/api/models/mlp/pin"): httpx.Response(200, json={"name": "mlp", "version": 1, "pinned": 1,
                                                                   "latest": 2}),
     })
-    with ManagerClient(URL, "st_x", transport=transport) as client:
+    with ManagerClient(URL, "st_x", http_transport=transport) as client:
         shown = client.get_model("mlp")
         listed = client.list_models()
         pinned = client.pin("mlp", 1)
@@ -68,7 +68,7 @@ def test_a_registration_answers_its_key_or_the_whole_answer_and_its_warnings_poi
         sent.append(request)
         return httpx.Response(201, json=deprecated)
 
-    with ManagerClient(URL, "st_x", transport=httpx.MockTransport(handle)) as client:
+    with ManagerClient(URL, "st_x", http_transport=httpx.MockTransport(handle)) as client:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             key = client.register(artifact, {"name": "mlp"})
@@ -90,7 +90,7 @@ def test_the_async_client_answers_with_the_same_models(tmp_path: Path) -> None:
     })
 
     async def scenario() -> tuple[list[api.Key], str, api.Me]:
-        async with AsyncManagerClient(URL, transport=transport) as client:
+        async with AsyncManagerClient(URL, http_transport=transport) as client:
             token = await client.login("ada", "correct horse")
             assert await client.register(artifact, {"name": "mlp"}) is None  # a new version: no key
             return await client.keys("mlp"), token, await client.me()

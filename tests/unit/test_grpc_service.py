@@ -14,7 +14,7 @@ import pytest
 
 from seedserve.cluster.environment import BrokenEnvironment, check_serve_imports, serve_import_problem
 from seedserve.codecs import Manifest
-from seedserve.deployments._oip import parse_infer_request
+from seedserve.deployments._v2_rest import parse_infer_request
 from seedserve.errors import InvalidInput, Overloaded
 from seedserve.grpc import grpc_predict_v2_pb2 as pb
 from seedserve.grpc._convert import infer_request_body, infer_response, metadata_response

@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from seedserve.deployments._oip import oip_output_metadata
 from seedserve.deployments._query import error_parts, not_accepted, oip_error_parts
 from seedserve.deployments._stats import InferenceStats
+from seedserve.deployments._v2_rest import oip_output_metadata
 from seedserve.deployments.master import _index_request, reconciler_health
-from seedserve.deployments.openapi import master_document
+from seedserve.deployments.master_document import master_document
 from seedserve.errors import InputTooLarge, InvalidInput, Overloaded, SeedserveError, from_body
 
 

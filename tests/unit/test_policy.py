@@ -97,7 +97,7 @@ def test_a_handler_refusal_says_what_is_accepted_instead() -> None:
 
 def test_the_admins_username_is_reserved() -> None:
     from seedserve.errors import AlreadyExists
-    from seedserve.registry.accounts import check_username
+    from seedserve.registry.account_store import check_username
 
     with pytest.raises(AlreadyExists, match="reserved for the admin token"):
         check_username("admin")

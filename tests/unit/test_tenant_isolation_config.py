@@ -13,7 +13,7 @@ from seedserve.cluster.components import RAY_NODE_SECRETS, operator_token_hashes
 from seedserve.cluster.haproxy import MASTER_ROUTES_PATH, ROUTES_ACL, without_routes_answer
 from seedserve.deployments import _master_link as master_link
 from seedserve.deployments.serve_config import master_application, model_application
-from seedserve.registry.keys import hash_key
+from seedserve.registry.key_hashes import hash_key
 from seedserve.settings import Settings
 
 
@@ -68,7 +68,7 @@ def test_rays_haproxy_template_still_has_the_routes_rule_the_wrapper_switches_of
 
 
 def test_the_master_document_asks_a_token_of_the_operational_endpoints_and_a_key_of_every_model_route() -> None:
-    from seedserve.deployments.openapi import master_document
+    from seedserve.deployments.master_document import master_document
 
     paths = master_document()["paths"]
     for path in ("/metrics", "/cluster", "/-/routes"):

@@ -19,11 +19,11 @@ from PIL import Image
 from starlette.datastructures import Headers
 
 from seedserve.client.client import _request
-from seedserve.client.oip import encode_infer_request
+from seedserve.client.v2_binary import encode_infer_request
 from seedserve.codecs import decode_inputs, parse_manifest
-from seedserve.codecs.oip import HEADER_LENGTH
-from seedserve.deployments._oip import parse_infer_request
+from seedserve.codecs.v2_wire import HEADER_LENGTH
 from seedserve.deployments._transport import parse_payload
+from seedserve.deployments._v2_rest import parse_infer_request
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -172,7 +172,7 @@ def _oip_bytes(elements: list[bytes]) -> bytes:
 def test_every_kind_decodes_identically_over_the_open_inference_protocol_binary_extension() -> None:
     import json
 
-    from seedserve.deployments._oip import parse_infer_request
+    from seedserve.deployments._v2_rest import parse_infer_request
 
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     inputs = _inputs(x, {"a": 1.5, "b": 2}, "hello")
@@ -202,7 +202,7 @@ def test_oip_json_form_and_its_errors() -> None:
 
     import pytest
 
-    from seedserve.deployments._oip import parse_infer_request
+    from seedserve.deployments._v2_rest import parse_infer_request
     from seedserve.errors import InvalidInput
 
     small = parse_manifest({"name": "m", "inputs": [{"name": "x", "shape": [-1, 2]}], "outputs": [{"name": "y"}]})
@@ -234,7 +234,7 @@ def test_oip_json_form_and_its_errors() -> None:
 def test_oip_responses_are_json_or_binary_as_asked() -> None:
     import json
 
-    from seedserve.deployments._oip import encode_infer_response
+    from seedserve.deployments._v2_rest import encode_infer_response
 
     y = np.array([[0.5, -1.0]], dtype=np.float32)
     body, headers = encode_infer_response("m", 1, {"y": y}, {"id": "7"})
@@ -250,8 +250,8 @@ def test_oip_responses_are_json_or_binary_as_asked() -> None:
 
 
 def test_the_sdk_reads_oip_responses_in_both_forms() -> None:
-    from seedserve.client.oip import decode_infer_response
-    from seedserve.deployments._oip import encode_infer_response
+    from seedserve.client.v2_binary import decode_infer_response
+    from seedserve.deployments._v2_rest import encode_infer_response
 
     outputs = {"y": np.array([[0.5, -1.0]], np.float32), "ids": np.array([3, 4], np.int64)}
     for request in ({}, {"parameters": {"binary_data_output": True}}):

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from seedserve.codecs import Manifest
-from seedserve.codecs.oip import DATATYPES, DTYPE_DATATYPES, HEADER_LENGTH
 from seedserve.codecs.registry import REGISTRY, Kind, kinds_of
+from seedserve.codecs.v2_wire import DATATYPES, DTYPE_DATATYPES, HEADER_LENGTH
 from seedserve.deployments._query import load_json
 from seedserve.errors import InputMismatch, InvalidInput
 

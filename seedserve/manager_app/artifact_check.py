@@ -17,7 +17,7 @@ from seedserve.codecs import Manifest
 from seedserve.errors import InvalidArtifact
 from seedserve.sandbox import SandboxLimits, launch
 
-__all__ = ["probe_artifact"]
+__all__ = ["check_artifact"]
 
 _CHUNK = 2**20
 #: How much of the child's stdout (its report, the last line: a profile lists
@@ -46,14 +46,14 @@ async def _tail(stream: asyncio.StreamReader, keep: int) -> bytes:
     return bytes(kept)
 
 
-async def probe_artifact(
+async def check_artifact(
     path: Path, fmt: str, manifest: Manifest, *, timeout_s: float = 120.0, limits: SandboxLimits | None = None
 ) -> tuple[dict[str, list[int]], dict[str, Any]]:
     """Load and run the artifact once on a sample, and profile it, in a new
     sandbox; returns output shapes by name and the profile (or ``{"error": ...}``)."""
     # CPU seconds: what every core could burn within the wall-clock timeout (which is the real bound).
     limits = replace(limits or SandboxLimits(), cpu_seconds=int(timeout_s * (os.cpu_count() or 1)) + 1)
-    sandbox = launch(["-m", "seedserve.manager_app._probe"], limits)
+    sandbox = launch(["-m", "seedserve.manager_app._artifact_check_child"], limits)
     try:
         process = await asyncio.create_subprocess_exec(
             *sandbox.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

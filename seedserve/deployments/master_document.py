@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from seedserve import __version__, openapi
-from seedserve.codecs.oip import DATATYPES, HEADER_LENGTH
+from seedserve import __version__, openapi_builder
 from seedserve.codecs.registry import REGISTRY
+from seedserve.codecs.v2_wire import DATATYPES, HEADER_LENGTH
 from seedserve.names import MODEL_NAME_PATTERN
-from seedserve.openapi import Operation, content, ref
+from seedserve.openapi_builder import Operation, content, ref
 
 __all__ = ["allowed_methods", "master_document"]
 
@@ -251,7 +251,7 @@ _PARAMS: dict[str, dict[str, Any]] = {
 @cache
 def master_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the master's routes."""
-    document = openapi.build_document(
+    document = openapi_builder.build_document(
         info={
             "title": "seedserve master",
             "version": __version__,
@@ -284,7 +284,7 @@ def master_document() -> dict[str, Any]:
         if path == "/v2" or path.startswith("/v2/"):
             for operation in item.values():
                 for response in operation["responses"].values():
-                    if response.get("content") == content(openapi.Error):
+                    if response.get("content") == content(openapi_builder.Error):
                         response["content"] = content(OipError)
     # Not ready is a readiness answer, not an error.
     document["paths"]["/v2/health/ready"]["get"]["responses"]["503"] = {
@@ -297,5 +297,5 @@ def master_document() -> dict[str, Any]:
 def allowed_methods(path: str) -> list[str] | None:
     """The methods the document gives ``path`` (no HEAD: the master answers
     only what it lists), or None for a path it does not describe."""
-    methods = openapi.allowed_methods(master_document(), path)
+    methods = openapi_builder.allowed_methods(master_document(), path)
     return None if methods is None else [m for m in methods if m != "HEAD"]

@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from seedserve import __version__, api, openapi
+from seedserve import __version__, api, openapi_builder
 from seedserve.manager_app import accounts, admin, keys, live, models, profiles
-from seedserve.openapi import Operation, content
+from seedserve.openapi_builder import Operation, content
 
 __all__ = ["OPERATIONS", "allowed_methods", "api_routes", "openapi_document"]
 
@@ -129,13 +129,13 @@ def _schemas() -> list[type[BaseModel]]:
 
 def allowed_methods(path: str) -> list[str] | None:
     """The methods the document gives ``path``: the ``Allow`` header of a 405."""
-    return openapi.allowed_methods(openapi_document(), path)
+    return openapi_builder.allowed_methods(openapi_document(), path)
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the manager's API."""
-    document = openapi.build_document(
+    document = openapi_builder.build_document(
         info={
             "title": "seedserve manager",
             "version": __version__,

@@ -22,7 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from seedserve.api import USERNAME_PATTERN
 from seedserve.errors import AlreadyExists, InvalidInput, NotFound
-from seedserve.registry.keys import hash_key
+from seedserve.registry.key_hashes import hash_key
 from seedserve.registry.store import ADMIN, database_errors
 
 __all__ = ["AccountStore", "Session", "TokenDoc", "UserDoc", "TOKEN_PREFIX", "USERNAME_PATTERN"]

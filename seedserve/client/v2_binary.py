@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 
 from seedserve.client.encoders import _file, _is_file, encode_value
-from seedserve.codecs.oip import DATATYPES, DTYPE_DATATYPES, HEADER_LENGTH, pack_bytes
+from seedserve.codecs.v2_wire import DATATYPES, DTYPE_DATATYPES, HEADER_LENGTH, pack_bytes
 
 __all__ = ["encode_infer_request", "decode_infer_response"]
 
