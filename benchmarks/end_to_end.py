@@ -63,7 +63,7 @@ from benchmarks._model import CNN, MLP, make_cnn, make_mlp
 from benchmarks._open_loop import run_open_loop
 from benchmarks._system import seedserve_up
 from benchmarks._wrk import run_wrk
-from seedserve.profiler.calibrate import Calibration
+from seedserve.profiler.calibrate import Calibration, median_s
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FRACTIONS = (0.10, 0.50, 0.85)
@@ -143,20 +143,11 @@ def _cases() -> list[Case]:
             text, audio]
 
 
-def _median_s(call: Callable[[], Any], budget_s: float = 0.5, repeats: int = 9) -> float:
+def _median_s(call: Callable[[], Any]) -> float:
+    """As the calibration times a call (seedserve.profiler.calibrate.median_s), after warm-up calls."""
     for _ in range(3):
         call()
-    start = time.perf_counter()
-    call()
-    once = max(time.perf_counter() - start, 1e-7)
-    inner = max(1, min(200, int(budget_s / repeats / once)))
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            call()
-        samples.append((time.perf_counter() - start) / inner)
-    return statistics.median(samples)
+    return median_s(call, repeats=9, budget_s=0.5)
 
 
 def _in_process(case: Case, workdir: Path, calibration: Calibration, batch_size: int) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from seedserve.profiler.trace import CONV, DWCONV, GATHER, GEMM, MEMORY, RNN, trace
 
-__all__ = ["Calibration", "KindFit", "SweepPoint", "calibrate", "fit_kind"]
+__all__ = ["median_s", "Calibration", "KindFit", "SweepPoint", "calibrate", "fit_kind"]
 
 
 class SweepPoint(NamedTuple):
@@ -87,7 +87,8 @@ def _synced(call: Callable[[], Any], device: str) -> Callable[[], Any]:
     return synced
 
 
-def _median_s(call: Callable[[], Any], repeats: int, budget_s: float = 0.3, device: str = "cpu") -> float:
+def median_s(call: Callable[[], Any], repeats: int, budget_s: float = 0.3, device: str = "cpu") -> float:
+    """The median seconds of ``call`` over ``repeats`` timings, each of as many calls as ``budget_s`` allows."""
     call = _synced(call, device)
     call()
     start = time.perf_counter()
@@ -152,7 +153,7 @@ def _streaming(call_s: float, repeats: int, device: str = "cpu") -> list[tuple[i
     for width, layers in ((256, 1), (256, 2), (256, 4), (256, 8), (512, 1), (512, 2), (512, 4), (512, 8),
                           (512, 16), (1024, 8), (1024, 16)):
         chain, x = _scripted(_Chain(width, layers).to(device)), torch.randn(1, width, device=device)
-        seconds = _median_s(functools.partial(chain, x), repeats, budget_s=0.15, device=device) - call_s
+        seconds = median_s(functools.partial(chain, x), repeats, budget_s=0.15, device=device) - call_s
         points.append((sum(p.numel() * p.element_size() for p in chain.parameters()), max(seconds, 1e-8)))
     return points
 
@@ -186,7 +187,7 @@ def _point(module: torch.nn.Module, args: tuple[torch.Tensor, ...], kind: str, b
     if not ops:
         return None
     with torch.inference_mode():
-        seconds = _median_s(lambda: scripted(*args), repeats, budget_s=0.15, device=device) - base_s
+        seconds = median_s(lambda: scripted(*args), repeats, budget_s=0.15, device=device) - base_s
     main = max(ops, key=lambda op: (op.flops, op.bytes))
     return SweepPoint(sum(op.flops for op in ops) // len(ops), sum(op.bytes for op in ops) // len(ops),
                       max(seconds, 1e-8) / len(ops), main.name, main.reduction)
@@ -308,15 +309,15 @@ def calibrate(worker_type: str, repeats: int = 5, device: str = "cpu", quick: bo
     with torch.inference_mode():
         identity, views = _scripted(_Identity()), _scripted(_Views())
         x = torch.zeros(1, device=device)
-        identity_s = _median_s(lambda: identity(x), repeats, device=device)
-        view_s = max(0.0, (_median_s(lambda: views(x), repeats, device=device) - identity_s) / (32 * 3))
+        identity_s = median_s(lambda: identity(x), repeats, device=device)
+        view_s = max(0.0, (median_s(lambda: views(x), repeats, device=device) - identity_s) / (32 * 3))
         # A call that runs ops costs more than one that runs none (its output is
         # a new tensor): the call overhead is one op's call less that op's cost
         # inside a chain, so that each sweep point is an op's cost inside a model.
         add, adds = _scripted(_Add()), _scripted(_chained(_Add(), _CHAINED_ADDS))
         row = torch.zeros(1, 64, device=device)
-        chained_s = (_median_s(lambda: adds(row), repeats, device=device) - identity_s) / _CHAINED_ADDS
-        call_s = max(identity_s, _median_s(lambda: add(row), repeats, device=device) - chained_s)
+        chained_s = (median_s(lambda: adds(row), repeats, device=device) - identity_s) / _CHAINED_ADDS
+        call_s = max(identity_s, median_s(lambda: add(row), repeats, device=device) - chained_s)
     points: dict[str, list[SweepPoint]] = {}
     for kind, sweep in _sweeps().items():
         chosen = itertools.islice(sweep, 0, None, 4 if quick else 1)

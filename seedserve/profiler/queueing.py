@@ -224,28 +224,24 @@ class _Replica:
 
     def _one_server(self, arrivals: list[float]) -> list[float]:
         # The event loop decodes, calls and encodes: per call, each query's path plus one model call.
-        done = [0.0] * len(arrivals)
-        free, i, n = 0.0, 0, len(arrivals)
-        while i < n:
-            start = max(free, arrivals[i])
-            j = i + 1
-            while j < n and j - i < self._policy.batch_size and arrivals[j] <= start:
-                j += 1
-            start, j = self._waited(arrivals, i, j, start)
-            count = j - i
-            free = start + count * self._path_s + self._call(count) * self._jitter()
-            self.batches.append(count)
-            for k in range(i, j):
-                done[k] = free - arrivals[k]
-            i = j
-        return done
+        return self._greedy(arrivals, arrivals, self._path_s)
 
     def _tandem(self, arrivals: list[float]) -> list[float]:
         # Stage 1: the event loop's path per query (FIFO). Stage 2: the model thread, batching ready queries.
+        return self._greedy(arrivals, self._after_path(arrivals), 0.0)
+
+    def _after_path(self, arrivals: list[float]) -> list[float]:
+        """When each query's path on the event loop (first come, first served) is done."""
         loop_free, ready = 0.0, []
         for t in arrivals:
             loop_free = max(loop_free, t) + self._path_s
             ready.append(loop_free)
+        return ready
+
+    def _greedy(self, arrivals: list[float], ready: list[float], per_query_s: float) -> list[float]:
+        """Each query's delay when the model, once free, takes every ready query
+        up to the batch size (see :meth:`_waited`); a call costs ``per_query_s``
+        per query on top of the model's time."""
         done = [0.0] * len(arrivals)
         free, i, n = 0.0, 0, len(ready)
         while i < n:
@@ -255,7 +251,7 @@ class _Replica:
                 j += 1
             start, j = self._waited(ready, i, j, start)
             count = j - i
-            free = start + self._call(count) * self._jitter()
+            free = start + count * per_query_s + self._call(count) * self._jitter()
             self.batches.append(count)
             for k in range(i, j):
                 done[k] = free - arrivals[k]
@@ -270,10 +266,7 @@ class _Replica:
         # any other opens a batch, or joins the open one, which closes
         # ``max_wait_s`` after its first query (or when full) and then waits for
         # the model first-come first-served. Batches do not grow while they wait.
-        loop_free, ready = 0.0, []
-        for t in arrivals:
-            loop_free = max(loop_free, t) + self._path_s
-            ready.append(loop_free)
+        ready = self._after_path(arrivals)
         done = [0.0] * len(arrivals)
         free, i, n = 0.0, 0, len(ready)
         while i < n:
