@@ -84,10 +84,12 @@ class QueryPath:
     ``path_s`` is the replica's own work per query on its event loop (HTTP
     parsing, key check, admission, decode, encode, metrics): it occupies the
     replica. ``fixed_s`` is latency that does not (the ingress proxy's hop,
-    loopback or network): it is added to every delay. The defaults were
-    measured on a 2-core node with a tensor model of a few floats (see
-    benchmarks/latency_prediction.py --end-to-end, which measures both on the
-    node it runs on before it predicts); decode costs of large inputs add to ``path_s``."""
+    loopback or network): it is added to every delay. The defaults are a
+    guess at the fast end, used by the recommendation until a node's own are
+    known; benchmarks/end_to_end.py measures both on its node with a probe
+    model before it predicts (2026-12-03, 2 cores: path 0.49 ms, and 1.9 ms
+    fixed at a low rate, which includes waking idle processes). Decode and
+    encode of large inputs add to ``path_s``."""
 
     path_s: float = 0.0004
     fixed_s: float = 0.0004
