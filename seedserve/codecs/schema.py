@@ -102,11 +102,11 @@ class Batching(_Strict):
     """
 
     max_batch_size: int | None = Field(default=None, ge=1, le=4096)
-    # How long a batch may wait to fill. 0, as Triton's default: a batch is
-    # whatever queued while the previous call ran. A query alone in its
-    # replica never waits; under load a few ms can fill batches better for
-    # models whose calls are slow compared with decoding a query.
-    max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+    # How long a forming batch may wait for more queries. Unset, the replica
+    # chooses as load changes (seedserve.batch_plan): no wait while one query
+    # at a time keeps up, a wait of at most one call's time past that. A
+    # query alone in its replica never waits. A value pins it.
+    max_wait_ms: float | None = Field(default=None, ge=0, le=1000)
 
 
 class Logging(_Strict):

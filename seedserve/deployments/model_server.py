@@ -7,6 +7,7 @@ encode) so that HAProxy's request reaches the model in a single hop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import gc
 import hashlib
@@ -25,7 +26,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from seedserve import dispatch
+from seedserve import batch_plan, dispatch
 from seedserve.codecs import Manifest, decode_inputs, sample_inputs
 from seedserve.codecs.batching import items, split
 from seedserve.codecs.outputs import encode_outputs
@@ -89,6 +90,11 @@ def _batch_items(queries: list[tuple[dict[str, Decoded], int]]) -> int:
 #: give the deployment up, and nothing would deploy it again.
 _MODEL_DATA_WITHIN_S = 120.0
 
+
+#: Model calls a replica keeps in its batching record (ModelServer.batching_record).
+_RECORDED_CALLS = 512
+#: Warm-up's budget for measuring the call time by batch size: it stops at the size that passes it.
+_CURVE_BUDGET_S = 2.0
 
 #: What ``/v2/models/<name>`` answers below it besides ``/infer`` (see ModelServer._v2_info).
 _V2_INFO = ("", "/ready", "/stats")
@@ -167,11 +173,11 @@ class ModelServer:
         key_hashes = data["key_hashes"]
         del data  # the artifact's bytes are not kept
         await self._warm_up()
-        self.batch_size = self._batch_size()
-        self._start_batching()
+        self._cap = self._batch_size()
+        await self._start_batching()
         scaling = self._manifest.scaling
         self._admission = Admission(
-            dispatch.capacity(scaling.max_ongoing_requests, self.batch_size), scaling.max_queued_requests
+            dispatch.capacity(scaling.max_ongoing_requests, self._cap), scaling.max_queued_requests
         )
         self._deadlines = Deadlines(scaling.request_timeout_s)
         self._metrics = ModelMetrics()
@@ -182,7 +188,8 @@ class ModelServer:
             key_hashes, self._fetch_key_hashes, key_refresh_s, model=name, wrong_keys_per_minute=wrong_keys_per_minute,
         )
         self._start_tasks(report_s)
-        logger.info("model %s version %s ready (batch size %d)", name, self._version, self.batch_size)
+        logger.info("model %s version %s ready (batches of up to %d: %s)", name, self._version, self._cap,
+                    self._plan.reason)
         # What exists now (Ray, torch, the model) lives as long as the replica:
         # keep it out of the garbage collector's full passes, which would
         # otherwise walk it all and evict the caches the queries run from.
@@ -222,20 +229,85 @@ class ModelServer:
             how = f"runs as loaded on {self._placement.device} at {self._placement.precision}"
         logger.info("model %s version %s %s", self._name, self._version, how)
         self._call_time = CallTime()
-        self._calls = CallLog()
         for _ in range(5):
-            self._timed_run(sample, 1)
+            start = time.perf_counter()
+            run_model(self._model, self._manifest, sample, self._placement)
+            self._call_time.add(time.perf_counter() - start)
         self._calls = CallLog()  # measured latency reports queries only, not the warm-up
         self._stats = InferenceStats()
 
-    def _start_batching(self) -> None:
+    async def _start_batching(self) -> None:
         """The queue of quick queries waiting a turn or two for others
-        (Route.TOGETHER), and Serve's batching at this replica's batch size."""
+        (Route.TOGETHER); the model's call time measured by batch size up to
+        the cap, and the first plan (seedserve.batch_plan) applied to Serve's batching."""
         self._together_queue: list[tuple[dict[str, Decoded], int, asyncio.Future[dict[str, np.ndarray]]]] = []
-        if self.batch_size > 1:
+        self._curve = batch_plan.CallCurve(await asyncio.to_thread(self._measure_curve))
+        self._arrivals = batch_plan.ArrivalRate()
+        self._record: collections.deque[tuple[int, int, str, float]] = collections.deque(maxlen=_RECORDED_CALLS)
+        self._planned_at = time.monotonic()
+        self._plan = batch_plan.Plan(1, 0.0, "not planned yet")
+        self._apply(self._next_plan(0.0))
+
+    def _measure_curve(self) -> dict[int, float]:
+        """Seconds per call at each size warm-up measures (the median of three,
+        after one untimed call at the size), within :data:`_CURVE_BUDGET_S`."""
+        measured: dict[int, float] = {}
+        spent = 0.0
+        for size in batch_plan.sizes_to_measure(self._cap):
+            arrays = sample_inputs(self._manifest, size)
+            times = []
+            for _ in range(4):
+                start = time.perf_counter()
+                run_model(self._model, self._manifest, arrays, self._placement)
+                times.append(time.perf_counter() - start)
+            measured[size] = sorted(times[1:])[1]
+            spent += sum(times)
+            if spent > _CURVE_BUDGET_S:
+                break
+        return measured
+
+    def _next_plan(self, now: float) -> batch_plan.Plan:
+        batching = self._manifest.batching
+        wait_ms = batching.max_wait_ms
+        return batch_plan.plan(self._curve, self._arrivals.rate(now), self._cap, pinned_size=batching.max_batch_size,
+                               pinned_wait_s=None if wait_ms is None else wait_ms / 1000)
+
+    def _apply(self, plan: batch_plan.Plan) -> None:
+        """Serve with ``plan``: its batch size and wait into Serve's batching (when they changed)."""
+        old, self._plan = self._plan, plan
+        if plan.batch_size > 1 and (plan.batch_size, plan.wait_s) != (old.batch_size, old.wait_s):
             batched = cast(_BatchSettings, self._infer_batch)
-            batched.set_max_batch_size(self.batch_size)
-            batched.set_batch_wait_timeout_s(self._manifest.batching.max_wait_ms / 1000)
+            batched.set_max_batch_size(plan.batch_size)
+            batched.set_batch_wait_timeout_s(plan.wait_s)
+            logger.debug("model %s: %s", self._name, plan.reason)
+
+    def _arrived(self, count: int) -> None:
+        """A query of ``count`` items arrived: the rate counts it, and every
+        :data:`seedserve.batch_plan.PLAN_EVERY_S` the replica plans again."""
+        now = time.monotonic()
+        self._arrivals.add(now, count)
+        if now - self._planned_at >= batch_plan.PLAN_EVERY_S:
+            self._planned_at = now
+            self._apply(self._next_plan(now))
+
+    @property
+    def batch_size(self) -> int:
+        """Items per model call at most, as the replica serves now."""
+        return self._plan.batch_size
+
+    def batching_record(self) -> dict[str, Any]:
+        """The replica's own record of how it batches (through a handle, for
+        operators and tests): the plan and why, the cap, the arrival rate, the
+        measured call times (ms) by batch size, and its recent model calls
+        (items, queries, route, the wait in force)."""
+        return {
+            "plan": dataclasses.asdict(self._plan),
+            "cap": self._cap,
+            "rate_per_s": self._arrivals.rate(time.monotonic()),
+            "call_ms": {size: seconds * 1e3 for size, seconds in self._curve.as_dict().items()},
+            "threads": torch_threads(),
+            "calls": [{"items": n, "queries": q, "route": way, "wait_s": wait} for n, q, way, wait in self._record],
+        }
 
     def _start_tasks(self, report_s: float) -> None:
         """The replica's background work: key refresh, metrics and latency reports."""
@@ -452,8 +524,9 @@ class ModelServer:
 
     async def _infer(self, arrays: dict[str, Decoded]) -> dict[str, np.ndarray]:
         count = items(arrays, self._kinds)
-        way = dispatch.route(count, self.batch_size, self._manifest.batching.max_wait_ms, self._call_time.seconds,
-                             self._admission.running)
+        self._arrived(count)
+        way = dispatch.route(count, self.batch_size, self._manifest.batching.max_wait_ms or 0.0,
+                             self._call_time.seconds, self._admission.running)
         if way is Route.TOGETHER:
             return await self._together(arrays, count)
         if way is Route.SERVE_BATCH:
@@ -461,6 +534,7 @@ class ModelServer:
             if isinstance(result, SeedserveError):
                 raise result
             return result
+        self._record.append((count, 1, way.value, 0.0))
         return await self._run(arrays, count)  # Route.INLINE or Route.EXECUTOR, by the same call time
 
     def _together(self, arrays: dict[str, Decoded], count: int) -> asyncio.Future[dict[str, np.ndarray]]:
@@ -494,6 +568,7 @@ class ModelServer:
                                          self._kinds)
             for members, counts, inputs in calls:
                 self._metrics.batch(sum(counts))
+                self._record.append((sum(counts), len(counts), Route.TOGETHER.value, 0.0))
                 outputs: dict[str, np.ndarray] | SeedserveError
                 try:
                     outputs = self._timed_run(inputs, sum(counts))
@@ -526,6 +601,7 @@ class ModelServer:
         finally:
             elapsed = time.perf_counter() - start
             self._call_time.add(elapsed)
+            self._curve.add(count, elapsed)
             self._calls.add(elapsed, count)
             self._stats.call(count, elapsed)
 
@@ -560,6 +636,7 @@ class ModelServer:
         results: dict[int, dict[str, np.ndarray] | SeedserveError] = {}
         for members, counts, inputs in dispatch.merged_calls(queries, self.batch_size, self._kinds):
             self._metrics.batch(sum(counts))
+            self._record.append((sum(counts), len(counts), Route.SERVE_BATCH.value, self._plan.wait_s))
             outputs: dict[str, np.ndarray] | SeedserveError
             try:
                 outputs = await self._run(inputs, sum(counts))

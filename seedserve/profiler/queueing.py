@@ -61,7 +61,7 @@ def policy_of(batching: Batching) -> Policy:
     """The policy a replica serves a manifest's batching with (dispatch.batch_size
     before the replica checks a sample: the manifest's size, or the default)."""
     return Policy(batch_size=dispatch.batch_size(batching.max_batch_size, None),
-                  max_wait_s=batching.max_wait_ms / 1000)
+                  max_wait_s=(batching.max_wait_ms or 0.0) / 1000)
 
 
 @dataclass(frozen=True)

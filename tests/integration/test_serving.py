@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,67 @@ def test_a_quick_models_concurrent_queries_share_calls_without_a_batch_timer(
         assert max(seen) <= 16  # the default batch size
 
     eventually(shared, timeout_s=60, interval_s=1)
+
+
+def _batching_record(system: System, name: str) -> dict[str, Any]:
+    """The model replica's own record of how it batches (ModelServer.batching_record), through a Serve handle."""
+    code = (
+        "import json, ray; from ray import serve; from seedserve.deployments.serve_config import model_app_name; "
+        f"ray.init(address='127.0.0.1:{system.env['SEEDSERVE_RAY_PORT']}', namespace='serve', log_to_driver=False, "
+        "logging_level='ERROR'); "
+        f"h = serve.get_deployment_handle('ModelServer', model_app_name({name!r})); "
+        "print(json.dumps(h.batching_record.remote().result()))"
+    )
+    done = subprocess.run([str(VENV_BIN / "python"), "-c", code], env={**system.env, "RAY_AUTH_MODE": "token"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return record
+
+
+def test_a_lone_query_runs_alone_at_once_and_batches_grow_and_shrink_with_the_arrival_rate(
+    system: System, tmp_path: Path, registered: list[str]
+) -> None:
+    """Default manifest (batching left to the replica), a model of about 9 ms
+    a call. One query at a time: each runs alone, on the model's thread, with
+    no wait in force. A flood: calls of several queries through Serve's
+    batching, with a wait chosen from the arrival rate. Quiet again: the wait
+    is gone and a query runs alone."""
+    registered.append("adaptive")
+    key = _register(system, tmp_path, Slow(1500), "adaptive")
+    _serving(system, "adaptive", key, 4)
+    with Client(system.master_url, key, timeout=60) as client:
+        for i in range(10):
+            client.predict("adaptive", x=[[float(i)] * 4])
+    lone = _batching_record(system, "adaptive")
+    assert lone["cap"] == 16 and lone["plan"]["batch_size"] > 1, lone["plan"]
+    assert lone["plan"]["wait_s"] == 0.0, lone["plan"]
+    assert len(lone["calls"]) >= 10
+    assert all((c["items"], c["queries"], c["route"], c["wait_s"]) == (1, 1, "executor", 0.0) for c in lone["calls"])
+
+    async def flood(seconds: float) -> None:
+        async with AsyncClient(system.master_url, key, timeout=60) as client:
+            end = asyncio.get_running_loop().time() + seconds
+
+            async def one_connection() -> None:
+                while asyncio.get_running_loop().time() < end:
+                    await client.predict("adaptive", x=[[1.0] * 4])
+
+            await asyncio.gather(*(one_connection() for _ in range(32)))
+
+    asyncio.run(flood(4.0))
+    busy = _batching_record(system, "adaptive")
+    batched = [c for c in busy["calls"] if c["route"] == "serve_batch"]
+    assert max(c["queries"] for c in batched) > 1, busy["calls"][-20:]
+    assert max(c["wait_s"] for c in batched) > 0, (busy["plan"], busy["rate_per_s"])
+    assert all(c["items"] <= busy["plan"]["batch_size"] for c in batched)
+
+    time.sleep(4)  # the arrival rate decays (time constant 1 s)
+    with Client(system.master_url, key, timeout=60) as client:
+        client.predict("adaptive", x=[[2.0] * 4])
+    quiet = _batching_record(system, "adaptive")
+    assert quiet["plan"]["wait_s"] == 0.0, (quiet["plan"], quiet["rate_per_s"])
+    assert quiet["calls"][-1] == {"items": 1, "queries": 1, "route": "executor", "wait_s": 0.0}
 
 
 def test_a_flooded_model_answers_503_with_retry_after_and_never_hangs(
