@@ -307,7 +307,7 @@ def _option(profile: ModelProfile, objective: Objective, worker: WorkerType, cal
     latency = (answer.p99_s if objective.percentile == "p99" else answer.p50_s) * 1e3
     meets = latency <= objective.latency_ms
     return Option(worker_type=worker.name, calibrated=calibration.calibrated, replicas=replicas,
-                  batch_size=policy.batch_size, threads=calibration.threads, latency_ms=latency,
+                  batch_size=policy.at(call, 0.0).batch_size, threads=calibration.threads, latency_ms=latency,
                   p50_ms=answer.p50_s * 1e3, p99_ms=answer.p99_s * 1e3, call_ms=call(1) * 1e3,
                   throughput_rps_per_replica=per_replica, cost_per_hour=replicas * worker.price_per_hour,
                   meets=meets, why_not=None if meets else

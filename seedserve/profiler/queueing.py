@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from seedserve import dispatch
+from seedserve import batch_plan, dispatch
 from seedserve.codecs.schema import Batching
 
 __all__ = ["Delay", "Policy", "QueryPath", "call_times", "delay", "policy_of", "saturation_rps"]
@@ -55,13 +55,34 @@ class Policy:
     batch_size: int = dispatch.DEFAULT_MAX_BATCH_SIZE
     #: How long a call waits for more queries to join, when the manifest sets a wait and a batch is forming.
     max_wait_s: float = 0.0
+    #: The replica chooses the batch size up to ``batch_size`` (the manifest
+    #: leaves it open) and the wait (the manifest sets none), as
+    #: seedserve.batch_plan does from the call times and the rate: see :meth:`at`.
+    chosen_size: bool = False
+    chosen_wait: bool = False
+
+    def at(self, call: Callable[[int], float], rate: float) -> Policy:
+        """The policy a replica serves with when ``call(b)`` is its call time
+        at ``b`` items and ``rate`` queries a second arrive (this one when
+        nothing is left to choose). A quick model's queries never wait on a
+        timer (Route.TOGETHER), so its chosen wait is none."""
+        if not (self.chosen_size or self.chosen_wait):
+            return self
+        curve = batch_plan.CallCurve({n: call(n) for n in batch_plan.sizes_to_measure(self.batch_size)})
+        wait = 0.0 if dispatch.inline(call(1)) else None
+        chosen = batch_plan.plan(curve, rate, self.batch_size,
+                                 pinned_size=None if self.chosen_size else self.batch_size,
+                                 pinned_wait_s=wait if self.chosen_wait else self.max_wait_s)
+        return Policy(batch_size=chosen.batch_size, max_wait_s=chosen.wait_s)
 
 
 def policy_of(batching: Batching) -> Policy:
     """The policy a replica serves a manifest's batching with (dispatch.batch_size
-    before the replica checks a sample: the manifest's size, or the default)."""
+    before the replica checks a sample: the manifest's size, or the default
+    as the cap of the size it chooses; the manifest's wait, or one it chooses)."""
     return Policy(batch_size=dispatch.batch_size(batching.max_batch_size, None),
-                  max_wait_s=(batching.max_wait_ms or 0.0) / 1000)
+                  max_wait_s=(batching.max_wait_ms or 0.0) / 1000,
+                  chosen_size=batching.max_batch_size is None, chosen_wait=batching.max_wait_ms is None)
 
 
 @dataclass(frozen=True)
@@ -135,7 +156,7 @@ def call_times(seconds: Mapping[int, float]) -> Callable[[int], float]:
 def saturation_rps(call: Callable[[int], float], path_s: float, policy: Policy) -> float:
     """Queries per second one replica serves at most: full batches back to back
     (on the event loop with the path, when calls are quick)."""
-    batch = policy.batch_size
+    batch = policy.at(call, 0.0).batch_size  # the size a replica chooses does not depend on the rate
     model = batch / call(batch)
     loop = 1 / path_s if path_s > 0 else math.inf
     if dispatch.inline(call(1)):
@@ -151,6 +172,7 @@ def delay(call: Callable[[int], float], path_s: float, rate: float, *, replicas:
     seconds for ``b`` queries and spending ``path_s`` per query on its event
     loop; each query's delay plus one of ``noise_s`` drawn at random, if given."""
     utilization = rate / (replicas * saturation_rps(call, path_s, policy))
+    policy = policy.at(call, rate / replicas)
     if utilization >= UNSTABLE:
         return Delay(math.inf, math.inf, math.inf, 1.0, float(policy.batch_size))
     rng = random.Random(seed)

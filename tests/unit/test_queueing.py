@@ -6,11 +6,12 @@ import math
 
 import pytest
 
-from seedserve.codecs.schema import Objective
+from seedserve.batch_plan import CallCurve, plan
+from seedserve.codecs.schema import Batching, Objective
 from seedserve.profiler.catalog import load_catalog
 from seedserve.profiler.predict import assumed_calibration, recommend
 from seedserve.profiler.profile import profile_model
-from seedserve.profiler.queueing import Policy, QueryPath, call_times, delay, saturation_rps
+from seedserve.profiler.queueing import Policy, QueryPath, call_times, delay, policy_of, saturation_rps
 
 SLOW = call_times({1: 0.010})  # on the model's thread (over dispatch.INLINE_CALL_S)
 
@@ -75,3 +76,22 @@ def test_more_load_takes_more_replicas_of_the_same_type() -> None:
     assert light is not None and heavy is not None
     assert light.replicas == 1 and heavy.replicas > 1
     assert heavy.p99_ms <= 200 and heavy.p50_ms <= heavy.p99_ms
+
+
+def test_a_policy_left_to_the_replica_is_the_one_its_plan_chooses_at_the_rate() -> None:
+    """The manifest leaves batching open: the simulated replica serves the knee
+    of the call times, waits for no batch at a light rate and waits (at most
+    one call) near capacity, as seedserve.batch_plan plans on a real replica."""
+    call = call_times({1: 0.004, 16: 0.024})  # 3 ms fixed, 1.3 ms an item: a slow model, on its thread
+    chosen = policy_of(Batching())
+    assert (chosen.chosen_size, chosen.chosen_wait) == (True, True)
+    curve = CallCurve({n: call(n) for n in (1, 2, 4, 8, 16)})
+    light, busy = chosen.at(call, 20.0), chosen.at(call, 400.0)
+    assert light.max_wait_s == 0.0 and busy.max_wait_s > 0.0
+    assert busy.max_wait_s == plan(curve, 400.0, 16).wait_s <= call(1)
+    assert light.batch_size == busy.batch_size == plan(curve, 0.0, 16).batch_size
+    pinned = policy_of(Batching(max_batch_size=8, max_wait_ms=2))
+    assert pinned.at(call, 400.0) == pinned
+    assert policy_of(Batching(max_wait_ms=0)).at(call, 400.0).max_wait_s == 0.0
+    # A quick model's queries wait turns of the event loop, never a timer.
+    assert chosen.at(call_times({1: 0.0001, 16: 0.0003}), 5_000.0).max_wait_s == 0.0
