@@ -33,6 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 __all__ = [
+    "PathCost",
     "BATCH_BUCKETS",
     "CONTENT_TYPE",
     "DURATION_BUCKETS_S",
@@ -288,3 +289,33 @@ class CallLog:
             "mean_items": sum(n for _, n in self._recent) / len(self._recent),
             "calls": float(self.calls),
         }
+
+
+class PathCost:
+    """The replica's CPU per query outside its model calls: HTTP, key check,
+    admission, decode, encode, metrics, the path that
+    seedserve.profiler.queueing.QueryPath.path_s prices. Over each report's
+    window: the process's CPU time less the model calls' time, over the
+    queries answered. Only on one torch thread, where a call's time is its
+    CPU, and only over at least ``min_queries``, so that the replica's
+    background work (key refresh, reports) is a small share of it."""
+
+    def __init__(self, min_queries: int = 200, cpu: Callable[[], float] = time.process_time) -> None:
+        self._min, self._cpu = min_queries, cpu
+        self._since, self._queries, self._model_s = cpu(), 0, 0.0
+
+    def query(self) -> None:
+        self._queries += 1
+
+    def call(self, seconds: float) -> None:
+        self._model_s += seconds
+
+    def take(self, threads: int) -> float | None:
+        """Seconds of path per query since the last value taken, or None:
+        too few queries yet (they keep counting), or calls on several threads."""
+        if self._queries < self._min:
+            return None
+        now = self._cpu()
+        spent, queries, model_s = now - self._since, self._queries, self._model_s
+        self._since, self._queries, self._model_s = now, 0, 0.0
+        return max(0.0, (spent - model_s) / queries) if threads == 1 else None

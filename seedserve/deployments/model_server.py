@@ -35,7 +35,7 @@ from seedserve.codecs.schema import ACCESS_SAMPLE_EVERY
 from seedserve.codecs.v2_wire import HEADER_LENGTH
 from seedserve.deployments._admission import Admission, CallTime, Deadlines
 from seedserve.deployments._master_link import ModelData, master_handle
-from seedserve.deployments._metrics import CallLog, ModelMetrics, ReplicaTotals
+from seedserve.deployments._metrics import CallLog, ModelMetrics, PathCost, ReplicaTotals
 from seedserve.deployments._query import (
     V2_BELOW_MODEL,
     KeyCache,
@@ -234,6 +234,7 @@ class ModelServer:
             run_model(self._model, self._manifest, sample, self._placement)
             self._call_time.add(time.perf_counter() - start)
         self._calls = CallLog()  # measured latency reports queries only, not the warm-up
+        self._path = PathCost()
         self._stats = InferenceStats()
 
     async def _start_batching(self) -> None:
@@ -414,6 +415,7 @@ class ModelServer:
         self._answered(protocol, status, elapsed, error)
         if entry.query:
             self._stats.answered(status == 200, elapsed)
+            self._path.query()
         return answer  # over HTTP, Serve's ingress puts the request id on it (see seedserve.logs)
 
     def _failed(self, exc: SeedserveError, status: int) -> str:
@@ -603,6 +605,7 @@ class ModelServer:
             self._call_time.add(elapsed)
             self._curve.add(count, elapsed)
             self._calls.add(elapsed, count)
+            self._path.call(elapsed)
             self._stats.call(count, elapsed)
 
     async def _fetch_key_hashes(self) -> list[str]:
@@ -623,7 +626,11 @@ class ModelServer:
                 stats = self._calls.stats()
                 if stats is not None and worker_type is not None:
                     # The prediction it is compared with depends on the call's torch threads.
-                    stats["threads"] = float(torch_threads())
+                    threads = torch_threads()
+                    stats["threads"] = float(threads)
+                    path_s = self._path.take(threads)
+                    if path_s is not None:  # the end-to-end prediction's per-query path on this type
+                        stats["path_ms"] = path_s * 1e3
                     await self._master.record_measured.remote(self._name, self._version, worker_type, stats)
             except Exception:  # the master, its database or Ray's state API is away: a later report comes
                 logger.warning("could not record measured latency for %s", self._name, exc_info=True)

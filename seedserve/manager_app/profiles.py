@@ -16,7 +16,7 @@ from seedserve.manager_app._upload import probed_upload
 from seedserve.manager_app.auth import caller
 from seedserve.profiler.calibrate import Calibration
 from seedserve.profiler.catalog import load_catalog
-from seedserve.profiler.feedback import with_live_feedback
+from seedserve.profiler.feedback import live_paths, with_live_feedback
 from seedserve.profiler.predict import assumed_calibration, predict, recommend
 from seedserve.profiler.profile import ModelProfile
 from seedserve.profiler.queueing import policy_of
@@ -47,7 +47,8 @@ async def insight(store: ModelStore, manifest: Manifest, profile: dict[str, Any]
             calibrations[worker.name] = Calibration.model_validate(stored[worker.name])
         except (KeyError, ValidationError):
             calibrations[worker.name] = assumed_calibration(worker, catalog)
-    calibrations = with_live_feedback(calibrations, await store.versions())
+    versions = await store.versions()
+    calibrations = with_live_feedback(calibrations, versions)
     predictions = []
     for worker in catalog.types:
         seen = measured.get(worker.name)
@@ -59,7 +60,8 @@ async def insight(store: ModelStore, manifest: Manifest, profile: dict[str, Any]
             predictions.append(prediction.model_dump(mode="json"))
     recommendation = None
     if manifest.objective is not None:
-        chosen = recommend(parsed, manifest.objective, catalog, calibrations, policy=policy_of(manifest.batching))
+        chosen = recommend(parsed, manifest.objective, catalog, calibrations, policy=policy_of(manifest.batching),
+                           paths=live_paths(versions, measured))
         # JSON's own way: a type the model cannot fit on has infinite latency, written as null.
         recommendation = json.loads(chosen.model_dump_json())
     shown = parsed.model_dump(mode="json")

@@ -31,6 +31,7 @@ and is left out.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +41,9 @@ from pydantic import ValidationError
 from seedserve.profiler.calibrate import Calibration
 from seedserve.profiler.predict import split_s
 from seedserve.profiler.profile import ModelProfile
+from seedserve.profiler.queueing import QueryPath
 
-__all__ = ["MAX_SCALE", "MIN_CALLS", "LiveFit", "Sample", "fit_live", "samples", "with_live_feedback"]
+__all__ = ["MAX_SCALE", "MIN_CALLS", "LiveFit", "Sample", "fit_live", "live_paths", "samples", "with_live_feedback"]
 
 #: The variable terms' scale stays within [1 / MAX_SCALE, MAX_SCALE].
 MAX_SCALE = 10.0
@@ -160,3 +162,23 @@ def with_live_feedback(calibrations: Mapping[str, Calibration],
             corrected[worker_type] = calibration.model_copy(update={
                 "live_fixed_s": fit.fixed_s, "live_scale": fit.scale, "live_models": fit.models})
     return corrected
+
+
+def live_paths(versions: Iterable[Mapping[str, Any]], own: Mapping[str, Any] | None = None) -> dict[str, QueryPath]:
+    """Per worker type, the per-query path (QueryPath.path_s) its replicas
+    measured (the ``path_ms`` of their reports, see
+    seedserve.deployments._metrics.PathCost): the model's ``own``
+    measurement on that type if it has one, else the median over the
+    ``versions`` measured there (a path depends on the inputs' decode, so a
+    model's own is preferred). A type nobody measured is left out: the
+    default QueryPath stands for it."""
+    seen: dict[str, list[float]] = {}
+    for version in versions:
+        for worker_type, stats in (version.get("measured") or {}).items():
+            if isinstance(stats, Mapping) and isinstance(stats.get("path_ms"), int | float):
+                seen.setdefault(worker_type, []).append(float(stats["path_ms"]))
+    paths = {worker_type: QueryPath(path_s=statistics.median(values) / 1e3) for worker_type, values in seen.items()}
+    for worker_type, stats in (own or {}).items():
+        if isinstance(stats, Mapping) and isinstance(stats.get("path_ms"), int | float):
+            paths[worker_type] = QueryPath(path_s=float(stats["path_ms"]) / 1e3)
+    return paths

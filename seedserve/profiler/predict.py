@@ -250,6 +250,9 @@ class Option(BaseModel):
     p99_ms: float = math.inf
     #: The model call alone, one query (what ``predict`` gives at batch 1).
     call_ms: float = math.inf
+    #: A query's path on the replica besides the call (QueryPath.path_s):
+    #: as the type's replicas measured it, or the default.
+    path_ms: float = 0.0
     throughput_rps_per_replica: float
     cost_per_hour: float
     meets: bool
@@ -269,15 +272,18 @@ MAX_REPLICA_FACTOR = 8
 
 def recommend(
     profile: ModelProfile, objective: Objective, catalog: Catalog, calibrations: Mapping[str, Calibration],
-    *, policy: Policy | None = None, path: QueryPath | None = None,
+    *, policy: Policy | None = None, path: QueryPath | None = None, paths: Mapping[str, QueryPath] | None = None,
 ) -> Recommendation:
     """The cheapest worker type and replica count whose predicted delay
     between query and response (seedserve.profiler.queueing) at the
     objective's ``peak_rps`` meets its percentile target, for the replica's
-    batch ``policy`` (default: seedserve's, batch 16 and no wait)."""
+    batch ``policy`` (default: seedserve's, batch 16 and no wait). A query's
+    path on a type is ``paths``' for it (as its replicas measured it, see
+    seedserve.profiler.feedback.live_paths), else ``path``, else the default."""
+    paths = paths or {}
     options = [_option(profile, objective, worker,
                        calibrations.get(worker.name) or assumed_calibration(worker, catalog),
-                       policy or Policy(), path or QueryPath()) for worker in catalog.types]
+                       policy or Policy(), paths.get(worker.name) or path or QueryPath()) for worker in catalog.types]
     meeting = sorted((o for o in options if o.meets), key=lambda o: (o.cost_per_hour, o.latency_ms))
     target = f"{objective.percentile} <= {objective.latency_ms:g} ms at {objective.peak_rps:g} requests/s"
     if meeting:
@@ -309,6 +315,7 @@ def _option(profile: ModelProfile, objective: Objective, worker: WorkerType, cal
     return Option(worker_type=worker.name, calibrated=calibration.calibrated, replicas=replicas,
                   batch_size=policy.at(call, 0.0).batch_size, threads=calibration.threads, latency_ms=latency,
                   p50_ms=answer.p50_s * 1e3, p99_ms=answer.p99_s * 1e3, call_ms=call(1) * 1e3,
+                  path_ms=path.path_s * 1e3,
                   throughput_rps_per_replica=per_replica, cost_per_hour=replicas * worker.price_per_hour,
                   meets=meets, why_not=None if meets else
                   f"{objective.percentile} {latency:.2f} ms > {objective.latency_ms:g} ms even with {replicas} "

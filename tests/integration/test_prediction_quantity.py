@@ -5,7 +5,9 @@ already decoded, outputs not yet encoded (seedserve.profiler.feedback).
 The model's cost is set apart from its input: a matrix product of fixed
 size, whatever the image. The input is slow to decode (a large PNG of noise,
 resized to 32 x 32). So a report that counted decoding would be many times
-the in-process call; one that is the call alone sits beside it."""
+the in-process call; one that is the call alone sits beside it. The
+replica's per-query path (its CPU outside model calls), reported beside it
+and priced apart by the end-to-end prediction, is where the decoding shows."""
 
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ from tests.helpers import eventually
 pytestmark = pytest.mark.integration
 
 WIDTH = 192
+#: Queries sent: enough for the replica to report its per-query path (PathCost's minimum).
+QUERIES = 220
 
 
 class _FixedProduct(torch.nn.Module):
@@ -64,13 +68,13 @@ def test_the_replica_reports_the_model_call_without_decoding(system: System, tmp
     try:
         with Client(system.master_url, key, timeout=60) as client:
             eventually(lambda: client.predict("fixed-product", image=png), timeout_s=90)
-            for _ in range(25):
+            for _ in range(QUERIES):
                 client.predict("fixed-product", image=png)
 
         def reported() -> dict[str, float]:
             with ManagerClient(system.manager_url, system.admin_token) as manager:
                 seen = manager.get_model("fixed-product").measured.get("cpu-local")
-            assert seen and seen["calls"] >= 25, seen
+            assert seen and seen["calls"] >= QUERIES and "path_ms" in seen, seen
             return seen
 
         measured = eventually(reported, timeout_s=60)
@@ -92,3 +96,6 @@ def test_the_replica_reports_the_model_call_without_decoding(system: System, tmp
     assert decode_s > 10 * call_s, (decode_s, call_s)  # what makes the two cases far apart
     assert reported_s < decode_s / 3, (reported_s, decode_s)  # decoding is not in the report ...
     assert call_s / 2.5 < reported_s < call_s * 2.5, (reported_s, call_s)  # ... the model call is
+    # The path, priced apart (QueryPath.path_s), is where decoding went.
+    path_s = measured["path_ms"] / 1e3
+    assert path_s > decode_s / 2 and path_s > 5 * reported_s, (path_s, decode_s, reported_s)

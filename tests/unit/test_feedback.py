@@ -14,7 +14,7 @@ from torch import nn
 from seedserve.codecs.schema import Objective
 from seedserve.profiler.calibrate import Calibration
 from seedserve.profiler.catalog import Catalog, load_catalog
-from seedserve.profiler.feedback import MIN_CALLS, Sample, fit_live, with_live_feedback
+from seedserve.profiler.feedback import MIN_CALLS, Sample, fit_live, live_paths, with_live_feedback
 from seedserve.profiler.predict import assumed_calibration, predict, recommend
 from seedserve.profiler.profile import ModelProfile, profile_model
 
@@ -119,3 +119,12 @@ def test_the_recommendation_takes_the_cheaper_type_unless_its_p99_misses(tight: 
     assert recommendation.choice.worker_type == ("dear" if tight else "cheap")
     missed = {o.worker_type: o for o in recommendation.options}["cheap"]
     assert missed.meets is (not tight)
+
+
+def test_the_path_a_model_measured_on_a_type_is_its_own_else_the_types_median() -> None:
+    versions = [{"measured": {"cpu-local": {"path_ms": ms}}} for ms in (0.3, 0.5, 2.0)]
+    versions.append({"measured": {"cpu-local": {"p50_ms": 1.0}, "gpu-h200": "not a report"}})
+    paths = live_paths(versions)
+    assert set(paths) == {"cpu-local"} and paths["cpu-local"].path_s == pytest.approx(0.5e-3)
+    own = live_paths(versions, {"cpu-local": {"path_ms": 4.0}, "cpu-large": {"path_ms": 1.0}})
+    assert own["cpu-local"].path_s == pytest.approx(4e-3) and own["cpu-large"].path_s == pytest.approx(1e-3)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
 
 from seedserve.cluster.haproxy import with_sane_request_ids
-from seedserve.deployments._metrics import MetricsBook, ModelMetrics, exposition
+from seedserve.deployments._metrics import MetricsBook, ModelMetrics, PathCost, exposition
 from seedserve.logs import AccessLog, _formatter, bind_request, request_id_from
 from seedserve.settings import Settings
 
@@ -71,3 +71,21 @@ def test_log_settings_are_read_and_checked() -> None:
     assert Settings(log_level="debug").log_level == "DEBUG"  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="log_format"):
         Settings(log_format="xml")  # type: ignore[arg-type]
+
+
+def test_the_path_per_query_is_the_cpu_outside_model_calls_over_enough_queries() -> None:
+    clock = [0.0]
+    path = PathCost(min_queries=4, cpu=lambda: clock[0])
+    for _ in range(3):
+        path.query()
+        path.call(0.002)
+        clock[0] += 0.003  # 2 ms in the call, 1 ms around it
+    assert path.take(threads=1) is None  # three queries: too few, still counting
+    path.query()
+    path.call(0.002)
+    clock[0] += 0.003
+    assert path.take(threads=1) == pytest.approx(0.001)
+    for _ in range(4):
+        path.query()
+        clock[0] += 0.001
+    assert path.take(threads=2) is None  # a call's time is not its CPU on two threads

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
+from torch import nn
 
 from seedserve.batch_plan import CallCurve, plan
 from seedserve.codecs.schema import Batching, Objective
@@ -63,9 +65,6 @@ def test_the_fixed_part_of_the_path_adds_latency_but_no_load() -> None:
 
 
 def test_more_load_takes_more_replicas_of_the_same_type() -> None:
-    import torch
-    from torch import nn
-
     model = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 512))
     profile = profile_model(model, lambda n: torch.zeros(n, 512), lambda m, x: m(x))
     catalog = load_catalog()
@@ -95,3 +94,19 @@ def test_a_policy_left_to_the_replica_is_the_one_its_plan_chooses_at_the_rate() 
     assert policy_of(Batching(max_wait_ms=0)).at(call, 400.0).max_wait_s == 0.0
     # A quick model's queries wait turns of the event loop, never a timer.
     assert chosen.at(call_times({1: 0.0001, 16: 0.0003}), 5_000.0).max_wait_s == 0.0
+
+
+def test_a_path_its_replicas_measured_on_a_type_prices_the_recommendation_there() -> None:
+    """A type whose replicas measured a slow path per query (a large input's
+    decode) needs more replicas for the same target than the default path."""
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+    profile = profile_model(model, lambda n: torch.zeros(n, 64), lambda m, x: m(x))
+    catalog = load_catalog()
+    only = catalog.model_copy(update={"types": [catalog.get("cpu-local")]})
+    calibrations = {"cpu-local": assumed_calibration(only.types[0], only)}
+    objective = Objective(latency_ms=100, peak_rps=200)
+    default = recommend(profile, objective, only, calibrations).choice
+    slow = recommend(profile, objective, only, calibrations, paths={"cpu-local": QueryPath(path_s=0.02)}).choice
+    assert default is not None and slow is not None
+    assert default.path_ms == pytest.approx(QueryPath().path_s * 1e3) and slow.path_ms == pytest.approx(20.0)
+    assert default.replicas == 1 and slow.replicas >= 5  # 200 queries a second of 20 ms each: 4 replicas' worth
