@@ -75,16 +75,17 @@ def route(items: int, batch_size: int, max_wait_ms: float, call_s: float, runnin
     ``batch_size`` whose calls take ``call_s`` on average, with ``running``
     queries admitted (this one included).
 
-    A query that could share a call does when the model is quick and the
-    manifest sets no wait (TOGETHER), or through Serve's batching when
-    another query is running (a lone query never waits for a batch). Else it
-    runs alone: on the event loop when calls are quick, on the model's thread
+    A query that could share a call does when another query is running: in
+    the same turns of the event loop when the model is quick and the manifest
+    sets no wait (TOGETHER), else through Serve's batching. A lone query
+    never waits, not even a few turns of the loop (measured with the tiny MLP
+    at one connection: those turns were ~40 us of a ~0.7 ms answer). Alone, it
+    runs on the event loop when calls are quick, on the model's thread
     otherwise."""
-    if 1 < batch_size and items < batch_size:
+    if 1 < batch_size and items < batch_size and running > 1:
         if inline(call_s) and not max_wait_ms:
             return Route.TOGETHER
-        if running > 1:
-            return Route.SERVE_BATCH
+        return Route.SERVE_BATCH
     return Route.INLINE if inline(call_s) else Route.EXECUTOR
 
 

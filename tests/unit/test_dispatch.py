@@ -31,12 +31,14 @@ def test_a_lone_query_never_waits_for_a_batch() -> None:
     # Alone on the replica (running == 1), with a wait set: it runs at once, inline or on the model's thread.
     assert dispatch.route(1, 16, max_wait_ms=5, call_s=QUICK, running=1) is Route.INLINE
     assert dispatch.route(1, 16, max_wait_ms=5, call_s=SLOW, running=1) is Route.EXECUTOR
+    # Nor for the turns of the loop that a quick model's queries share (Route.TOGETHER).
+    assert dispatch.route(1, 16, max_wait_ms=0, call_s=QUICK, running=1) is Route.INLINE
     # With another query running it may go through Serve's batching.
     assert dispatch.route(1, 16, max_wait_ms=5, call_s=SLOW, running=2) is Route.SERVE_BATCH
 
 
 def test_a_quick_model_without_a_wait_shares_calls_within_a_few_turns_of_the_loop() -> None:
-    assert dispatch.route(1, 16, max_wait_ms=0, call_s=QUICK, running=1) is Route.TOGETHER
+    assert dispatch.route(1, 16, max_wait_ms=0, call_s=QUICK, running=2) is Route.TOGETHER
     assert dispatch.route(1, 16, max_wait_ms=0, call_s=QUICK, running=9) is Route.TOGETHER
     assert dispatch.route(1, 16, max_wait_ms=0, call_s=SLOW, running=9) is Route.SERVE_BATCH
 
