@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -110,6 +111,10 @@ class Master:
         # Calibrates worker types no node has measured yet (seedserve.deployments._autocalibrate).
         self._calibrating = (asyncio.get_running_loop().create_task(self._calibrate_forever())
                              if auto_calibrate else None)
+        # The first deploy imports the model server (torch: seconds); paid
+        # now, beside serving, rather than after the first registration.
+        self._imported = asyncio.get_running_loop().run_in_executor(
+            None, importlib.import_module, "seedserve.deployments.model_server")
         self._started = time.time()
         self._interval_s = reconcile_interval_s
         self._routes: dict[str, Callable[[], Awaitable[Response]]] = {
