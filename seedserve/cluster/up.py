@@ -154,21 +154,22 @@ def _start_all(settings: Settings, plan: PortPlan, token: str, children: list[Ch
     if settings.ray_address is None:
         echo("starting a local Ray head")
         ray = _launched(launch_ray_head(settings, plan), children)
-    if database is not None:
-        timeline.wait(database)
-    echo("starting the manager")
-    manager = _launched(launch_manager(settings, token), children, lambda: start_manager(settings, token))
-    if ray is not None:
-        timeline.wait(ray)
-    echo("deploying the master and the registered models")
-    master_url = f"http://{settings.host}:{settings.master_port}"
-    deployed = time.monotonic()
-    deploy_system(settings, plan, token)
-    echo("starting the gRPC inference service")
-    inference = _launched(launch_grpc(settings), children, lambda: start_grpc(settings))
     with ThreadPoolExecutor(max_workers=2) as pool:
-        # Waited for meanwhile, so each is logged when it is ready.
-        frontends = [pool.submit(timeline.wait, manager), pool.submit(timeline.wait, inference)]
+        # The manager and the gRPC service are waited for meanwhile, so each is logged when it is ready.
+        if database is not None:
+            timeline.wait(database)
+        echo("starting the manager")
+        manager = _launched(launch_manager(settings, token), children, lambda: start_manager(settings, token))
+        frontends = [pool.submit(timeline.wait, manager)]
+        if ray is not None:
+            timeline.wait(ray)
+        echo("deploying the master and the registered models")
+        master_url = f"http://{settings.host}:{settings.master_port}"
+        deployed = time.monotonic()
+        deploy_system(settings, plan, token)
+        echo("starting the gRPC inference service")
+        inference = _launched(launch_grpc(settings), children, lambda: start_grpc(settings))
+        frontends.append(pool.submit(timeline.wait, inference))
         wait_until(lambda: http_ok(master_url + "/v2/health/ready"), 180, "master")
         timeline.ready("master", deployed)
         for ready in frontends:
