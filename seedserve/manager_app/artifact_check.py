@@ -130,8 +130,9 @@ class SpareSandbox:
     """Test-loads artifacts with one child kept started ahead, in its own
     sandbox, so that a registration finds the child's imports done.
 
-    A spare is started ``delay_s`` after :meth:`start` and after each
-    test-load, and never while one runs: its imports take a core for
+    The first spare is started ``first_delay_s`` after :meth:`start` (once
+    the rest of a starting system is up), the next ones ``delay_s`` after
+    each test-load, and never while one runs: its imports take a core for
     seconds, which the system starting, a test-load, or the replica a
     registration deploys needs more. A registration that finds no spare
     starts a child of its own, as :func:`check_artifact` does; one that
@@ -140,11 +141,12 @@ class SpareSandbox:
     manager closes its stdin, or is killed by :meth:`aclose`."""
 
     def __init__(self, limits: SandboxLimits | None = None, *, timeout_s: float = TIMEOUT_S,
-                 delay_s: float = 5.0, keep_spare: bool = True) -> None:
+                 delay_s: float = 5.0, first_delay_s: float = 20.0, keep_spare: bool = True) -> None:
         """``keep_spare`` False: every test-load starts its child then (no process waits in between)."""
         self._limits = _test_load_limits(limits, timeout_s)
         self._timeout_s = timeout_s
         self._delay_s = delay_s
+        self._first_delay_s = first_delay_s
         self._spare: _Child | None = None
         self._starting: asyncio.Task[None] | None = None
         self._running = 0  # test-loads in progress
@@ -152,15 +154,16 @@ class SpareSandbox:
 
     def start(self) -> None:
         """Schedule the first spare (within the running event loop)."""
-        self._schedule()
+        self._schedule(self._first_delay_s)
 
-    def _schedule(self) -> None:
+    def _schedule(self, delay_s: float | None = None) -> None:
         if not self._closed and self._starting is None and self._spare is None:
-            self._starting = asyncio.get_running_loop().create_task(self._start_later())
+            wait = self._delay_s if delay_s is None else delay_s
+            self._starting = asyncio.get_running_loop().create_task(self._start_later(wait))
 
-    async def _start_later(self) -> None:
+    async def _start_later(self, delay_s: float) -> None:
         try:
-            await asyncio.sleep(self._delay_s)
+            await asyncio.sleep(delay_s)
             if self._running:  # the last test-load to finish schedules it again
                 return
             child = await _start_child(self._limits)

@@ -175,7 +175,7 @@ def test_every_attack_in_load_fails_in_a_spare_sandbox_too(tmp_path: Path, targe
     loading = {**targets, "in": "load"}
 
     async def twice() -> list[str]:
-        spare = SpareSandbox(delay_s=0)
+        spare = SpareSandbox(delay_s=0, first_delay_s=0)
         spare.start()
         await asyncio.sleep(0.5)  # started: the first check takes the spare
         messages = []
