@@ -148,6 +148,12 @@ class Settings(BaseSettings):
         "a GPU worker type runs on instead of CUDA, set on the node that stands in for a GPU node. Unset (always in "
         "production): such a replica needs CUDA, and says 'CUDA is not available on this node' without it.",
     )
+    spare_test_load: bool = Field(
+        default=True,
+        description="The manager keeps one test-load sandbox started ahead of the next registration, its imports "
+        "(torch, the profiler) done, so a registration does not wait seconds for them; it holds no user code "
+        "until it is used (once) and costs the memory of one idle Python process with torch.",
+    )
     reconcile_interval_s: float = Field(default=2.0, gt=0, description="How often the master reconciles.")
     latency_report_s: float = Field(
         default=30.0, gt=0, description="How often each replica reports its measured model-call latency to the master."

@@ -11,6 +11,9 @@ import os
 import secrets
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,11 @@ __all__ = [
     "log_environ",
     "operator_token_hashes",
     "ensure_admin_token",
+    "Starting",
+    "launch_database",
+    "launch_ray_head",
+    "launch_manager",
+    "launch_grpc",
     "start_database",
     "start_ray_head",
     "deploy_system",
@@ -52,6 +60,25 @@ HAPROXY_ENV = {
 }
 
 
+@dataclass(frozen=True)
+class Starting:
+    """A component whose process runs but may not answer yet: ``seedserve up``
+    launches those that do not need each other at once and waits for each
+    where the next step needs it."""
+
+    child: Child
+    ready: Callable[[], bool]
+    timeout_s: float
+    what: str
+    #: ``time.monotonic()`` at launch
+    launched: float = field(default_factory=time.monotonic)
+
+    def wait(self) -> Child:
+        """The child, once it answers (raises with its log if it dies or times out)."""
+        wait_until(self.ready, self.timeout_s, self.what, self.child)
+        return self.child
+
+
 def ensure_admin_token(settings: Settings) -> str:
     """The admin token: from the environment, else ``<data dir>/admin-token``
     (created once, readable by its owner only)."""
@@ -68,7 +95,12 @@ def ensure_admin_token(settings: Settings) -> str:
 
 
 def start_database(settings: Settings) -> Child:
-    """The embedded MongoDB-wire server on ``<data dir>/seedserve.db``."""
+    """The embedded MongoDB-wire server on ``<data dir>/seedserve.db``, once it answers."""
+    return launch_database(settings).wait()
+
+
+def launch_database(settings: Settings) -> Starting:
+    """The embedded MongoDB-wire server on ``<data dir>/seedserve.db``, launched."""
     data = settings.data_dir.resolve()
     child = start_child(
         "database",
@@ -83,14 +115,15 @@ def start_database(settings: Settings) -> Child:
         ],
         data / "logs" / "database.out",
     )
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-        settings.resolved_mongo_uri, serverSelectionTimeoutMS=500
-    )
+    return Starting(child, lambda: _mongo_answers(settings.resolved_mongo_uri), 30, "embedded database")
+
+
+def _mongo_answers(uri: str) -> bool:
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(uri, serverSelectionTimeoutMS=500)
     try:
-        wait_until(lambda: bool(client.admin.command("ping")), 30, "embedded database", child)
+        return bool(client.admin.command("ping"))
     finally:
         client.close()
-    return child
 
 
 #: Secrets of ours that no Ray process may inherit: every replica, user
@@ -117,7 +150,12 @@ def log_environ(settings: Settings) -> dict[str, str]:
 
 
 def start_ray_head(settings: Settings, plan: PortPlan) -> Child:
-    """A local Ray head (``ray start --head --block``; SIGTERM stops the whole node)."""
+    """A local Ray head (``ray start --head --block``; SIGTERM stops the whole node), once its dashboard answers."""
+    return launch_ray_head(settings, plan).wait()
+
+
+def launch_ray_head(settings: Settings, plan: PortPlan) -> Starting:
+    """A local Ray head, launched; ready once its dashboard serves Serve's REST API."""
     data = settings.data_dir.resolve()
     env = ray_node_environ({**plan.serve_env(), **ray_token_auth(), **log_environ(settings)}, data / "bin")
     argv = [
@@ -142,8 +180,7 @@ def start_ray_head(settings: Settings, plan: PortPlan) -> Child:
         argv.append(f"--temp-dir={settings.ray_temp_dir.resolve()}")
     child = start_child("ray", argv, data / "logs" / "ray.out", env=env)
     url = dashboard_url(settings)
-    wait_until(lambda: http_ok(url + "/api/serve/applications/", auth=True), 120, "Ray head and dashboard", child)
-    return child
+    return Starting(child, lambda: http_ok(url + "/api/serve/applications/", auth=True), 120, "Ray head and dashboard")
 
 
 def ray_token_auth() -> dict[str, str]:
@@ -155,11 +192,25 @@ def ray_token_auth() -> dict[str, str]:
     ``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH`` if set)."""
     if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
         return {}
-    subprocess.run([str(_BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True, timeout=60)
+    if not _ray_token_exists():  # Ray's command takes seconds (it imports Ray): only when there is none
+        subprocess.run([str(_BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True,
+                       timeout=60)
     default = Path.home() / ".ray" / "auth_token"
     if not os.environ.get("RAY_AUTH_TOKEN_PATH") and default.exists():
         default.chmod(0o600)  # Ray writes it readable by all
     return {"RAY_AUTH_MODE": "token"}
+
+
+def _ray_token_exists() -> bool:
+    """Whether Ray's tools find a token: ``RAY_AUTH_TOKEN``, else a non-empty
+    file at ``RAY_AUTH_TOKEN_PATH``, else at ``~/.ray/auth_token``."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return True
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        return bool(path.read_text().strip())
+    except OSError:
+        return False
 
 
 def dashboard_url(settings: Settings) -> str:
@@ -203,7 +254,12 @@ def deploy_system(settings: Settings, plan: PortPlan, admin_token: str) -> None:
 
 
 def start_manager(settings: Settings, admin_token: str) -> Child:
-    """The manager on uvicorn, configured through ``SEEDSERVE_*``."""
+    """The manager on uvicorn, configured through ``SEEDSERVE_*``, once it answers."""
+    return launch_manager(settings, admin_token).wait()
+
+
+def launch_manager(settings: Settings, admin_token: str) -> Starting:
+    """The manager on uvicorn, launched (it needs the database, not Ray)."""
     data = settings.data_dir.resolve()
     env = environ_with(
         {
@@ -224,8 +280,7 @@ def start_manager(settings: Settings, admin_token: str) -> Child:
         "--host", settings.host, "--port", str(settings.manager_port), "--no-access-log",
     ]
     child = start_child("manager", argv, data / "logs" / "manager.out", env=env)
-    wait_until(lambda: http_ok(f"http://{settings.host}:{settings.manager_port}/livez"), 60, "manager", child)
-    return child
+    return Starting(child, lambda: http_ok(f"http://{settings.host}:{settings.manager_port}/livez"), 60, "manager")
 
 
 def grpc_address(host: str, port: int) -> str:
@@ -234,10 +289,16 @@ def grpc_address(host: str, port: int) -> str:
 
 
 def start_grpc(settings: Settings) -> Child:
+    """The KServe v2 gRPC inference service, once it answers (see :func:`launch_grpc`)."""
+    return launch_grpc(settings).wait()
+
+
+def launch_grpc(settings: Settings) -> Starting:
     """The KServe v2 gRPC inference service (``python -m seedserve.grpc``), a
-    Ray driver that calls model replicas through Serve handles. Like a Ray
-    node it gets none of :data:`RAY_NODE_SECRETS`: it needs no database and
-    no token, only Ray's cluster token (where Ray's tools read it)."""
+    Ray driver that calls model replicas through Serve handles, launched (it
+    needs Ray's head, not the master). Like a Ray node it gets none of
+    :data:`RAY_NODE_SECRETS`: it needs no database and no token, only Ray's
+    cluster token (where Ray's tools read it)."""
     from seedserve.grpc.liveness import server_live
 
     data = settings.data_dir.resolve()
@@ -253,8 +314,7 @@ def start_grpc(settings: Settings) -> Child:
     ]
     child = start_child("grpc", argv, data / "logs" / "grpc.out", env=env)
     target = grpc_address("127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host, settings.grpc_port)
-    wait_until(lambda: server_live(target), 120, "gRPC inference service", child)
-    return child
+    return Starting(child, lambda: server_live(target), 120, "gRPC inference service")
 
 
 def http_ok(url: str, *, auth: bool = False) -> bool:

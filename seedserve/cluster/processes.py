@@ -81,8 +81,10 @@ def start_child(name: str, argv: Sequence[str], log: Path, env: Mapping[str, str
     return Child(name, process, log)
 
 
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str, child: Child | None = None) -> None:
-    """Poll ``check`` until it holds; raise with ``what`` (and the child's log) if it never does."""
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str, child: Child | None = None,
+               interval_s: float = 0.1) -> None:
+    """Poll ``check`` every ``interval_s`` until it holds; raise with ``what``
+    (and the child's log) if it never does."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if child is not None and not child.alive():
@@ -92,7 +94,7 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str, child: Ch
                 return
         except Exception:
             pass
-        time.sleep(0.25)
+        time.sleep(interval_s)
     tail = f"\n{child.log_tail()}" if child is not None else ""
     raise RuntimeError(f"{what}: not ready after {timeout_s:.0f} s{tail}")
 

@@ -1,22 +1,29 @@
-"""``seedserve up``: start every component in order, print the URLs, wait for
+"""``seedserve up``: start every component (each once what it needs answers), print the URLs, wait for
 Ctrl-C, and stop every child in reverse order."""
 
 from __future__ import annotations
 
+import logging
 import shlex
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from seedserve.cluster.components import (
+    Starting,
     deploy_system,
     ensure_admin_token,
     grpc_address,
     http_ok,
+    launch_database,
+    launch_grpc,
+    launch_manager,
+    launch_ray_head,
     log_environ,
     start_database,
     start_grpc,
     start_manager,
-    start_ray_head,
 )
 from seedserve.cluster.environment import check_serve_imports
 from seedserve.cluster.ports import PortPlan, busy_ports
@@ -29,6 +36,8 @@ __all__ = ["JOIN_TYPE", "PortBusy", "join_command", "join_lines", "policy_line",
 
 #: The placeholder in the printed join command for the joining host's worker type.
 JOIN_TYPE = "TYPE"
+
+logger = logging.getLogger("seedserve.up")
 
 
 class PortBusy(Exception):
@@ -105,36 +114,67 @@ def _with_logging(settings: Settings, echo: Callable[[str], None]) -> Settings:
     return settings
 
 
-def _start_backends(settings: Settings, plan: PortPlan, token: str, children: list[Child],
-                   echo: Callable[[str], None]) -> str:
-    """Start the database and Ray (unless given), deploy the system; the master's URL once it is ready."""
+class _Timeline:
+    """When each component of `seedserve up` was ready, logged as "up: <what>
+    ready in S s (at T s)": S from its launch, T from the start of `seedserve
+    up` (benchmarks/first_answer.py reads these)."""
+
+    def __init__(self) -> None:
+        self.began = time.monotonic()
+
+    def ready(self, what: str, since: float) -> None:
+        now = time.monotonic()
+        logger.info("up: %s ready in %.2f s (at %.2f s)", what, now - since, now - self.began)
+
+    def wait(self, starting: Starting) -> Child:
+        child = starting.wait()
+        self.ready(starting.what, starting.launched)
+        return child
+
+
+def _launched(starting: Starting, children: list[Child], restart: Callable[[], Child] | None = None) -> Starting:
+    """``starting``'s child, supervised from now on (and restarted by ``restart`` if it dies)."""
+    starting.child.restart = restart
+    children.append(starting.child)
+    return starting
+
+
+def _start_all(settings: Settings, plan: PortPlan, token: str, children: list[Child],
+               echo: Callable[[str], None], timeline: _Timeline) -> str:
+    """Start every component, each as soon as what it needs answers; the
+    master's URL once everything answers. The database and Ray's head start
+    together; the manager needs only the database, the gRPC service only
+    Ray's head."""
+    database = ray = None
     if settings.mongo_uri is None:
         echo(f"starting the embedded database on 127.0.0.1:{settings.db_port}")
-        database = start_database(settings)
         # Queries keep being served while it is away (replicas cache their
         # keys); the manager answers 503 until it is back.
-        database.restart = lambda: start_database(settings)
-        children.append(database)
+        database = _launched(launch_database(settings), children, lambda: start_database(settings))
     if settings.ray_address is None:
         echo("starting a local Ray head")
-        children.append(start_ray_head(settings, plan))
-    echo("deploying the master and the registered models")
-    deploy_system(settings, plan, token)
-    master_url = f"http://{settings.host}:{settings.master_port}"
-    wait_until(lambda: http_ok(master_url + "/v2/health/ready"), 180, "master")
+        ray = _launched(launch_ray_head(settings, plan), children)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # The manager and the gRPC service are waited for meanwhile, so each is logged when it is ready.
+        if database is not None:
+            timeline.wait(database)
+        echo("starting the manager")
+        manager = _launched(launch_manager(settings, token), children, lambda: start_manager(settings, token))
+        frontends = [pool.submit(timeline.wait, manager)]
+        if ray is not None:
+            timeline.wait(ray)
+        echo("deploying the master and the registered models")
+        master_url = f"http://{settings.host}:{settings.master_port}"
+        deployed = time.monotonic()
+        deploy_system(settings, plan, token)
+        echo("starting the gRPC inference service")
+        inference = _launched(launch_grpc(settings), children, lambda: start_grpc(settings))
+        frontends.append(pool.submit(timeline.wait, inference))
+        wait_until(lambda: http_ok(master_url + "/v2/health/ready"), 180, "master")
+        timeline.ready("master", deployed)
+        for ready in frontends:
+            ready.result()
     return master_url
-
-
-def _start_frontends(settings: Settings, token: str, children: list[Child], echo: Callable[[str], None]) -> None:
-    """Start the manager and the gRPC inference service, each restarted if it dies."""
-    echo("starting the manager")
-    manager = start_manager(settings, token)
-    manager.restart = lambda: start_manager(settings, token)
-    children.append(manager)
-    echo("starting the gRPC inference service")
-    inference = start_grpc(settings)
-    inference.restart = lambda: start_grpc(settings)
-    children.append(inference)
 
 
 def _ready_banner(settings: Settings, master_url: str) -> str:
@@ -156,15 +196,17 @@ def _ready_banner(settings: Settings, master_url: str) -> str:
 
 def run_up(settings: Settings, echo: Callable[[str], None]) -> None:
     """Run the system in the foreground until SIGINT or SIGTERM."""
+    timeline = _Timeline()
     _check_can_start(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings = _with_logging(settings, echo)
+    timeline.ready("checks (sandbox, Serve's imports, ports)", timeline.began)
     token = ensure_admin_token(settings)
     plan = PortPlan(settings.internal_port_base)
 
     def start(children: list[Child]) -> None:
-        master_url = _start_backends(settings, plan, token, children, echo)
-        _start_frontends(settings, token, children, echo)
+        master_url = _start_all(settings, plan, token, children, echo, timeline)
         echo(_ready_banner(settings, master_url))
+        timeline.ready("everything", timeline.began)
 
     supervise(start, echo)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -110,6 +111,9 @@ class Master:
         # Calibrates worker types no node has measured yet (seedserve.deployments._autocalibrate).
         self._calibrating = (asyncio.get_running_loop().create_task(self._calibrate_forever())
                              if auto_calibrate else None)
+        # The first deploy imports the model server (torch: seconds): paid
+        # once the master is ready, rather than when the first model registers.
+        self._importing = asyncio.get_running_loop().create_task(self._import_model_server())
         self._started = time.time()
         self._interval_s = reconcile_interval_s
         self._routes: dict[str, Callable[[], Awaitable[Response]]] = {
@@ -200,6 +204,13 @@ class Master:
     async def record_measured(self, name: str, version: int, worker_type: str, stats: dict[str, float]) -> None:
         """A replica's measured call latency, into the version's registry entry."""
         await self._store.record_measured(name, version, worker_type, stats)
+
+    async def _import_model_server(self) -> None:
+        """Import the model server in a thread after the first reconcile pass
+        (the master's readiness), so it does not slow that pass down."""
+        while self._reconciler.state.last_ok is None:
+            await asyncio.sleep(0.5)
+        await asyncio.to_thread(importlib.import_module, "seedserve.deployments.model_server")
 
     async def _calibrate_forever(self, interval_s: float = 30.0) -> None:
         in_flight: set[str] = set()

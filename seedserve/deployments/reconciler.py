@@ -70,15 +70,19 @@ class ReconcilerState:
 
 class Reconciler:
     def __init__(self, store: ModelStore, api: ServeRestApi, *, interval_s: float,
-                 gpu_types: Mapping[str, str | None] | None = None, apps: ServeApps | None = None) -> None:
+                 gpu_types: Mapping[str, str | None] | None = None, apps: ServeApps | None = None,
+                 notice_s: float = 0.25) -> None:
         """``api`` reads Serve's state, ``apps`` changes it (one application
         at a time). ``gpu_types``: the catalog's GPU worker types (see
-        serve_config.actor_options)."""
+        serve_config.actor_options). Between passes, every ``notice_s``, the
+        registry's serving marker is read: a registration, pin or delete
+        starts the next pass at once instead of up to ``interval_s`` later."""
         self._store = store
         self._gpu_types = dict(gpu_types or {})
         self._api = api
         self._apps = apps or ServeApps()
         self._interval_s = interval_s
+        self._notice_s = notice_s
         self.state = ReconcilerState()
 
     async def reconcile_once(self) -> bool:
@@ -137,8 +141,26 @@ class Reconciler:
                 logger.debug("reading Serve's applications failed: %s", exc)
             await asyncio.sleep(self._interval_s)
 
+    async def _marker(self) -> list[tuple[str, int, int | None]] | None:
+        try:
+            return await self._store.serving_marker()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database is away: the pass reports it
+            return None
+
+    async def _until_due_or_changed(self, marker: list[tuple[str, int, int | None]] | None) -> None:
+        """Sleep until the next pass is due, or until the registry's serving marker differs from ``marker``."""
+        deadline = time.monotonic() + self._interval_s
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(self._notice_s, left))
+            if marker is not None and (now := await self._marker()) is not None and now != marker:
+                return
+
     async def run_forever(self) -> None:
         while True:
+            # Read before the pass: a change during it starts the next one.
+            marker = await self._marker()
             try:
                 await self.reconcile_once()
                 self.state.last_ok = time.time()
@@ -149,7 +171,7 @@ class Reconciler:
                 self.state.last_error = f"{type(exc).__name__}: {exc}"
                 logger.warning("reconcile pass failed: %s", self.state.last_error)
             self.state.passes += 1
-            await asyncio.sleep(self._interval_s)
+            await self._until_due_or_changed(marker)
 
 
 def _message(app: Mapping[str, Any]) -> str:

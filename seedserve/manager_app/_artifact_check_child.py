@@ -17,11 +17,23 @@ import sys
 _MAX_ARTIFACT = 2**40
 
 
+def _import_ahead() -> None:
+    """What every test-load needs, imported before the frame is read: a
+    spare child (see artifact_check.SpareSandbox) has these done when its
+    artifact arrives. torch._dynamo is what the profiler's dispatch mode
+    imports on its first op (about two seconds here)."""
+    import torch._dynamo  # noqa: F401
+
+    import seedserve.profiler.profile  # noqa: F401
+
+
 def main() -> int:
     try:
         from seedserve.codecs import Manifest, sample_inputs
         from seedserve.runtime import load_model, run_model
         from seedserve.sandbox._frames import read_frame
+
+        _import_ahead()
 
         header, artifact = read_frame(sys.stdin.buffer, _MAX_ARTIFACT)
         manifest = Manifest.model_validate(header["manifest"])

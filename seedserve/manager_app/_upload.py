@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,7 +22,6 @@ from starlette.requests import Request
 from seedserve.codecs import Manifest, parse_manifest
 from seedserve.errors import InvalidArtifact, InvalidInput, InvalidManifest
 from seedserve.manager_app._form import watched_form
-from seedserve.manager_app.artifact_check import check_artifact
 from seedserve.manager_app.auth import Caller
 from seedserve.manager_app.orphans import UPLOAD_PREFIX, upload_dir
 from seedserve.manager_app.policy import handler_refusal, handlers_allowed
@@ -41,6 +41,8 @@ class Probed:
     path: Path
     outputs: dict[str, list[int]]
     profile: dict[str, Any]
+    #: Seconds of each step so far ("upload": the form read and saved, "test-load": the sandboxed child)
+    seconds: dict[str, float]
 
 
 @asynccontextmanager
@@ -54,6 +56,7 @@ async def probed_upload(request: Request, state: ManagerState, who: Caller, *,
     (SEEDSERVE_HANDLERS), as soon as its ``format`` field has arrived, so
     before the artifact is read when the field comes first, as the SDK sends
     it; and with ``check_name``, a name another account holds."""
+    began = time.monotonic()
     refuse_handler = await _handler_check(state, who)
 
     def watch(name: str, value: str) -> None:
@@ -74,8 +77,10 @@ async def probed_upload(request: Request, state: ManagerState, who: Caller, *,
                                          dir=upload_dir(state.settings.data_dir)) as tmp:
             path = Path(tmp) / "artifact"
             await _save(upload, path, state.settings.max_artifact_bytes)
-            outputs, profile = await check_artifact(path, fmt, manifest, limits=state.settings.sandbox_limits)
-            yield Probed(manifest, fmt, path, outputs, profile)
+            saved = time.monotonic()
+            outputs, profile = await state.test_loads.check(path, fmt, manifest)
+            seconds = {"upload": saved - began, "test-load": time.monotonic() - saved}
+            yield Probed(manifest, fmt, path, outputs, profile, seconds)
 
 
 async def _handler_check(state: ManagerState, who: Caller) -> Callable[[str], None]:

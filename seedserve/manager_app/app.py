@@ -19,6 +19,7 @@ from seedserve import __version__
 from seedserve.errors import SeedserveError, Unavailable, http_status
 from seedserve.logs import log_error
 from seedserve.manager_app import dashboard
+from seedserve.manager_app.artifact_check import SpareSandbox
 from seedserve.manager_app.auth import sign_in_limiter
 from seedserve.manager_app.limits import BodyLimit
 from seedserve.manager_app.master_view import MasterView
@@ -90,6 +91,7 @@ def create_app(settings: Settings, admin_token: str) -> Starlette:
     client = connect(settings.resolved_mongo_uri)
     store = ModelStore(client[settings.database])
     master = MasterView(settings.resolved_master_url, admin_token)
+    test_loads = SpareSandbox(settings.sandbox_limits, keep_spare=settings.spare_test_load)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -100,7 +102,9 @@ def create_app(settings: Settings, admin_token: str) -> Starlette:
             logger.warning("the database is unreachable at start-up; models without an owner stay hidden")
         await collect_orphans(store, settings.data_dir, settings.orphan_age_s)
         collector = asyncio.create_task(collect_forever(store, settings.data_dir, settings.orphan_age_s))
+        test_loads.start()
         yield
+        await test_loads.aclose()
         collector.cancel()
         await master.close()
         await client.close()
@@ -120,7 +124,7 @@ def create_app(settings: Settings, admin_token: str) -> Starlette:
     )
     db = client[settings.database]
     app.state.seedserve = ManagerState(settings, store, AccountStore(db), admin_token, master, sign_in_limiter(),
-                                       InviteStore(db))
+                                       InviteStore(db), test_loads)
     return app
 
 

@@ -1,23 +1,35 @@
 """Test-loads an uploaded artifact in the sandbox (:mod:`seedserve.sandbox`),
 with a timeout, and checks what comes back: the report is written by
-code of the uploader's, so it is parsed as untrusted data."""
+code of the uploader's, so it is parsed as untrusted data.
+
+A test-load child spends most of its time importing torch and the profiler
+(seconds) before it reads the artifact; :class:`SpareSandbox` starts one
+child ahead of the next registration so that registration does not wait
+for those imports. Each child still test-loads one artifact only, in a
+sandbox of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import struct
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from seedserve.codecs import Manifest
 from seedserve.errors import InvalidArtifact
-from seedserve.sandbox import SandboxLimits, launch
+from seedserve.sandbox import Launch, SandboxLimits, launch
 
-__all__ = ["check_artifact"]
+__all__ = ["SpareSandbox", "check_artifact"]
+
+logger = logging.getLogger("seedserve.manager.artifact_check")
+
+#: Wall-clock seconds a test-load may take, from the artifact's first byte to the report.
+TIMEOUT_S = 120.0
 
 _CHUNK = 2**20
 #: How much of the child's stdout (its report, the last line: a profile lists
@@ -46,19 +58,55 @@ async def _tail(stream: asyncio.StreamReader, keep: int) -> bytes:
     return bytes(kept)
 
 
-async def check_artifact(
-    path: Path, fmt: str, manifest: Manifest, *, timeout_s: float = 120.0, limits: SandboxLimits | None = None
-) -> tuple[dict[str, list[int]], dict[str, Any]]:
-    """Load and run the artifact once on a sample, and profile it, in a new
-    sandbox; returns output shapes by name and the profile (or ``{"error": ...}``)."""
+@dataclass
+class _Child:
+    """A test-load child started in its sandbox: it imports what it needs, then waits for its one frame."""
+
+    sandbox: Launch
+    process: asyncio.subprocess.Process
+
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    async def discard(self) -> None:
+        if self.alive():
+            self.process.kill()
+            await self.process.wait()
+        self.sandbox.cleanup()
+
+
+def _test_load_limits(limits: SandboxLimits | None, timeout_s: float) -> SandboxLimits:
     # CPU seconds: what every core could burn within the wall-clock timeout (which is the real bound).
-    limits = replace(limits or SandboxLimits(), cpu_seconds=int(timeout_s * (os.cpu_count() or 1)) + 1)
+    return replace(limits or SandboxLimits(), cpu_seconds=int(timeout_s * (os.cpu_count() or 1)) + 1)
+
+
+async def _start_child(limits: SandboxLimits) -> _Child:
     sandbox = launch(["-m", "seedserve.manager_app._artifact_check_child"], limits)
     try:
         process = await asyncio.create_subprocess_exec(
             *sandbox.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env={"PATH": "/usr/bin:/bin"},
         )
+    except BaseException:
+        sandbox.cleanup()
+        raise
+    return _Child(sandbox, process)
+
+
+async def check_artifact(
+    path: Path, fmt: str, manifest: Manifest, *, timeout_s: float = TIMEOUT_S, limits: SandboxLimits | None = None
+) -> tuple[dict[str, list[int]], dict[str, Any]]:
+    """Load and run the artifact once on a sample, and profile it, in a new
+    sandbox; returns output shapes by name and the profile (or ``{"error": ...}``)."""
+    limits = _test_load_limits(limits, timeout_s)
+    return await _test_load(await _start_child(limits), path, fmt, manifest, timeout_s, limits)
+
+
+async def _test_load(child: _Child, path: Path, fmt: str, manifest: Manifest, timeout_s: float,
+                     limits: SandboxLimits) -> tuple[dict[str, list[int]], dict[str, Any]]:
+    """Feed ``child`` the artifact and read its report; the child and its sandbox are gone afterwards."""
+    process = child.process
+    try:
         assert process.stdin and process.stdout and process.stderr
         header = {"format": fmt, "manifest": manifest.model_dump(mode="json")}
         try:
@@ -72,10 +120,91 @@ async def check_artifact(
             raise InvalidArtifact(
                 f"loading and running the model on a sample took over {timeout_s:.0f} s", input="artifact"
             ) from None
-        over_memory = sandbox.hit_memory_limit()
+        over_memory = child.sandbox.hit_memory_limit()
     finally:
-        sandbox.cleanup()
+        await child.discard()
     return _report(stdout, stderr, process.returncode, over_memory, limits)
+
+
+class SpareSandbox:
+    """Test-loads artifacts with one child kept started ahead, in its own
+    sandbox, so that a registration finds the child's imports done.
+
+    The first spare is started ``first_delay_s`` after :meth:`start` (once
+    the rest of a starting system is up), the next ones ``delay_s`` after
+    each test-load, and never while one runs: its imports take a core for
+    seconds, which the system starting, a test-load, or the replica a
+    registration deploys needs more. A registration that finds no spare
+    starts a child of its own, as :func:`check_artifact` does; one that
+    finds a spare still importing takes it. The spare holds no artifact and no secret
+    (its environment is the sandbox's allow-list); it exits when the
+    manager closes its stdin, or is killed by :meth:`aclose`."""
+
+    def __init__(self, limits: SandboxLimits | None = None, *, timeout_s: float = TIMEOUT_S,
+                 delay_s: float = 5.0, first_delay_s: float = 20.0, keep_spare: bool = True) -> None:
+        """``keep_spare`` False: every test-load starts its child then (no process waits in between)."""
+        self._limits = _test_load_limits(limits, timeout_s)
+        self._timeout_s = timeout_s
+        self._delay_s = delay_s
+        self._first_delay_s = first_delay_s
+        self._spare: _Child | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._running = 0  # test-loads in progress
+        self._closed = not keep_spare
+
+    def start(self) -> None:
+        """Schedule the first spare (within the running event loop)."""
+        self._schedule(self._first_delay_s)
+
+    def _schedule(self, delay_s: float | None = None) -> None:
+        if not self._closed and self._starting is None and self._spare is None:
+            wait = self._delay_s if delay_s is None else delay_s
+            self._starting = asyncio.get_running_loop().create_task(self._start_later(wait))
+
+    async def _start_later(self, delay_s: float) -> None:
+        try:
+            await asyncio.sleep(delay_s)
+            if self._running:  # the last test-load to finish schedules it again
+                return
+            child = await _start_child(self._limits)
+            if self._closed:
+                await child.discard()
+            else:
+                self._spare = child
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the sandbox is unavailable now: a registration starts its own and says why
+            logger.warning("could not start a spare test-load sandbox", exc_info=True)
+        finally:
+            self._starting = None
+
+    async def _take(self) -> _Child:
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.alive():
+            return spare
+        if spare is not None:
+            await spare.discard()
+        return await _start_child(self._limits)
+
+    async def check(self, path: Path, fmt: str, manifest: Manifest) -> tuple[dict[str, list[int]], dict[str, Any]]:
+        """As :func:`check_artifact`, in the spare child if one is ready."""
+        self._running += 1
+        try:
+            return await _test_load(await self._take(), path, fmt, manifest, self._timeout_s, self._limits)
+        finally:
+            self._running -= 1
+            self._schedule()
+
+    async def aclose(self) -> None:
+        """Stop the spare (and one being started)."""
+        self._closed = True
+        if self._starting is not None:
+            self._starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starting
+        if self._spare is not None:
+            await self._spare.discard()
+            self._spare = None
 
 
 def _report(stdout: bytes, stderr: bytes, returncode: int | None, over_memory: bool,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +24,8 @@ from seedserve.registry import KeyDoc, ModelDoc, VersionDoc, default_version, ha
 __all__ = ["delete_model", "get_model", "get_version", "list_models", "list_versions", "pin_version",
            "register"]
 
+logger = logging.getLogger("seedserve.manager.models")
+
 #: Said to whoever registers TorchScript: served as before, but torch 2.13 deprecates it.
 TORCHSCRIPT_DEPRECATED = (
     "TorchScript is deprecated (torch 2.13 warns on torch.jit.script and torch.jit.save) and seedserve will "
@@ -35,6 +39,7 @@ async def register(request: Request) -> api.Registered:
     state, who = await caller(request)
     async with probed_upload(request, state, who, check_name=True) as probed:
         manifest, outputs, profile = probed.manifest, probed.outputs, probed.profile
+        stored = time.monotonic()
         artifact = await state.store.put_artifact(
             _chunks(probed.path), filename=manifest.name, fmt=probed.format,
             max_bytes=state.settings.max_artifact_bytes,
@@ -49,13 +54,18 @@ async def register(request: Request) -> api.Registered:
         # No half registrations: the artifact goes when its version cannot be stored.
         await state.store.delete_artifact(artifact["file_id"])
         raise
+    seconds = {**probed.seconds, "store": time.monotonic() - stored}
     extra: dict[str, Any] = {"warnings": [TORCHSCRIPT_DEPRECATED]} if probed.format == "torchscript" else {}
     if created:
         extra |= {"key": key, "key_id": key_doc["id"], "message": "store this key now: it is shown only once"}
     else:
         extra |= {"key": None, "message": f"version {version} registered; the model's keys stay valid"}
-    return api.Registered(name=manifest.name, version=version, outputs=outputs,
-                          **await insight(state.store, manifest, profile), **extra)
+    began = time.monotonic()
+    shown = await insight(state.store, manifest, profile)
+    seconds["insight"] = time.monotonic() - began
+    logger.info("registered model %s version %d: %s", manifest.name, version,
+                ", ".join(f"{step} {s:.2f} s" for step, s in seconds.items()))
+    return api.Registered(name=manifest.name, version=version, outputs=outputs, **shown, **extra)
 
 
 async def _chunks(path: Path) -> AsyncIterator[bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from seedserve.manager_app.artifact_check import SpareSandbox
 from seedserve.manager_app.master_view import MasterView
 from seedserve.ratelimit import FailureLimiter
 from seedserve.registry import ModelStore
@@ -26,6 +27,8 @@ class ManagerState:
     sign_in_failures: FailureLimiter
     #: The admin's invite codes (consumed by sign-up under SEEDSERVE_SIGNUP=invite).
     invites: InviteStore
+    #: Test-loads of uploaded artifacts, each in a sandbox of its own, one started ahead.
+    test_loads: SpareSandbox
 
     @property
     def policy(self) -> dict[str, str]:

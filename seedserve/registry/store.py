@@ -83,6 +83,14 @@ class ModelStore:
             found = self._models.find({} if owner is None else {"owner": owner}).sort("_id", 1)
             return [cast(ModelDoc, doc) async for doc in found]
 
+    async def serving_marker(self) -> builtins.list[tuple[str, int, int | None]]:
+        """Each model's name, latest and pinned version: it changes whenever
+        what should be served does (a registration, a pin, a delete), and is
+        cheap enough to poll often (the reconciler does)."""
+        async with database_errors():
+            found = [doc async for doc in self._models.find({}, {"latest": 1, "pinned": 1})]
+        return sorted((str(doc["_id"]), int(doc.get("latest", 0)), doc.get("pinned")) for doc in found)
+
     async def get(self, name: str, owner: str | None = None) -> ModelDoc:
         """The model ``name``; with ``owner``, only if it is theirs: another
         user's model is as absent as one never registered."""

@@ -20,7 +20,7 @@ import pytest
 
 from seedserve.codecs import Manifest
 from seedserve.errors import HandlerError, InvalidArtifact
-from seedserve.manager_app.artifact_check import check_artifact
+from seedserve.manager_app.artifact_check import SpareSandbox, check_artifact
 from seedserve.sandbox import ALLOWED_ENV, SandboxLimits, sandbox_python
 from seedserve.sandbox.handler import SandboxedHandler
 from tests.helpers import free_port
@@ -168,3 +168,27 @@ def test_a_hung_or_lying_handler_is_stopped_and_the_next_call_gets_a_new_process
             assert handler({"x": np.full((1, 4), 7, np.float32)})["y"].tolist() == [[7.0]]
     finally:
         handler.close()
+
+
+def test_every_attack_in_load_fails_in_a_spare_sandbox_too(tmp_path: Path, targets: dict[str, Any]) -> None:
+    """A spare started ahead (SpareSandbox) is as sandboxed, and serves one artifact only."""
+    loading = {**targets, "in": "load"}
+
+    async def twice() -> list[str]:
+        spare = SpareSandbox(delay_s=0, first_delay_s=0)
+        spare.start()
+        await asyncio.sleep(0.5)  # started: the first check takes the spare
+        messages = []
+        try:
+            for _ in range(2):
+                with pytest.raises(InvalidArtifact) as refused:
+                    await spare.check(_package(tmp_path, loading), "handler", MANIFEST)
+                messages.append(refused.value.message)
+        finally:
+            await spare.aclose()
+        return messages
+
+    for message in asyncio.run(twice()):
+        inside = _report(message)
+        assert {name: ok for name, (ok, _) in inside.items()} == dict.fromkeys(inside, 0), inside
+    assert not _leftovers(targets)

@@ -160,3 +160,32 @@ def test_a_model_serve_refuses_fails_on_its_own_and_the_pass_and_the_others_go_o
     serve.fail = set()
     asyncio.run(reconciler.reconcile_once())  # retried on the next pass
     assert "model-bad" not in state.failed and serve.calls.count(("deploy", "model-bad")) == 2
+
+
+class _MarkedStore(_Store):
+    """A registry whose serving marker follows its documents, as ModelStore's does."""
+
+    async def serving_marker(self) -> list[tuple[str, int, int | None]]:
+        return sorted((d["name"], d["version"], None) for d in self.docs)
+
+
+def test_a_registration_starts_the_next_pass_at_once_rather_than_after_the_interval() -> None:
+    serve = _Serve()
+    docs = [_doc("a")]
+    reconciler = Reconciler(_MarkedStore(docs), serve, interval_s=60, apps=serve,  # type: ignore[arg-type]
+                            notice_s=0.01)
+
+    async def deployed(app: str) -> None:
+        while ("deploy", app) not in serve.calls:
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        passes = asyncio.create_task(reconciler.run_forever())
+        try:
+            await asyncio.wait_for(deployed("model-a"), 5)
+            docs.append(_doc("b"))  # registered after the first pass: the next is 60 s away
+            await asyncio.wait_for(deployed("model-b"), 5)
+        finally:
+            passes.cancel()
+
+    asyncio.run(scenario())  # well within the 60 s interval

@@ -44,3 +44,18 @@ def test_a_child_without_restart_stops_the_system(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="ray exited unexpectedly:"):
         supervise(start, lambda line: None)
     assert not sleeper[0].alive()  # stopped with the rest
+
+
+def test_ray_token_is_generated_only_where_ray_finds_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from seedserve.cluster.components import _ray_token_exists
+
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "token"))
+    assert not _ray_token_exists()
+    (tmp_path / "token").write_text("\n")
+    assert not _ray_token_exists()  # an empty file is no token
+    (tmp_path / "token").write_text("abc\n")
+    assert _ray_token_exists()
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "xyz")
+    assert _ray_token_exists()
