@@ -76,6 +76,10 @@ from seedserve.cluster.processes import Child, start_child, wait_until
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
+class RowsSkipped(Exception):
+    """A server that cannot run its rows here; the message says why (printed and kept in the results)."""
+
+
 #: A query: path, body, headers beside the key.
 Query = tuple[str, str | bytes, dict[str, str]]
 
@@ -185,7 +189,7 @@ def seedserve(setup: Setup, fmt: str = "torchscript", tuned: bool = False) -> It
     from seedserve.client.export import save_program
 
     if fmt == "export" and setup.manifest_arg:
-        raise PyTritonUnavailable("a TorchScript file has no torch.export program to register")
+        raise RowsSkipped("a TorchScript file has no torch.export program to register")
     with seedserve_up(setup.logs, port_base=26000) as running:
         keys: dict[str, str] = {}
         with ManagerClient(running.manager_url, running.token) as manager, warnings.catch_warnings():
@@ -256,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
                     for row, query in rows.items():
                         results[served.key][row] = _measure(serving, served, query(served), args,
                                                             f"{served.key} {row}")
-        except PyTritonUnavailable as exc:
+        except (PyTritonUnavailable, RowsSkipped) as exc:
             print(f"   skipped {', '.join(rows)}: {exc}", flush=True)
             skipped.update({row: str(exc) for row in rows})
         time.sleep(2)
