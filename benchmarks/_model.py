@@ -66,7 +66,8 @@ CNN = Workload(
     json.dumps({"image": {"b64": _png(), "mime": "image/png"}}),
     {"name": "bench-cnn", "inputs": [{"name": "image", "kind": "image", "size": [64, 64]}],
      "outputs": [{"name": "y"}], "scaling": _ONE_REPLICA,
-     # A 5 ms call against ~1 ms to decode a query: let batches wait a little to fill.
+     # A 5 ms call against ~1 ms to decode a query: let batches wait a little to fill. What
+     # benchmarks.serving's tuned seedserve row registers; its default rows drop this block.
      "batching": {"max_batch_size": 16, "max_wait_ms": 5}},
 )
 WORKLOADS = {w.name: w for w in (MLP, CNN)}

@@ -19,6 +19,8 @@ class Result:
     p99_ms: float
     errors: int
     requests: int = 0
+    #: CPU milliseconds (user + system) the server's whole process tree spent per answered request
+    cpu_ms_per_request: float | None = None
 
 
 def run_wrk(url: str, body: str | bytes, headers: dict[str, str], *, concurrency: int, seconds: int,

@@ -16,6 +16,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--haproxy", action="store_true")
+    parser.add_argument("--model", default="builtin", help="see benchmarks._selection.select")
+    parser.add_argument("--manifest")
     args = parser.parse_args()
     if args.haproxy:
         # Must be set before Ray is imported: Serve reads them at import time.
@@ -26,21 +28,22 @@ def main() -> None:
     from ray import serve
     from starlette.requests import Request
 
-    from benchmarks._model import INFER, MODELS, WORKLOADS
+    from benchmarks._selection import infer, select
 
     @serve.deployment(ray_actor_options={"num_cpus": 0.1})
     class Model:
-        def __init__(self, name: str) -> None:
-            self.model, self.infer = MODELS[name](), INFER[name]
+        def __init__(self, model: str, manifest: str | None, index: int) -> None:
+            self.served = select(model, manifest)[index]
+            self.model = self.served.make()
 
         async def __call__(self, request: Request) -> Any:
-            return self.infer(self.model, await request.json())
+            return infer(self.model, self.served.manifest, await request.json())
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run atexit: ray.shutdown()
     ray.init(address="local", include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}})
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-    for name, workload in WORKLOADS.items():
-        serve.run(Model.bind(name), name=name, route_prefix=workload.path)
+    for index, served in enumerate(select(args.model, args.manifest)):
+        serve.run(Model.bind(args.model, args.manifest, index), name=served.manifest["name"], route_prefix=served.path)
     print("READY", flush=True)
     while True:
         time.sleep(3600)
