@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import io
 import json
 import os
@@ -260,14 +261,16 @@ def _path_terms(base: str, probe: Case, key: str, known: dict[str, Any],
 
 def _predictions(case: Case, known: dict[str, Any], terms: dict[str, Any], batch_size: int,
                  calibration: Calibration) -> dict[str, Any]:
+    from seedserve.codecs.schema import Batching
     from seedserve.profiler.predict import predict_s
-    from seedserve.profiler.queueing import Policy, QueryPath, call_times, saturation_rps
+    from seedserve.profiler.queueing import QueryPath, call_times, policy_of, saturation_rps
 
     predicted = {b: predict_s(known["profile"].at(b), calibration)[0] for b in (1, batch_size)}
     known["predicted_call_s"] = predicted
     call = call_times(predicted)
-    policy = Policy(batch_size=batch_size, max_wait_s=float(case.manifest.get("batching", {}).get("max_wait_ms", 0))
-                    / 1000)
+    # The replica's own policy for the manifest (a size and wait it chooses where the manifest leaves them).
+    policy = dataclasses.replace(policy_of(Batching.model_validate(case.manifest.get("batching", {}))),
+                                 batch_size=batch_size)
     path = QueryPath(path_s=terms["node_path_s"] + known["codec_s"], fixed_s=terms["fixed_s"], queries=20_000,
                      noise_s=terms["noise_s"])
     capacity = saturation_rps(call, path.path_s, policy)

@@ -8,9 +8,8 @@ queries arriving (:class:`ArrivalRate`). :func:`plan` turns the two into the
 - **Batch size**: the knee of the measured curve, the largest size whose
   doubling still bought at least :data:`KNEE_GAIN` more items per second
   (beyond it a larger batch only makes each call longer). It bounds a call;
-  how many queries a call takes is whatever is queued when the model is free
-  (greedy batching), so the batches seen grow with the arrival rate by
-  themselves.
+  how many queries a call takes is what is queued when its batch is formed,
+  so the batches seen grow with the arrival rate.
 - **Wait**: none while one query at a time keeps up with the rate (the busy
   fraction at batch 1 below :data:`WAIT_FROM_LOAD`): a lone query never waits
   for company. Past it, a forming batch waits for more queries: as long as
@@ -97,10 +96,15 @@ class CallCurve:
         return self._seconds[lower] + share * (self._seconds[upper] - self._seconds[lower])
 
     def add(self, items: int, seconds: float) -> None:
-        """One live call of ``items`` that took ``seconds``: its nearest measured size moves toward it."""
-        nearest = min(self._seconds, key=lambda size: (abs(math.log2(size / items)), size))
-        scaled = seconds * nearest / items if items > self.sizes[-1] else seconds
-        self._seconds[nearest] += LIVE_WEIGHT * (scaled - self._seconds[nearest])
+        """One live call of ``items`` that took ``seconds``: a measured size
+        moves toward it (past the largest, the largest toward it scaled by
+        items); a call between measured sizes moves none, since moving a
+        neighbour toward it would bias that size's time."""
+        largest = self.sizes[-1]
+        if items > largest:
+            self._seconds[largest] += LIVE_WEIGHT * (seconds * largest / items - self._seconds[largest])
+        elif items in self._seconds:
+            self._seconds[items] += LIVE_WEIGHT * (seconds - self._seconds[items])
 
     def as_dict(self) -> dict[int, float]:
         return dict(self._seconds)

@@ -25,6 +25,7 @@ import bisect
 import collections
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 
@@ -303,19 +304,22 @@ class PathCost:
     def __init__(self, min_queries: int = 200, cpu: Callable[[], float] = time.process_time) -> None:
         self._min, self._cpu = min_queries, cpu
         self._since, self._queries, self._model_s = cpu(), 0, 0.0
+        self._lock = threading.Lock()  # calls end on the model's thread; the window is taken on the event loop
 
     def query(self) -> None:
         self._queries += 1
 
     def call(self, seconds: float) -> None:
-        self._model_s += seconds
+        with self._lock:
+            self._model_s += seconds
 
     def take(self, threads: int) -> float | None:
         """Seconds of path per query since the last value taken, or None:
         too few queries yet (they keep counting), or calls on several threads."""
         if self._queries < self._min:
             return None
-        now = self._cpu()
-        spent, queries, model_s = now - self._since, self._queries, self._model_s
-        self._since, self._queries, self._model_s = now, 0, 0.0
+        with self._lock:
+            now = self._cpu()
+            spent, queries, model_s = now - self._since, self._queries, self._model_s
+            self._since, self._queries, self._model_s = now, 0, 0.0
         return max(0.0, (spent - model_s) / queries) if threads == 1 else None

@@ -187,6 +187,9 @@ class ModelServer:
         self._keys = KeyCache(
             key_hashes, self._fetch_key_hashes, key_refresh_s, model=name, wrong_keys_per_minute=wrong_keys_per_minute,
         )
+        # Counted from here: the warm-up's own CPU is no query's path. The last value is sent with every report.
+        self._path = PathCost()
+        self._path_s: float | None = None
         self._start_tasks(report_s)
         logger.info("model %s version %s ready (batches of up to %d: %s)", name, self._version, self._cap,
                     self._plan.reason)
@@ -234,7 +237,6 @@ class ModelServer:
             run_model(self._model, self._manifest, sample, self._placement)
             self._call_time.add(time.perf_counter() - start)
         self._calls = CallLog()  # measured latency reports queries only, not the warm-up
-        self._path = PathCost()
         self._stats = InferenceStats()
 
     async def _start_batching(self) -> None:
@@ -247,6 +249,10 @@ class ModelServer:
         self._record: collections.deque[tuple[int, int, str, float]] = collections.deque(maxlen=_RECORDED_CALLS)
         self._planned_at = time.monotonic()
         self._plan = batch_plan.Plan(1, 0.0, "not planned yet")
+        if self._cap > 1:
+            # Serve's batcher takes up to the cap; each call takes up to the plan's size (dispatch.merged_calls),
+            # so lowering the plan never refuses a query already queued.
+            cast(_BatchSettings, self._infer_batch).set_max_batch_size(self._cap)
         self._apply(self._next_plan(0.0))
 
     def _measure_curve(self) -> dict[int, float]:
@@ -257,10 +263,16 @@ class ModelServer:
         for size in batch_plan.sizes_to_measure(self._cap):
             arrays = sample_inputs(self._manifest, size)
             times = []
-            for _ in range(4):
-                start = time.perf_counter()
-                run_model(self._model, self._manifest, arrays, self._placement)
-                times.append(time.perf_counter() - start)
+            try:
+                for _ in range(4):
+                    start = time.perf_counter()
+                    run_model(self._model, self._manifest, arrays, self._placement)
+                    times.append(time.perf_counter() - start)
+            except SeedserveError as exc:  # too large for the model or its memory: batches stop below it
+                logger.warning("model %s: batches of %d failed at warm-up (%s); batching up to %d",
+                               self._name, size, exc, max(measured))
+                self._cap = max(measured)
+                break
             measured[size] = sorted(times[1:])[1]
             spent += sum(times)
             if spent > _CURVE_BUDGET_S:
@@ -274,12 +286,10 @@ class ModelServer:
                                pinned_wait_s=None if wait_ms is None else wait_ms / 1000)
 
     def _apply(self, plan: batch_plan.Plan) -> None:
-        """Serve with ``plan``: its batch size and wait into Serve's batching (when they changed)."""
+        """Serve with ``plan``: its wait into Serve's batching (when it changed)."""
         old, self._plan = self._plan, plan
-        if plan.batch_size > 1 and (plan.batch_size, plan.wait_s) != (old.batch_size, old.wait_s):
-            batched = cast(_BatchSettings, self._infer_batch)
-            batched.set_max_batch_size(plan.batch_size)
-            batched.set_batch_wait_timeout_s(plan.wait_s)
+        if plan.batch_size > 1 and plan.wait_s != old.wait_s:
+            cast(_BatchSettings, self._infer_batch).set_batch_wait_timeout_s(plan.wait_s)
             logger.debug("model %s: %s", self._name, plan.reason)
 
     def _arrived(self, count: int) -> None:
@@ -628,9 +638,12 @@ class ModelServer:
                     # The prediction it is compared with depends on the call's torch threads.
                     threads = torch_threads()
                     stats["threads"] = float(threads)
-                    path_s = self._path.take(threads)
-                    if path_s is not None:  # the end-to-end prediction's per-query path on this type
-                        stats["path_ms"] = path_s * 1e3
+                    # The end-to-end prediction's per-query path on this type; on a GPU a call's time is not its CPU.
+                    if self._placement == CPU:
+                        taken = self._path.take(threads)
+                        self._path_s = self._path_s if taken is None else taken
+                    if self._path_s is not None:
+                        stats["path_ms"] = self._path_s * 1e3
                     await self._master.record_measured.remote(self._name, self._version, worker_type, stats)
             except Exception:  # the master, its database or Ray's state API is away: a later report comes
                 logger.warning("could not record measured latency for %s", self._name, exc_info=True)

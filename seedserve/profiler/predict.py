@@ -9,6 +9,7 @@ default efficiency and are marked uncalibrated.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import statistics
@@ -283,7 +284,7 @@ def recommend(
     paths = paths or {}
     options = [_option(profile, objective, worker,
                        calibrations.get(worker.name) or assumed_calibration(worker, catalog),
-                       policy or Policy(), paths.get(worker.name) or path or QueryPath()) for worker in catalog.types]
+                       policy or Policy(), _path_on(worker.name, path, paths)) for worker in catalog.types]
     meeting = sorted((o for o in options if o.meets), key=lambda o: (o.cost_per_hour, o.latency_ms))
     target = f"{objective.percentile} <= {objective.latency_ms:g} ms at {objective.peak_rps:g} requests/s"
     if meeting:
@@ -297,6 +298,13 @@ def recommend(
     reasoning = (f"no worker type meets {target}: the fastest, {fastest.worker_type}, is predicted at "
                  f"{fastest.latency_ms:.2f} ms ({fastest.why_not}); relax the target or shrink the model")
     return Recommendation(objective=objective, choice=None, options=options, reasoning=reasoning)
+
+
+def _path_on(worker_type: str, path: QueryPath | None, paths: Mapping[str, QueryPath]) -> QueryPath:
+    """``path`` (or the default) with the path per query measured on ``worker_type``, if any."""
+    measured = paths.get(worker_type)
+    base = path or QueryPath()
+    return base if measured is None else dataclasses.replace(base, path_s=measured.path_s)
 
 
 def _option(profile: ModelProfile, objective: Objective, worker: WorkerType, calibration: Calibration,

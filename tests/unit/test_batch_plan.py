@@ -29,13 +29,18 @@ def test_the_curve_reads_between_and_beyond_its_measured_sizes() -> None:
         CallCurve({1: 0.0})
 
 
-def test_live_calls_move_their_nearest_size_only() -> None:
+def test_live_calls_move_their_own_measured_size_only() -> None:
     curve = CallCurve({1: 1e-3, 4: 2e-3, 16: 5e-3})
     for _ in range(200):
         curve.add(4, 4e-3)  # the replica's calls at 4 take twice what warm-up measured
+        curve.add(3, 9e-3)  # between measured sizes: moves none
+        curve.add(0, 1e-3)  # an empty query's call: nothing to learn
     assert curve.seconds(4) == pytest.approx(4e-3, rel=0.01)
     assert curve.seconds(1) == 1e-3
     assert curve.seconds(16) == 5e-3
+    for _ in range(200):
+        curve.add(32, 20e-3)  # past the largest: the largest moves toward it, scaled
+    assert curve.seconds(16) == pytest.approx(10e-3, rel=0.01)
 
 
 def test_the_knee_is_where_doubling_stops_paying() -> None:
