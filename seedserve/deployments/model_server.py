@@ -249,6 +249,7 @@ class ModelServer:
         self._record: collections.deque[tuple[int, int, str, float]] = collections.deque(maxlen=_RECORDED_CALLS)
         self._planned_at = time.monotonic()
         self._plan = batch_plan.Plan(1, 0.0, "not planned yet")
+        self._serve_wait_s = 0.0  # as @serve.batch below starts
         if self._cap > 1:
             # Serve's batcher takes up to the cap; each call takes up to the plan's size (dispatch.merged_calls),
             # so lowering the plan never refuses a query already queued.
@@ -286,10 +287,13 @@ class ModelServer:
                                pinned_wait_s=None if wait_ms is None else wait_ms / 1000)
 
     def _apply(self, plan: batch_plan.Plan) -> None:
-        """Serve with ``plan``: its wait into Serve's batching (when it changed)."""
-        old, self._plan = self._plan, plan
-        if plan.batch_size > 1 and plan.wait_s != old.wait_s:
+        """Serve with ``plan``: its wait into Serve's batching when it differs
+        from the one set there (kept apart from the plan, which a plan of
+        batch 1 would leave stale)."""
+        self._plan = plan
+        if self._cap > 1 and plan.wait_s != self._serve_wait_s:
             cast(_BatchSettings, self._infer_batch).set_batch_wait_timeout_s(plan.wait_s)
+            self._serve_wait_s = plan.wait_s
             logger.debug("model %s: %s", self._name, plan.reason)
 
     def _arrived(self, count: int) -> None:

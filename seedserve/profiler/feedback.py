@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,11 +174,15 @@ def live_paths(versions: Iterable[Mapping[str, Any]], own: Mapping[str, Any] | N
     default QueryPath stands for it."""
     seen: dict[str, list[float]] = {}
     for version in versions:
-        for worker_type, stats in (version.get("measured") or {}).items():
-            if isinstance(stats, Mapping) and isinstance(stats.get("path_ms"), int | float):
-                seen.setdefault(worker_type, []).append(float(stats["path_ms"]))
+        for worker_type, path_ms in _paths_ms(version.get("measured")):
+            seen.setdefault(worker_type, []).append(path_ms)
     paths = {worker_type: QueryPath(path_s=statistics.median(values) / 1e3) for worker_type, values in seen.items()}
-    for worker_type, stats in (own or {}).items():
-        if isinstance(stats, Mapping) and isinstance(stats.get("path_ms"), int | float):
-            paths[worker_type] = QueryPath(path_s=float(stats["path_ms"]) / 1e3)
+    paths.update((worker_type, QueryPath(path_s=path_ms / 1e3)) for worker_type, path_ms in _paths_ms(own))
     return paths
+
+
+def _paths_ms(measured: Mapping[str, Any] | None) -> Iterator[tuple[str, float]]:
+    """(worker type, path_ms) of each report in a version's ``measured`` map that has one."""
+    for worker_type, stats in (measured or {}).items():
+        if isinstance(stats, Mapping) and isinstance(stats.get("path_ms"), int | float):
+            yield worker_type, float(stats["path_ms"])
