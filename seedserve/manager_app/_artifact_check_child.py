@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
+import threading
 
 #: Largest artifact this process reads; the manager refuses larger ones before starting it.
 _MAX_ARTIFACT = 2**40
@@ -27,15 +29,38 @@ def _import_ahead() -> None:
     import seedserve.profiler.profile  # noqa: F401
 
 
-def main() -> int:
-    try:
-        from seedserve.codecs import Manifest, sample_inputs
-        from seedserve.runtime import load_model, run_model
-        from seedserve.sandbox._frames import read_frame
+def _import_ahead_idle() -> threading.Thread:
+    """:func:`_import_ahead` in a thread of the lowest CPU priority (Linux
+    sets a nice value per thread), so that a spare started while the system
+    starts takes only the CPU nothing else wants; the main thread, which runs
+    the test-load, keeps its priority. Raising one's own nice value needs no
+    privilege."""
 
+    def imports() -> None:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         _import_ahead()
 
+    thread = threading.Thread(target=imports, name="imports", daemon=True)
+    thread.start()
+    return thread
+
+
+def main() -> int:
+    try:
+        importing = _import_ahead_idle() if "--spare" in sys.argv[1:] else None
+        from seedserve.sandbox._frames import read_frame
+
+        if importing is None:
+            _import_ahead()
+
         header, artifact = read_frame(sys.stdin.buffer, _MAX_ARTIFACT)
+        if importing is not None:
+            importing.join()
+            _import_ahead()  # done, or raises here what failed in the thread
+        from seedserve.codecs import Manifest, sample_inputs
+        from seedserve.runtime import load_model, run_model
+
         manifest = Manifest.model_validate(header["manifest"])
         with contextlib.redirect_stdout(sys.stderr):  # a handler script's prints must not hide the report
             model = load_model(artifact, str(header["format"]))

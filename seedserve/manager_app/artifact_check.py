@@ -80,8 +80,9 @@ def _test_load_limits(limits: SandboxLimits | None, timeout_s: float) -> Sandbox
     return replace(limits or SandboxLimits(), cpu_seconds=int(timeout_s * (os.cpu_count() or 1)) + 1)
 
 
-async def _start_child(limits: SandboxLimits) -> _Child:
-    sandbox = launch(["-m", "seedserve.manager_app._artifact_check_child"], limits)
+async def _start_child(limits: SandboxLimits, *, spare: bool = False) -> _Child:
+    """A child in a new sandbox; a ``spare`` does its imports at the lowest CPU priority."""
+    sandbox = launch(["-m", "seedserve.manager_app._artifact_check_child", *(["--spare"] if spare else [])], limits)
     try:
         process = await asyncio.create_subprocess_exec(
             *sandbox.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -130,18 +131,20 @@ class SpareSandbox:
     """Test-loads artifacts with one child kept started ahead, in its own
     sandbox, so that a registration finds the child's imports done.
 
-    The first spare is started ``first_delay_s`` after :meth:`start` (once
-    the rest of a starting system is up), the next ones ``delay_s`` after
-    each test-load, and never while one runs: its imports take a core for
-    seconds, which the system starting, a test-load, or the replica a
-    registration deploys needs more. A registration that finds no spare
+    The first spare is started ``first_delay_s`` after :meth:`start`, the
+    next ones ``delay_s`` after each test-load, and never while one runs.
+    Its imports take seconds of CPU, which the system starting, a test-load
+    or the replica a registration deploys needs more, so it does them at
+    the lowest CPU priority (see ``_artifact_check_child``): on a busy node
+    it takes only what is left over, and a registration soon after
+    ``seedserve up`` finds it ready. A registration that finds no spare
     starts a child of its own, as :func:`check_artifact` does; one that
     finds a spare still importing takes it. The spare holds no artifact and no secret
     (its environment is the sandbox's allow-list); it exits when the
     manager closes its stdin, or is killed by :meth:`aclose`."""
 
     def __init__(self, limits: SandboxLimits | None = None, *, timeout_s: float = TIMEOUT_S,
-                 delay_s: float = 5.0, first_delay_s: float = 20.0, keep_spare: bool = True) -> None:
+                 delay_s: float = 0.5, first_delay_s: float = 1.0, keep_spare: bool = True) -> None:
         """``keep_spare`` False: every test-load starts its child then (no process waits in between)."""
         self._limits = _test_load_limits(limits, timeout_s)
         self._timeout_s = timeout_s
@@ -166,7 +169,7 @@ class SpareSandbox:
             await asyncio.sleep(delay_s)
             if self._running:  # the last test-load to finish schedules it again
                 return
-            child = await _start_child(self._limits)
+            child = await _start_child(self._limits, spare=True)
             if self._closed:
                 await child.discard()
             else:
