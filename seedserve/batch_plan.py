@@ -17,6 +17,14 @@ queries arriving (:class:`ArrivalRate`). :func:`plan` turns the two into the
   call at batch 1, so that a query waits at most what one more call would
   have cost it. Fewer, fuller calls leave the CPUs to reading and decoding.
 
+- **Threads and calls in flight**: a replica that reserves ``n`` whole
+  CPUs (``scaling.num_cpus``) may run one call on ``n`` torch threads, or
+  ``n / t`` calls at once on ``t`` threads each (:func:`splits`). Warm-up
+  measures each at the knee's batch size; :func:`parallelism` keeps the
+  most threads per call (the shortest calls) unless fewer threads and more
+  calls at once buy at least :data:`KNEE_GAIN` more items per second. A
+  replica with less than two CPUs runs one call at a time on one thread.
+
 The manifest can pin either value (``batching.max_batch_size``,
 ``batching.max_wait_ms``); a pinned value is served as written. Plain values
 in, plain values out: no Ray, no torch, no clock (callers pass the time).
@@ -29,8 +37,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
-    "CALL_OVERHEAD_S", "KNEE_GAIN", "PLAN_EVERY_S", "WAIT_FROM_LOAD", "ArrivalRate", "CallCurve", "Plan", "knee",
-    "plan", "sizes_to_measure",
+    "CALL_OVERHEAD_S", "KNEE_GAIN", "PLAN_EVERY_S", "WAIT_FROM_LOAD", "ArrivalRate", "CallCurve", "Parallelism",
+    "Plan", "knee", "parallelism", "plan", "reserved_cpus", "sizes_to_measure", "splits",
 ]
 
 #: A doubling of the batch size that raises items per second by less than
@@ -164,3 +172,50 @@ def plan(curve: CallCurve, rate_per_s: float, cap: int, *, pinned_size: int | No
     wait = min(fill_s, one_call)
     return Plan(size, wait, f"{where}; {load:.0%} busy at batch 1: a forming batch waits {wait * 1e3:.2f} ms "
                             f"(filling it takes {fill_s * 1e3:.2f} ms, one call {one_call * 1e3:.2f} ms)")
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """How a replica runs its model calls."""
+
+    #: torch's intra-op threads per call.
+    threads: int
+    #: Model calls that may run at once (each on its own thread of the replica).
+    flights: int
+    #: Why, in words, with the items per second measured for each split.
+    reason: str
+
+
+def reserved_cpus(num_cpus: float) -> int:
+    """The whole CPUs a replica reserves (``scaling.num_cpus``), at least 1:
+    the threads its calls may use without taking another replica's."""
+    return max(1, int(num_cpus + 1e-9))
+
+
+def splits(cpus: int) -> list[tuple[int, int]]:
+    """(threads per call, calls in flight) that fill ``cpus``: threads from
+    ``cpus`` down by halves to 1, each with as many calls as fit beside it."""
+    threads = []
+    t = cpus
+    while t >= 1:
+        threads.append(t)
+        t //= 2
+    return [(t, cpus // t) for t in threads]
+
+
+def parallelism(cpus: int, items_per_s: Mapping[tuple[int, int], float]) -> Parallelism:
+    """The split to serve with, from the items per second measured for each
+    of :func:`splits` (a split not measured is not chosen): the most threads
+    per call, unless fewer and more calls at once buy :data:`KNEE_GAIN`
+    more than the best so far."""
+    measured = {split: rate for split, rate in items_per_s.items() if rate > 0}
+    if cpus <= 1 or not measured:
+        return Parallelism(1, 1, f"{cpus} reserved CPU: one call at a time on one thread")
+    ordered = [split for split in splits(cpus) if split in measured]
+    best = ordered[0]
+    for split in ordered[1:]:
+        if measured[split] >= KNEE_GAIN * measured[best]:
+            best = split
+    seen = ", ".join(f"{t} thread(s) x {k} call(s): {measured[(t, k)]:.0f} items/s" for t, k in ordered)
+    return Parallelism(best[0], best[1], f"{best[0]} thread(s) a call, {best[1]} call(s) at once on {cpus} "
+                                         f"reserved CPUs (measured {seen})")

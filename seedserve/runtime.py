@@ -31,7 +31,7 @@ from seedserve.sandbox.handler import SandboxedHandler
 
 __all__ = ["ARTIFACT_FORMATS", "CPU", "HANDLER_SCRIPT", "HANDLER_WEIGHTS", "Handler", "Placement", "gpu_placement",
            "load_model", "load_served_model", "model_arguments", "place_model",
-           "optimize_for_serving", "sample_inputs", "run_model", "torch_threads"]
+           "optimize_for_serving", "sample_inputs", "run_model", "items_per_second", "torch_threads"]
 
 #: Artifact formats the registry accepts: a TorchScript archive, a
 #: ``torch.export`` program (.pt2), or a handler package (a zip, see :class:`Handler`).
@@ -255,9 +255,47 @@ def model_arguments(manifest: Manifest, decoded: Mapping[str, Decoded], placemen
     return arguments
 
 
-def torch_threads() -> int:
-    """The intra-op threads a model call in this process runs with."""
+def torch_threads(threads: int | None = None) -> int:
+    """The intra-op threads a model call in this process runs with, first
+    set to ``threads`` if given (for every thread of the process)."""
+    if threads is not None and threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def items_per_second(model: Callable[..., Any], manifest: Manifest, arrays: Mapping[str, Decoded], items: int,
+                     threads: int, flights: int, calls: int = 3) -> float:
+    """Items a second that ``flights`` threads of this process, each calling
+    the model ``calls`` times on ``arrays`` (``items`` items), all started
+    together, complete on ``threads`` torch threads a call, after one untimed
+    call at that setting. The process keeps that thread count afterwards;
+    the first failure of a call is raised."""
+    import threading
+
+    torch_threads(threads)
+    run_model(model, manifest, arrays)
+    start = threading.Barrier(flights + 1)
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        start.wait()
+        try:
+            for _ in range(calls):
+                run_model(model, manifest, arrays)
+        except BaseException as exc:  # raised by the caller, in its thread
+            failures.append(exc)
+
+    workers = [threading.Thread(target=run, name=f"split-{i}", daemon=True) for i in range(flights)]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    began = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - began
+    if failures:
+        raise failures[0]
+    return flights * calls * items / elapsed
 
 
 def run_model(model: Callable[..., Any], manifest: Manifest, arrays: Mapping[str, Decoded],

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +66,7 @@ from seedserve.runtime import (
     CPU,
     Placement,
     gpu_placement,
+    items_per_second,
     load_served_model,
     optimize_for_serving,
     place_model,
@@ -120,9 +122,7 @@ def _oip_status(answer: OipAnswer) -> int:
 
 
 class _BatchSettings(Protocol):
-    """What ``@serve.batch`` adds to the method it wraps (Ray types the method as a plain callable)."""
-
-    def set_max_batch_size(self, new_max_batch_size: int) -> None: ...
+    """What ``serve.batch`` adds to the function it wraps (Ray types the method as a plain callable)."""
 
     def set_batch_wait_timeout_s(self, new_batch_wait_timeout_s: float) -> None: ...
 
@@ -182,8 +182,8 @@ class ModelServer:
         self._deadlines = Deadlines(scaling.request_timeout_s)
         self._metrics = ModelMetrics()
         self._access = AccessLog(self._manifest.logging.access, ACCESS_SAMPLE_EVERY)
-        # One inference at a time per replica; torch uses its own threads inside.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
+        # As many model calls at once as the replica's split of its CPUs allows (batch_plan.parallelism).
+        self._executor = ThreadPoolExecutor(max_workers=self._parallel.flights, thread_name_prefix=f"model-{name}")
         self._keys = KeyCache(
             key_hashes, self._fetch_key_hashes, key_refresh_s, model=name, wrong_keys_per_minute=wrong_keys_per_minute,
         )
@@ -242,19 +242,53 @@ class ModelServer:
     async def _start_batching(self) -> None:
         """The queue of quick queries waiting a turn or two for others
         (Route.TOGETHER); the model's call time measured by batch size up to
-        the cap, and the first plan (seedserve.batch_plan) applied to Serve's batching."""
+        the cap, the split of the reserved CPUs into threads and calls at once
+        (measured at the knee), and the first plan (seedserve.batch_plan)
+        applied to Serve's batching, which forms as many batches at once as
+        calls may run."""
         self._together_queue: list[tuple[dict[str, Decoded], int, asyncio.Future[dict[str, np.ndarray]]]] = []
+        self._books = threading.Lock()  # what a call records, from each of the calls in flight
         self._curve = batch_plan.CallCurve(await asyncio.to_thread(self._measure_curve))
+        threads = torch_threads()
+        self._parallel = await asyncio.to_thread(self._choose_parallelism)
+        if self._parallel.threads != threads:  # the curve again, at the threads each call now has
+            self._curve = batch_plan.CallCurve(await asyncio.to_thread(self._measure_curve))
+        batcher = serve.batch(max_batch_size=self._cap, batch_wait_timeout_s=0.0,
+                              max_concurrent_batches=self._parallel.flights, batch_size_fn=_batch_items)
+        self._infer_batch: Callable[[tuple[dict[str, Decoded], int]], Awaitable[dict[str, np.ndarray] | SeedserveError]]
+        self._infer_batch = batcher(self._infer_merged)
         self._arrivals = batch_plan.ArrivalRate()
         self._record: collections.deque[tuple[int, int, str, float]] = collections.deque(maxlen=_RECORDED_CALLS)
         self._planned_at = time.monotonic()
         self._plan = batch_plan.Plan(1, 0.0, "not planned yet")
-        self._serve_wait_s = 0.0  # as @serve.batch below starts
-        if self._cap > 1:
-            # Serve's batcher takes up to the cap; each call takes up to the plan's size (dispatch.merged_calls),
-            # so lowering the plan never refuses a query already queued.
-            cast(_BatchSettings, self._infer_batch).set_max_batch_size(self._cap)
+        # Serve's batcher takes up to the cap; each call takes up to the plan's size (dispatch.merged_calls),
+        # so lowering the plan never refuses a query already queued.
+        self._serve_wait_s = 0.0  # as Serve's batcher above starts
         self._apply(self._next_plan(0.0))
+
+    def _choose_parallelism(self) -> batch_plan.Parallelism:
+        """Threads per call and calls at once: on a CPU replica that reserves
+        two or more whole CPUs, each split measured at the knee's batch size
+        (the size a busy replica calls with); else one call at a time (on
+        one thread on a CPU replica)."""
+        if self._placement != CPU:  # torch's CPU threads stay as Ray set them
+            return batch_plan.Parallelism(torch_threads(), 1, f"runs on {self._placement.device}: one call at a time")
+        cpus = batch_plan.reserved_cpus(self._manifest.scaling.num_cpus)
+        if cpus == 1:
+            torch_threads(1)
+            return batch_plan.parallelism(1, {})
+        size = batch_plan.knee(self._curve, self._cap)
+        arrays = sample_inputs(self._manifest, size)
+        measured: dict[tuple[int, int], float] = {}
+        for threads, flights in batch_plan.splits(cpus):
+            try:
+                measured[(threads, flights)] = items_per_second(self._model, self._manifest, arrays, size, threads,
+                                                                flights)
+            except SeedserveError as exc:  # e.g. out of memory with several calls at once: not this split
+                logger.warning("model %s: %d calls at once failed at warm-up (%s)", self._name, flights, exc)
+        chosen = batch_plan.parallelism(cpus, measured)
+        torch_threads(chosen.threads)
+        return chosen
 
     def _measure_curve(self) -> dict[int, float]:
         """Seconds per call at each size warm-up measures (the median of three,
@@ -321,6 +355,7 @@ class ModelServer:
             "rate_per_s": self._arrivals.rate(time.monotonic()),
             "call_ms": {size: seconds * 1e3 for size, seconds in self._curve.as_dict().items()},
             "threads": torch_threads(),
+            "parallelism": dataclasses.asdict(self._parallel),
             "calls": [{"items": n, "queries": q, "route": way, "wait_s": wait} for n, q, way, wait in self._record],
         }
 
@@ -604,7 +639,7 @@ class ModelServer:
         """One model call: on the event loop when calls are quick (a thread hop
         would cost more than the call), else on the model's thread so that the
         replica keeps reading and decoding other queries meanwhile."""
-        if dispatch.inline(self._call_time.seconds):
+        if self._parallel.flights == 1 and dispatch.inline(self._call_time.seconds):
             return self._timed_run(arrays, count)
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed_run, arrays, count)
 
@@ -616,11 +651,12 @@ class ModelServer:
             return run_model(self._model, self._manifest, arrays, self._placement)
         finally:
             elapsed = time.perf_counter() - start
-            self._call_time.add(elapsed)
-            self._curve.add(count, elapsed)
-            self._calls.add(elapsed, count)
-            self._path.call(elapsed)
-            self._stats.call(count, elapsed)
+            with self._books:
+                self._call_time.add(elapsed)
+                self._curve.add(count, elapsed)
+                self._calls.add(elapsed, count)
+                self._path.call(elapsed)
+                self._stats.call(count, elapsed)
 
     async def _fetch_key_hashes(self) -> list[str]:
         hashes: list[str] = await self._master.key_hashes.remote(self._name)
@@ -652,11 +688,12 @@ class ModelServer:
             except Exception:  # the master, its database or Ray's state API is away: a later report comes
                 logger.warning("could not record measured latency for %s", self._name, exc_info=True)
 
-    @serve.batch(max_batch_size=dispatch.DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=0.0, batch_size_fn=_batch_items)
-    async def _infer_batch(
+    async def _infer_merged(
         self, queries: list[tuple[dict[str, Decoded], int]]
     ) -> list[dict[str, np.ndarray] | SeedserveError]:
-        """One model call per group of queries that can merge; each gets its rows."""
+        """One model call per group of queries that can merge; each gets its
+        rows. Served through Serve's batcher (``self._infer_batch``, made in
+        :meth:`_start_batching`), which collects the queries."""
         results: dict[int, dict[str, np.ndarray] | SeedserveError] = {}
         for members, counts, inputs in dispatch.merged_calls(queries, self.batch_size, self._kinds):
             self._metrics.batch(sum(counts))

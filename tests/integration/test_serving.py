@@ -289,19 +289,37 @@ def test_a_model_scaled_to_zero_answers_its_first_query(system: System, tmp_path
 
 def test_replicas_run_on_the_node_of_their_worker_type(system: System, tmp_path: Path, registered: list[str]) -> None:
     """Two Ray nodes on this machine: the head (type cpu-local) and a node
-    started by `seedserve worker join --type tiny`."""
+    started by `seedserve worker join --type tiny` that offers 2 CPUs. The
+    model on it reserves both, so its replica splits them into torch threads
+    and calls at once by measuring each split at warm-up, and serves with it."""
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
         [str(VENV_BIN / "seedserve"), "worker", "join", "--address", f"127.0.0.1:{system.env['SEEDSERVE_RAY_PORT']}",
-         "--type", "tiny", "--num-cpus", "1", "--port-base", "24600", "--log-dir", str(tmp_path)],
+         "--type", "tiny", "--num-cpus", "2", "--port-base", "24600", "--log-dir", str(tmp_path)],
         env=system.env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
         eventually(lambda: _assert_in(log.read_text(), "worker 'tiny' is up"), timeout_s=120, interval_s=1)
-        for name, worker_type in (("on-tiny", "tiny"), ("on-head", "cpu-local")):
+        keys = {}
+        for name, scaling in (("on-tiny", {"worker_type": "tiny", "num_cpus": 2}),
+                              ("on-head", {"worker_type": "cpu-local"})):
             registered.append(name)
-            key = _register(system, tmp_path, SumAndBatchSize(), name, scaling={"worker_type": worker_type})
-            _serving(system, name, key, 3)
+            keys[name] = _register(system, tmp_path, SumAndBatchSize(), name, scaling=scaling)
+            _serving(system, name, keys[name], 3)
+        split = _batching_record(system, "on-tiny")
+        parallel = split["parallelism"]
+        assert parallel["threads"] * parallel["flights"] == 2, parallel
+        assert "2 reserved CPUs (measured 2 thread(s) x 1 call(s)" in parallel["reason"], parallel
+        assert "1 thread(s) x 2 call(s)" in parallel["reason"], parallel
+        assert split["threads"] == parallel["threads"]
+        default = _batching_record(system, "on-head")["parallelism"]
+        assert (default["threads"], default["flights"]) == (1, 1), default  # the default 0.1 CPU
+
+        async def flood() -> list[dict[str, Any]]:
+            async with AsyncClient(system.master_url, keys["on-tiny"], timeout=60) as client:
+                return await asyncio.gather(*(client.predict("on-tiny", x=[[float(i), 1.0, 2.0]]) for i in range(24)))
+
+        assert [a["y"][0][0] for a in asyncio.run(flood())] == [i + 3.0 for i in range(24)]  # each its own row
         nodes = {name: _replica_nodes(system, name) for name in ("on-tiny", "on-head")}
         head = _replica_nodes(system, "master", deployment="Master")
         assert len(nodes["on-tiny"]) == 1 and len(nodes["on-head"]) == 1 and len(head) == 1, nodes

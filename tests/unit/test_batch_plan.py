@@ -89,3 +89,33 @@ def test_pinned_values_are_served_as_written() -> None:
     assert plan(CNN, 10, 2, pinned_size=4).batch_size == 2  # the model's cap still holds
     assert plan(CNN, 10, 1, pinned_wait_s=0.005).wait_s == 0.0  # no batching, nothing to wait for
     assert plan(CNN, 10, 16, pinned_wait_s=0.0).wait_s == 0.0
+
+
+def test_the_reserved_cpus_split_into_threads_and_calls_at_once() -> None:
+    assert batch_plan.reserved_cpus(0.1) == 1  # the default manifest: one call on one thread
+    assert batch_plan.reserved_cpus(2.0) == 2
+    assert batch_plan.reserved_cpus(2.5) == 2  # half a CPU runs no thread of its own
+    assert batch_plan.splits(1) == [(1, 1)]
+    assert batch_plan.splits(2) == [(2, 1), (1, 2)]
+    assert batch_plan.splits(4) == [(4, 1), (2, 2), (1, 4)]
+    assert batch_plan.splits(6) == [(6, 1), (3, 2), (1, 6)]
+    assert all(t * k <= cpus for cpus in range(1, 17) for t, k in batch_plan.splits(cpus))
+
+
+def test_calls_at_once_replace_threads_only_when_they_buy_more_items_a_second() -> None:
+    parallelism = batch_plan.parallelism
+    # A large convolution that threads speed up: one call on all four CPUs.
+    threaded = parallelism(4, {(4, 1): 3000.0, (2, 2): 2900.0, (1, 4): 2500.0})
+    assert (threaded.threads, threaded.flights) == (4, 1)
+    # A small model that threads barely help: four calls at once on one thread each.
+    small = parallelism(4, {(4, 1): 1000.0, (2, 2): 1600.0, (1, 4): 2400.0})
+    assert (small.threads, small.flights) == (1, 4)
+    assert "2400 items/s" in small.reason
+    # Within the gain of the best so far, the shorter calls (more threads) stay.
+    close = parallelism(2, {(2, 1): 1000.0, (1, 2): 1040.0})
+    assert (close.threads, close.flights) == (2, 1)
+    # A split that failed at warm-up (not measured) is not chosen.
+    failed = parallelism(2, {(2, 1): 1000.0})
+    assert (failed.threads, failed.flights) == (2, 1)
+    assert (parallelism(1, {}).threads, parallelism(1, {}).flights) == (1, 1)
+    assert (parallelism(4, {}).threads, parallelism(4, {}).flights) == (1, 1)
