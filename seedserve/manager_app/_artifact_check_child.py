@@ -34,12 +34,17 @@ def _import_ahead_idle() -> threading.Thread:
     sets a nice value per thread), so that a spare started while the system
     starts takes only the CPU nothing else wants; the main thread, which runs
     the test-load, keeps its priority. Raising one's own nice value needs no
-    privilege."""
+    privilege. When they are done it prints ``SPARE_READY`` (the manager hands
+    a spare an artifact only then: imports at idle priority on a busy node
+    could take minutes)."""
 
     def imports() -> None:
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         _import_ahead()
+        from seedserve.sandbox._frames import SPARE_READY
+
+        print(SPARE_READY, flush=True)
 
     thread = threading.Thread(target=imports, name="imports", daemon=True)
     thread.start()

@@ -23,6 +23,7 @@ from typing import Any
 from seedserve.codecs import Manifest
 from seedserve.errors import InvalidArtifact
 from seedserve.sandbox import Launch, SandboxLimits, launch
+from seedserve.sandbox._frames import SPARE_READY
 
 __all__ = ["SpareSandbox", "check_artifact"]
 
@@ -137,9 +138,9 @@ class SpareSandbox:
     or the replica a registration deploys needs more, so it does them at
     the lowest CPU priority (see ``_artifact_check_child``): on a busy node
     it takes only what is left over, and a registration soon after
-    ``seedserve up`` finds it ready. A registration that finds no spare
-    starts a child of its own, as :func:`check_artifact` does; one that
-    finds a spare still importing takes it. The spare holds no artifact and no secret
+    ``seedserve up`` finds it ready. It is offered only once it says its
+    imports are done; a registration that finds none ready starts a child
+    of its own, as :func:`check_artifact` does. The spare holds no artifact and no secret
     (its environment is the sandbox's allow-list); it exits when the
     manager closes its stdin, or is killed by :meth:`aclose`."""
 
@@ -154,6 +155,11 @@ class SpareSandbox:
         self._starting: asyncio.Task[None] | None = None
         self._running = 0  # test-loads in progress
         self._closed = not keep_spare
+
+    @property
+    def ready(self) -> bool:
+        """Whether a spare waits, its imports done, for the next test-load."""
+        return self._spare is not None and self._spare.alive()
 
     def start(self) -> None:
         """Schedule the first spare (within the running event loop)."""
@@ -170,7 +176,17 @@ class SpareSandbox:
             if self._running:  # the last test-load to finish schedules it again
                 return
             child = await _start_child(self._limits, spare=True)
-            if self._closed:
+            try:
+                assert child.process.stdout is not None
+                line = await asyncio.wait_for(child.process.stdout.readline(), self._timeout_s)
+                ready = line.decode(errors="replace").strip() == SPARE_READY
+            except TimeoutError:  # starved on a busy node: registrations start their own meanwhile
+                logger.warning("a spare test-load sandbox was not ready within %.0f s", self._timeout_s)
+                ready = False
+            except BaseException:
+                await child.discard()
+                raise
+            if self._closed or not ready:
                 await child.discard()
             else:
                 self._spare = child

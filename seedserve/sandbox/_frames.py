@@ -17,7 +17,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["FrameError", "Reader", "Writer", "arrays_from", "pack_arrays", "read_frame", "write_frame"]
+__all__ = ["SPARE_READY", "FrameError", "Reader", "Writer", "arrays_from", "pack_arrays", "read_frame", "write_frame"]
+
+#: The line a spare test-load child (seedserve.manager_app.artifact_check.SpareSandbox)
+#: prints once its imports are done.
+SPARE_READY = "ready"
 
 _LENGTHS = struct.Struct("<QQ")
 _MAX_HEADER = 16 * 2**20

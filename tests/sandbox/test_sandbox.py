@@ -171,16 +171,21 @@ def test_a_hung_or_lying_handler_is_stopped_and_the_next_call_gets_a_new_process
 
 
 def test_every_attack_in_load_fails_in_a_spare_sandbox_too(tmp_path: Path, targets: dict[str, Any]) -> None:
-    """A spare started ahead (SpareSandbox) is as sandboxed, and serves one artifact only."""
+    """A spare started ahead (SpareSandbox) is as sandboxed, and serves one
+    artifact only: each check takes a spare whose imports are done."""
     loading = {**targets, "in": "load"}
 
     async def twice() -> list[str]:
         spare = SpareSandbox(delay_s=0, first_delay_s=0)
         spare.start()
-        await asyncio.sleep(0.5)  # started: the first check takes the spare
         messages = []
         try:
             for _ in range(2):
+                for _ in range(600):
+                    if spare.ready:
+                        break
+                    await asyncio.sleep(0.1)
+                assert spare.ready, "no spare was ready within 60 s"
                 with pytest.raises(InvalidArtifact) as refused:
                     await spare.check(_package(tmp_path, loading), "handler", MANIFEST)
                 messages.append(refused.value.message)
