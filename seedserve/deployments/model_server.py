@@ -678,8 +678,10 @@ class ModelServer:
                     # The prediction it is compared with depends on the call's torch threads.
                     threads = torch_threads()
                     stats["threads"] = float(threads)
-                    # The end-to-end prediction's per-query path on this type; on a GPU a call's time is not its CPU.
-                    if self._placement == CPU:
+                    stats["flights"] = float(self._parallel.flights)  # calls at once (batch_plan.parallelism)
+                    # The end-to-end prediction's per-query path on this type; on a GPU a call's time is not its
+                    # CPU, nor with calls at once (their times overlap).
+                    if self._placement == CPU and self._parallel.flights == 1:
                         taken = self._path.take(threads)
                         self._path_s = self._path_s if taken is None else taken
                     if self._path_s is not None:

@@ -128,7 +128,8 @@ def fit_live(data: Iterable[Sample], calibrated: bool = True) -> LiveFit:
 
 def samples(calibration: Calibration, versions: Iterable[Mapping[str, Any]], worker_type: str) -> list[Sample]:
     """The usable measurements on ``worker_type`` stored with ``versions``:
-    enough calls, at the calibration's thread count when both are known."""
+    enough calls, at the calibration's thread count when both are known,
+    from a replica that ran one call at a time."""
     found = []
     for version in versions:
         seen = (version.get("measured") or {}).get(worker_type)
@@ -138,6 +139,8 @@ def samples(calibration: Calibration, versions: Iterable[Mapping[str, Any]], wor
             continue
         threads = seen.get("threads")
         if threads and calibration.threads and int(threads) != calibration.threads:
+            continue
+        if float(seen.get("flights") or 1) > 1:  # calls at once contend: none is one call's time alone
             continue
         try:
             profile = ModelProfile.model_validate(version["profile"])

@@ -88,7 +88,10 @@ def test_the_fit_recovers_a_fixed_cost_and_a_scale_from_models_of_both_kinds() -
 def test_measurements_of_few_calls_or_other_thread_counts_are_not_the_same_quantity() -> None:
     calibration = _calibration(threads=1)
     tiny = _profile(*TINY)
-    for version in (_version("cold", tiny, 5.0, calls=MIN_CALLS - 1), _version("threads", tiny, 5.0, threads=2)):
+    overlapping = _version("flights", tiny, 5.0)
+    overlapping["measured"]["cpu-local"]["flights"] = 2.0  # two calls at once share the CPUs: not one call's time
+    for version in (_version("cold", tiny, 5.0, calls=MIN_CALLS - 1), _version("threads", tiny, 5.0, threads=2),
+                    overlapping):
         corrected = with_live_feedback({"cpu-local": calibration}, [version])["cpu-local"]
         assert corrected.live_models == 0 and corrected.live_fixed_s == 0.0
 
