@@ -203,14 +203,18 @@ def splits(cpus: int) -> list[tuple[int, int]]:
     return [(t, cpus // t) for t in threads]
 
 
-def parallelism(cpus: int, items_per_s: Mapping[tuple[int, int], float]) -> Parallelism:
+def parallelism(cpus: int, items_per_s: Mapping[tuple[int, int], float],
+                unmeasured: str = "no split measured") -> Parallelism:
     """The split to serve with, from the items per second measured for each
     of :func:`splits` (a split not measured is not chosen): the most threads
     per call, unless fewer and more calls at once buy :data:`KNEE_GAIN`
-    more than the best so far."""
+    more than the best so far. Nothing measured: one call at a time on
+    every reserved CPU, because ``unmeasured``."""
     measured = {split: rate for split, rate in items_per_s.items() if rate > 0}
-    if cpus <= 1 or not measured:
+    if cpus <= 1:
         return Parallelism(1, 1, f"{cpus} reserved CPU: one call at a time on one thread")
+    if not measured:
+        return Parallelism(cpus, 1, f"{cpus} reserved CPUs: one call at a time on all of them ({unmeasured})")
     ordered = [split for split in splits(cpus) if split in measured]
     best = ordered[0]
     for split in ordered[1:]:

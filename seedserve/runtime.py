@@ -256,8 +256,10 @@ def model_arguments(manifest: Manifest, decoded: Mapping[str, Decoded], placemen
 
 
 def torch_threads(threads: int | None = None) -> int:
-    """The intra-op threads a model call in this process runs with, first
-    set to ``threads`` if given (for every thread of the process)."""
+    """The intra-op threads a model call on this thread runs with, first set
+    to ``threads`` if given: for this thread and for threads that make their
+    first torch call later (torch's OpenMP keeps a count per thread, so a
+    thread that has already called torch keeps its own)."""
     if threads is not None and threads != torch.get_num_threads():
         torch.set_num_threads(threads)
     return torch.get_num_threads()

@@ -13,6 +13,7 @@ import gc
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -74,6 +75,7 @@ from seedserve.runtime import (
     torch_threads,
 )
 from seedserve.sandbox import SandboxLimits, gpu_device_files
+from seedserve.sandbox.handler import SandboxedHandler
 from seedserve.settings import Settings
 
 __all__ = ["MODEL_SERVER", "ModelServer", "build"]
@@ -96,7 +98,10 @@ _MODEL_DATA_WITHIN_S = 120.0
 #: Model calls a replica keeps in its batching record (ModelServer.batching_record).
 _RECORDED_CALLS = 512
 #: Warm-up's budget for measuring the call time by batch size: it stops at the size that passes it.
+#: Splitting the CPUs into calls at once is measured only for a model whose splits all fit in it too.
 _CURVE_BUDGET_S = 2.0
+#: Each split of the CPUs is timed over at least this much of calls (and at least 3 calls a thread).
+_SPLIT_CALLS_S = 0.05
 
 #: What ``/v2/models/<name>`` answers below it besides ``/infer`` (see ModelServer._v2_info).
 _V2_INFO = ("", "/ready", "/stats")
@@ -251,8 +256,10 @@ class ModelServer:
         self._curve = batch_plan.CallCurve(await asyncio.to_thread(self._measure_curve))
         threads = torch_threads()
         self._parallel = await asyncio.to_thread(self._choose_parallelism)
+        # torch (OpenMP) keeps a thread count per thread: the event loop's calls (Route.INLINE, TOGETHER) run at it.
+        torch_threads(self._parallel.threads)
         if self._parallel.threads != threads:  # the curve again, at the threads each call now has
-            self._curve = batch_plan.CallCurve(await asyncio.to_thread(self._measure_curve))
+            self._curve = batch_plan.CallCurve(await asyncio.to_thread(self._measure_curve, self._parallel.threads))
         batcher = serve.batch(max_batch_size=self._cap, batch_wait_timeout_s=0.0,
                               max_concurrent_batches=self._parallel.flights, batch_size_fn=_batch_items)
         self._infer_batch: Callable[[tuple[dict[str, Decoded], int]], Awaitable[dict[str, np.ndarray] | SeedserveError]]
@@ -277,22 +284,39 @@ class ModelServer:
         if cpus == 1:
             torch_threads(1)
             return batch_plan.parallelism(1, {})
-        size = batch_plan.knee(self._curve, self._cap)
-        arrays = sample_inputs(self._manifest, size)
-        measured: dict[tuple[int, int], float] = {}
-        for threads, flights in batch_plan.splits(cpus):
-            try:
-                measured[(threads, flights)] = items_per_second(self._model, self._manifest, arrays, size, threads,
-                                                                flights)
-            except SeedserveError as exc:  # e.g. out of memory with several calls at once: not this split
-                logger.warning("model %s: %d calls at once failed at warm-up (%s)", self._name, flights, exc)
-        chosen = batch_plan.parallelism(cpus, measured)
-        torch_threads(chosen.threads)
-        return chosen
+        pinned = self._manifest.batching.max_batch_size
+        size = min(pinned, self._cap) if pinned is not None else batch_plan.knee(self._curve, self._cap)
+        call_s = self._curve.seconds(size)
+        splits = batch_plan.splits(cpus)
+        calls = max(3, math.ceil(_SPLIT_CALLS_S / call_s))  # enough calls that thread starts do not dominate
+        if isinstance(self._model, SandboxedHandler):
+            why = "a handler package runs one call at a time in its own sandbox"
+        elif dispatch.inline(call_s):
+            why = f"calls of {call_s * 1e3:.2f} ms run on the event loop"
+        elif (calls + 1) * call_s * len(splits) > _CURVE_BUDGET_S:
+            why = f"calls of {call_s * 1e3:.0f} ms take too long to measure each split at warm-up"
+        else:
+            why = "no split ran at warm-up"
+            arrays = sample_inputs(self._manifest, size)
+            measured: dict[tuple[int, int], float] = {}
+            for threads, flights in splits:
+                try:
+                    measured[(threads, flights)] = items_per_second(self._model, self._manifest, arrays, size,
+                                                                    threads, flights, calls)
+                except SeedserveError as exc:  # e.g. out of memory with several calls at once: not this split
+                    logger.warning("model %s: %d calls at once failed at warm-up (%s)", self._name, flights, exc)
+            chosen = batch_plan.parallelism(cpus, measured, why)
+            torch_threads(chosen.threads)
+            return chosen
+        torch_threads(cpus)
+        return batch_plan.parallelism(cpus, {}, why)
 
-    def _measure_curve(self) -> dict[int, float]:
+    def _measure_curve(self, threads: int | None = None) -> dict[int, float]:
         """Seconds per call at each size warm-up measures (the median of three,
-        after one untimed call at the size), within :data:`_CURVE_BUDGET_S`."""
+        after one untimed call at the size), within :data:`_CURVE_BUDGET_S`,
+        on ``threads`` torch threads if given."""
+        if threads is not None:
+            torch_threads(threads)
         measured: dict[int, float] = {}
         spent = 0.0
         for size in batch_plan.sizes_to_measure(self._cap):
@@ -354,7 +378,7 @@ class ModelServer:
             "cap": self._cap,
             "rate_per_s": self._arrivals.rate(time.monotonic()),
             "call_ms": {size: seconds * 1e3 for size, seconds in self._curve.as_dict().items()},
-            "threads": torch_threads(),
+            "threads": self._parallel.threads,
             "parallelism": dataclasses.asdict(self._parallel),
             "calls": [{"items": n, "queries": q, "route": way, "wait_s": wait} for n, q, way, wait in self._record],
         }
@@ -578,6 +602,8 @@ class ModelServer:
         self._arrived(count)
         way = dispatch.route(count, self.batch_size, self._manifest.batching.max_wait_ms or 0.0,
                              self._call_time.seconds, self._admission.running)
+        if way is Route.TOGETHER and self._parallel.flights > 1:  # the calls at once run on the model's threads
+            way = Route.SERVE_BATCH
         if way is Route.TOGETHER:
             return await self._together(arrays, count)
         if way is Route.SERVE_BATCH:
@@ -676,7 +702,7 @@ class ModelServer:
                 stats = self._calls.stats()
                 if stats is not None and worker_type is not None:
                     # The prediction it is compared with depends on the call's torch threads.
-                    threads = torch_threads()
+                    threads = self._parallel.threads  # torch's count is per thread; the calls run at this one
                     stats["threads"] = float(threads)
                     stats["flights"] = float(self._parallel.flights)  # calls at once (batch_plan.parallelism)
                     # The end-to-end prediction's per-query path on this type; on a GPU a call's time is not its

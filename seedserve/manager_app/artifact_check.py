@@ -83,7 +83,7 @@ def _test_load_limits(limits: SandboxLimits | None, timeout_s: float) -> Sandbox
 
 async def _start_child(limits: SandboxLimits, *, spare: bool = False) -> _Child:
     """A child in a new sandbox; a ``spare`` does its imports at the lowest CPU priority."""
-    sandbox = launch(["-m", "seedserve.manager_app._artifact_check_child", *(["--spare"] if spare else [])], limits)
+    sandbox = launch(["-m", "seedserve.sandbox._test_load_child", *(["--spare"] if spare else [])], limits)
     try:
         process = await asyncio.create_subprocess_exec(
             *sandbox.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -136,7 +136,7 @@ class SpareSandbox:
     next ones ``delay_s`` after each test-load, and never while one runs.
     Its imports take seconds of CPU, which the system starting, a test-load
     or the replica a registration deploys needs more, so it does them at
-    the lowest CPU priority (see ``_artifact_check_child``): on a busy node
+    the lowest CPU priority (see ``seedserve.sandbox._test_load_child``): on a busy node
     it takes only what is left over, and a registration soon after
     ``seedserve up`` finds it ready. It is offered only once it says its
     imports are done; a registration that finds none ready starts a child

@@ -301,11 +301,13 @@ def test_replicas_run_on_the_node_of_their_worker_type(system: System, tmp_path:
     try:
         eventually(lambda: _assert_in(log.read_text(), "worker 'tiny' is up"), timeout_s=120, interval_s=1)
         keys = {}
-        for name, scaling in (("on-tiny", {"worker_type": "tiny", "num_cpus": 2}),
-                              ("on-head", {"worker_type": "cpu-local"})):
+        # On the 2-CPU node, a model of matrix products (calls of milliseconds, too slow for the event loop).
+        split_model = Slow(200)
+        for name, model, scaling in (("on-tiny", split_model, {"worker_type": "tiny", "num_cpus": 2}),
+                                     ("on-head", SumAndBatchSize(), {"worker_type": "cpu-local"})):
             registered.append(name)
-            keys[name] = _register(system, tmp_path, SumAndBatchSize(), name, scaling=scaling)
-            _serving(system, name, keys[name], 3)
+            keys[name] = _register(system, tmp_path, model, name, scaling=scaling)
+            _serving(system, name, keys[name], 4 if model is split_model else 3)
         split = _batching_record(system, "on-tiny")
         parallel = split["parallelism"]
         assert parallel["threads"] * parallel["flights"] == 2, parallel
@@ -315,11 +317,16 @@ def test_replicas_run_on_the_node_of_their_worker_type(system: System, tmp_path:
         default = _batching_record(system, "on-head")["parallelism"]
         assert (default["threads"], default["flights"]) == (1, 1), default  # the default 0.1 CPU
 
+        inputs = [[[i / 24, 0.5, -0.25, 1.0]] for i in range(24)]
+
         async def flood() -> list[dict[str, Any]]:
             async with AsyncClient(system.master_url, keys["on-tiny"], timeout=60) as client:
-                return await asyncio.gather(*(client.predict("on-tiny", x=[[float(i), 1.0, 2.0]]) for i in range(24)))
+                return await asyncio.gather(*(client.predict("on-tiny", x=x) for x in inputs))
 
-        assert [a["y"][0][0] for a in asyncio.run(flood())] == [i + 3.0 for i in range(24)]  # each its own row
+        with torch.inference_mode():
+            expected = [split_model(torch.tensor(x)).tolist()[0] for x in inputs]
+        for answer, row in zip(asyncio.run(flood()), expected, strict=True):  # each query its own row
+            assert answer["y"][0] == pytest.approx(row, rel=1e-3, abs=1e-4)
         nodes = {name: _replica_nodes(system, name) for name in ("on-tiny", "on-head")}
         head = _replica_nodes(system, "master", deployment="Master")
         assert len(nodes["on-tiny"]) == 1 and len(nodes["on-head"]) == 1 and len(head) == 1, nodes

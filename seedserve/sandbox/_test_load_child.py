@@ -1,5 +1,5 @@
-"""Test-load an artifact: ``python -m seedserve.manager_app._artifact_check_child``, run
-inside the sandbox (:mod:`seedserve.sandbox`) by :mod:`.artifact_check`.
+"""Test-load an artifact: ``python -m seedserve.sandbox._test_load_child``, run
+inside the sandbox (:mod:`seedserve.sandbox`) by :mod:`seedserve.manager_app.artifact_check`.
 
 Reads one frame on stdin (the manifest and the format in its header, the
 artifact's bytes as its payload); prints one JSON line: the output shapes
