@@ -127,7 +127,7 @@ def _oip_status(answer: OipAnswer) -> int:
 
 
 class _BatchSettings(Protocol):
-    """What ``serve.batch`` adds to the function it wraps (Ray types the method as a plain callable)."""
+    """What ``serve.batch`` adds to the function it wraps (``_infer_batch`` is typed as a plain callable)."""
 
     def set_batch_wait_timeout_s(self, new_batch_wait_timeout_s: float) -> None: ...
 
@@ -260,6 +260,8 @@ class ModelServer:
         torch_threads(self._parallel.threads)
         if self._parallel.threads != threads:  # the curve again, at the threads each call now has
             self._curve = batch_plan.CallCurve(await asyncio.to_thread(self._measure_curve, self._parallel.threads))
+        # Serve's batcher takes up to the cap; each call takes up to the plan's size (dispatch.merged_calls),
+        # so lowering the plan never refuses a query already queued.
         batcher = serve.batch(max_batch_size=self._cap, batch_wait_timeout_s=0.0,
                               max_concurrent_batches=self._parallel.flights, batch_size_fn=_batch_items)
         self._infer_batch: Callable[[tuple[dict[str, Decoded], int]], Awaitable[dict[str, np.ndarray] | SeedserveError]]
@@ -268,8 +270,6 @@ class ModelServer:
         self._record: collections.deque[tuple[int, int, str, float]] = collections.deque(maxlen=_RECORDED_CALLS)
         self._planned_at = time.monotonic()
         self._plan = batch_plan.Plan(1, 0.0, "not planned yet")
-        # Serve's batcher takes up to the cap; each call takes up to the plan's size (dispatch.merged_calls),
-        # so lowering the plan never refuses a query already queued.
         self._serve_wait_s = 0.0  # as Serve's batcher above starts
         self._apply(self._next_plan(0.0))
 
