@@ -136,7 +136,9 @@ def shares(outputs: dict[str, np.ndarray] | SeedserveError,
         return [ModelError(f"the model's outputs could not be split per query: {exc}")] * len(counts)
 
 
-def capacity(max_ongoing_requests: int, batch_size: int) -> int:
-    """Queries a replica runs at once: the manifest's limit, and two full
-    batches when batching is on, so that one batch can fill while the other runs."""
-    return max(max_ongoing_requests, 2 * batch_size if batch_size > 1 else 1)
+def capacity(max_ongoing_requests: int, batch_size: int, flights: int = 1) -> int:
+    """Queries a replica runs at once: the manifest's limit, and, with
+    ``flights`` model calls at once (seedserve.batch_plan.parallelism), a full
+    batch for each call and one more filling while they run (one query per
+    call when batching is off)."""
+    return max(max_ongoing_requests, (flights + 1) * batch_size if batch_size > 1 else flights)

@@ -182,7 +182,8 @@ class ModelServer:
         await self._start_batching()
         scaling = self._manifest.scaling
         self._admission = Admission(
-            dispatch.capacity(scaling.max_ongoing_requests, self._cap), scaling.max_queued_requests
+            dispatch.capacity(scaling.max_ongoing_requests, self._cap, self._parallel.flights),
+            scaling.max_queued_requests,
         )
         self._deadlines = Deadlines(scaling.request_timeout_s)
         self._metrics = ModelMetrics()
@@ -373,11 +374,13 @@ class ModelServer:
         operators and tests): the plan and why, the cap, the arrival rate, the
         measured call times (ms) by batch size, and its recent model calls
         (items, queries, route, the wait in force)."""
+        with self._books:  # the calls in flight add to the curve meanwhile
+            curve = self._curve.as_dict()
         return {
             "plan": dataclasses.asdict(self._plan),
             "cap": self._cap,
             "rate_per_s": self._arrivals.rate(time.monotonic()),
-            "call_ms": {size: seconds * 1e3 for size, seconds in self._curve.as_dict().items()},
+            "call_ms": {size: seconds * 1e3 for size, seconds in curve.items()},
             "threads": self._parallel.threads,
             "parallelism": dataclasses.asdict(self._parallel),
             "calls": [{"items": n, "queries": q, "route": way, "wait_s": wait} for n, q, way, wait in self._record],
@@ -699,7 +702,8 @@ class ModelServer:
             # (the health check would then restart a replica that serves fine).
             try:
                 worker_type = worker_type or await asyncio.to_thread(node_worker_type)
-                stats = self._calls.stats()
+                with self._books:  # the calls in flight add to it meanwhile
+                    stats = self._calls.stats()
                 if stats is not None and worker_type is not None:
                     # The prediction it is compared with depends on the call's torch threads.
                     threads = self._parallel.threads  # torch's count is per thread; the calls run at this one
@@ -753,7 +757,9 @@ class ModelServer:
         if rest == "/ready":
             return json.dumps({"name": self._name, "ready": True}).encode()
         if rest == "/stats":
-            return json.dumps(self._stats.as_oip(self._name, self._version)).encode()
+            with self._books:  # the calls in flight add to them meanwhile
+                stats = self._stats.as_oip(self._name, self._version)
+            return json.dumps(stats).encode()
         return json.dumps(self._metadata()).encode()
 
     def _with_key(self, authorization: str, answer: Callable[[], bytes]) -> tuple[int, dict[str, str], bytes]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from seedserve import dispatch
+from seedserve import batch_plan, dispatch
 from seedserve.codecs import Manifest
 from seedserve.codecs.schema import Scaling
 from seedserve.settings import Settings
@@ -174,8 +174,10 @@ def model_application(version: Mapping[str, Any], *, own_route: bool = False,
                 **_replicas(scaling, min_replicas, initial=max(min_replicas, 0 if own_route else 1)),
                 # The replica admits queries itself (503 with Retry-After when
                 # full), so Serve must pass it every query it could admit.
+                # Its calls at once are not known before its warm-up: at most one per reserved CPU.
                 "max_ongoing_requests": dispatch.capacity(
-                    scaling.max_ongoing_requests, dispatch.batch_size(manifest.batching.max_batch_size, None)
+                    scaling.max_ongoing_requests, dispatch.batch_size(manifest.batching.max_batch_size, None),
+                    1 if "num_gpus" in options else batch_plan.reserved_cpus(scaling.num_cpus),
                 ) + scaling.max_queued_requests + 1,
                 "logging_config": dict(_REPLICA_LOGGING),
                 "ray_actor_options": options,

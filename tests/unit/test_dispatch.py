@@ -93,6 +93,13 @@ def test_a_replica_admits_two_batches_when_batching(ongoing: int, batch: int, ex
     assert dispatch.capacity(ongoing, batch) == expected
 
 
+@pytest.mark.parametrize(("ongoing", "batch", "flights", "expected"),
+                         [(4, 16, 2, 48), (4, 16, 4, 80), (0, 1, 4, 4), (8, 1, 4, 8), (128, 16, 2, 128)])
+def test_a_replica_admits_a_batch_per_call_in_flight_and_one_filling(ongoing: int, batch: int, flights: int,
+                                                                     expected: int) -> None:
+    assert dispatch.capacity(ongoing, batch, flights) == expected
+
+
 def test_the_decisions_import_neither_ray_nor_torch() -> None:
     import subprocess
     import sys

@@ -63,6 +63,9 @@ def test_model_deployments_carry_the_manifests_scaling_and_admission() -> None:
     assert autoscaling["look_back_period_s"] == 2 and autoscaling["metrics_interval_s"] == 0.5
     # Serve passes the replica every query it could admit: two batches of 8, plus 10 queued, plus one to refuse.
     assert deployment["max_ongoing_requests"] == 16 + 10 + 1
+    # With 4 reserved CPUs the replica may run 4 calls at once: a batch for each and one filling.
+    doc["manifest"]["scaling"]["num_cpus"] = 4
+    assert model_application(doc)["deployments"][0]["max_ongoing_requests"] == 5 * 8 + 10 + 1
 
 
 def _model(name: str, latest: int, pinned: int | None = None) -> dict[str, Any]:
