@@ -32,6 +32,9 @@ logger = logging.getLogger("seedserve.manager.artifact_check")
 #: Wall-clock seconds a test-load may take, from the artifact's first byte to the report.
 TIMEOUT_S = 120.0
 
+#: The longest wait before another spare after spares in a row that failed.
+_MAX_RETRY_S = 300.0
+
 _CHUNK = 2**20
 #: How much of the child's stdout (its report, the last line: a profile lists
 #: every op, megabytes for a deep model) and of its stderr the manager keeps.
@@ -70,10 +73,12 @@ class _Child:
         return self.process.returncode is None
 
     async def discard(self) -> None:
-        if self.alive():
-            self.process.kill()
-            await self.process.wait()
-        self.sandbox.cleanup()
+        try:
+            if self.alive():
+                self.process.kill()
+                await self.process.wait()
+        finally:  # cancelled while it exits too: the cgroup's removal kills what is left
+            self.sandbox.cleanup()
 
 
 def _test_load_limits(limits: SandboxLimits | None, timeout_s: float) -> SandboxLimits:
@@ -134,6 +139,9 @@ class SpareSandbox:
 
     The first spare is started ``first_delay_s`` after :meth:`start`, the
     next ones ``delay_s`` after each test-load, and never while one runs.
+    A spare that is not ready within the timeout, or that dies while it
+    waits, is replaced after ``retry_s``, doubled after each failure in a
+    row up to :data:`_MAX_RETRY_S`.
     Its imports take seconds of CPU, which the system starting, a test-load
     or the replica a registration deploys needs more, so it does them at
     the lowest CPU priority (see ``seedserve.sandbox._test_load_child``): on a busy node
@@ -145,13 +153,17 @@ class SpareSandbox:
     manager closes its stdin, or is killed by :meth:`aclose`."""
 
     def __init__(self, limits: SandboxLimits | None = None, *, timeout_s: float = TIMEOUT_S,
-                 delay_s: float = 0.5, first_delay_s: float = 1.0, keep_spare: bool = True) -> None:
+                 delay_s: float = 0.5, first_delay_s: float = 1.0, retry_s: float = 5.0,
+                 keep_spare: bool = True) -> None:
         """``keep_spare`` False: every test-load starts its child then (no process waits in between)."""
         self._limits = _test_load_limits(limits, timeout_s)
         self._timeout_s = timeout_s
         self._delay_s = delay_s
         self._first_delay_s = first_delay_s
+        self._retry_s = retry_s
+        self._failures = 0  # spares in a row that were not ready or died waiting
         self._spare: _Child | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[None] | None = None
         self._running = 0  # test-loads in progress
         self._closed = not keep_spare
@@ -171,9 +183,11 @@ class SpareSandbox:
             self._starting = asyncio.get_running_loop().create_task(self._start_later(wait))
 
     async def _start_later(self, delay_s: float) -> None:
+        failed = True
         try:
             await asyncio.sleep(delay_s)
             if self._running:  # the last test-load to finish schedules it again
+                failed = False
                 return
             child = await _start_child(self._limits, spare=True)
             try:
@@ -186,19 +200,42 @@ class SpareSandbox:
             except BaseException:
                 await child.discard()
                 raise
+            failed = not ready
             if self._closed or not ready:
                 await child.discard()
             else:
                 self._spare = child
+                self._failures = 0
+                self._watch = asyncio.get_running_loop().create_task(self._watch_spare(child))
         except asyncio.CancelledError:
             raise
         except Exception:  # the sandbox is unavailable now: a registration starts its own and says why
             logger.warning("could not start a spare test-load sandbox", exc_info=True)
         finally:
             self._starting = None
+        if failed:
+            self._retry()
+
+    def _retry(self) -> None:
+        """Another spare after a failed one, later after each failure in a row."""
+        self._failures += 1
+        self._schedule(min(self._retry_s * 2 ** (self._failures - 1), _MAX_RETRY_S))
+
+    async def _watch_spare(self, child: _Child) -> None:
+        """Replace the waiting spare ``child`` if it dies before a test-load takes it."""
+        await child.process.wait()
+        if self._spare is child:
+            self._spare = None
+            logger.warning("the spare test-load sandbox exited (code %s) before a test-load; starting another",
+                           child.process.returncode)
+            await child.discard()
+            self._retry()
 
     async def _take(self) -> _Child:
         spare, self._spare = self._spare, None
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if spare is not None and spare.alive():
             return spare
         if spare is not None:
@@ -217,10 +254,11 @@ class SpareSandbox:
     async def aclose(self) -> None:
         """Stop the spare (and one being started)."""
         self._closed = True
-        if self._starting is not None:
-            self._starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._starting
+        for task in (self._starting, self._watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._spare is not None:
             await self._spare.discard()
             self._spare = None

@@ -181,11 +181,7 @@ def test_every_attack_in_load_fails_in_a_spare_sandbox_too(tmp_path: Path, targe
         messages = []
         try:
             for _ in range(2):
-                for _ in range(600):
-                    if spare.ready:
-                        break
-                    await asyncio.sleep(0.1)
-                assert spare.ready, "no spare was ready within 60 s"
+                assert await _until_ready(spare), "no spare was ready within 120 s"
                 with pytest.raises(InvalidArtifact) as refused:
                     await spare.check(_package(tmp_path, loading), "handler", MANIFEST)
                 messages.append(refused.value.message)
@@ -197,3 +193,52 @@ def test_every_attack_in_load_fails_in_a_spare_sandbox_too(tmp_path: Path, targe
         inside = _report(message)
         assert {name: ok for name, (ok, _) in inside.items()} == dict.fromkeys(inside, 0), inside
     assert not _leftovers(targets)
+
+
+async def _until_ready(spare: SpareSandbox, seconds: float = 120.0) -> bool:
+    """Whether a spare is ready within ``seconds`` (its imports run at idle priority, so a busy node slows them)."""
+    for _ in range(int(seconds * 10)):
+        if spare.ready:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def test_a_spare_that_dies_waiting_or_is_never_ready_is_replaced() -> None:
+    """A spare killed while it waits is replaced by a new one without a
+    test-load; spares that are not ready within the timeout are retried, each
+    one discarded with its sandbox."""
+
+    async def killed() -> tuple[int, int]:
+        spare = SpareSandbox(delay_s=0, first_delay_s=0, retry_s=0.1)
+        spare.start()
+        try:
+            assert await _until_ready(spare), "no spare was ready within 120 s"
+            first = spare._spare
+            assert first is not None
+            first.process.kill()
+            await first.process.wait()
+            assert await _until_ready(spare), "no spare replaced the killed one within 120 s"
+            assert spare._spare is not None
+            assert first.sandbox.stage_dir is None or not Path(first.sandbox.stage_dir).exists()
+            return first.process.pid, spare._spare.process.pid
+        finally:
+            await spare.aclose()
+
+    first_pid, second_pid = asyncio.run(killed())
+    assert first_pid != second_pid
+
+    async def never_ready() -> int:
+        spare = SpareSandbox(timeout_s=0.001, delay_s=0, first_delay_s=0, retry_s=0.05)
+        spare.start()
+        try:
+            for _ in range(200):
+                if spare._failures >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert not spare.ready
+            return spare._failures
+        finally:
+            await spare.aclose()
+
+    assert asyncio.run(never_ready()) >= 3
